@@ -1,1 +1,49 @@
-"""fedcredit.crypto."""
+"""fedcredit.crypto: Paillier (DJN encryption, CRT decryption) over fixed-point vectors.
+
+The safe API other packages import is listed in ``__all__``; raw primitives
+(``PublicKey.raw_encrypt``, ``PrivateKey.raw_decrypt``) are for this package and its tests.
+"""
+
+from fedcredit.crypto.codec import decode, encode
+from fedcredit.crypto.keys import (
+    PrivateKey,
+    PublicKey,
+    generate_keypair,
+    load_private_key,
+    save_private_key,
+)
+from fedcredit.crypto.multiexp import matvec_t, weighted_sum
+from fedcredit.crypto.packing import PackedCiphertexts, decrypt_packed, mask_and_pack, unmask
+from fedcredit.crypto.pool import get_workers, set_workers
+from fedcredit.crypto.serde import (
+    packed_from_bytes,
+    packed_to_bytes,
+    vector_from_bytes,
+    vector_to_bytes,
+)
+from fedcredit.crypto.vector import EncryptedVector, decrypt_vector, encrypt_vector
+
+__all__ = [
+    "EncryptedVector",
+    "PackedCiphertexts",
+    "PrivateKey",
+    "PublicKey",
+    "decode",
+    "decrypt_packed",
+    "decrypt_vector",
+    "encode",
+    "encrypt_vector",
+    "generate_keypair",
+    "get_workers",
+    "load_private_key",
+    "mask_and_pack",
+    "matvec_t",
+    "packed_from_bytes",
+    "packed_to_bytes",
+    "save_private_key",
+    "set_workers",
+    "unmask",
+    "vector_from_bytes",
+    "vector_to_bytes",
+    "weighted_sum",
+]

@@ -1,0 +1,243 @@
+"""The ``fedcredit`` command: demo, run, node, certs, score, debt-check, selfcheck.
+
+Every ``FedCreditError`` becomes one line on stderr and exit code 2; no traceback for user errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fedcredit.errors import FedCreditError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine output on stdout, no progress")
+    parser.add_argument(
+        "--insecure", action="store_true", help="plaintext gRPC (local debugging only)"
+    )
+    parser.add_argument("--allow-small-keys", action="store_true", help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedcredit", description="Vertical federated credit scoring."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="the whole story on one machine with synthetic institutions")
+    demo.add_argument("--customers", type=int, default=30000)
+    demo.add_argument("--epochs", type=int, default=3)
+    demo.add_argument("--key-bits", type=int, default=2048)
+    demo.add_argument("--out", type=Path, default=None, help="keep the demo's files here")
+    _add_common(demo)
+
+    run = sub.add_parser("run", help="align, train and evaluate a federation")
+    run.add_argument("federation", type=Path)
+    run.add_argument("--out", type=Path, required=True)
+    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    _add_common(run)
+
+    node = sub.add_parser("node", help="run one node (a party or the coordinator)")
+    node.add_argument("--federation", type=Path, required=True)
+    node.add_argument("--party", required=True)
+    node.add_argument("--listen", default=None, help="host:port (default: the file's address)")
+    node.add_argument("--port-file", type=Path, default=None)
+    node.add_argument("--state-dir", type=Path, default=None)
+    node.add_argument("--model", type=Path, default=None, help="model folder to score with")
+    node.add_argument(
+        "--certs", type=Path, default=None, help="folder with ca.pem, NAME.pem, NAME.key"
+    )
+    node.add_argument("--peer", action="append", default=[], help="NAME=HOST:PORT override")
+    _add_common(node)
+
+    certs = sub.add_parser("certs", help="certificates for mutual TLS")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    init = certs_sub.add_parser("init", help="make a CA and one certificate per party")
+    init.add_argument("--out", type=Path, required=True)
+    init.add_argument(
+        "--parties", required=True, help="comma-separated names, coordinator included"
+    )
+
+    score = sub.add_parser("score", help="batch scoring with a trained model")
+    score.add_argument("federation", type=Path)
+    score.add_argument("--model", type=Path, required=True)
+    score.add_argument("--ids", type=Path, required=True)
+    score.add_argument("--out", type=Path, required=True)
+    _add_common(score)
+
+    debt = sub.add_parser(
+        "debt-check", help="how many other lenders an applicant owes, and how much"
+    )
+    debt.add_argument("federation", type=Path)
+    debt.add_argument("--lender", required=True)
+    debt.add_argument("--applicants", type=Path, required=True)
+    debt.add_argument("--out", type=Path, default=None)
+    debt.add_argument("--min-count-for-total", type=int, default=2)
+    _add_common(debt)
+
+    check = sub.add_parser("selfcheck", help="check the Paillier engine against phe")
+    check.add_argument("--key-bits", type=int, default=2048)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from fedcredit.cli.jobs import run_job
+    from fedcredit.config import load_federation
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    metrics = run_job(
+        fed,
+        args.out,
+        resume=args.resume,
+        quiet=args.json,
+        insecure=args.insecure,
+        allow_small_keys=args.allow_small_keys,
+    )
+    _report(metrics, args.json)
+    return 0
+
+
+def _report(metrics: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    print(
+        f"AUC {metrics['auc']:.4f}  KS {metrics['ks']:.4f}  on {metrics['rows_test']:,} held-out "
+        f"customers ({metrics['rows_aligned']:,} aligned, {metrics['epochs']} epochs, "
+        f"{metrics['seconds']:.0f} s)"
+    )
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    from fedcredit.config import load_federation
+    from fedcredit.errors import ConfigError
+    from fedcredit.node.runtime import NodeOptions, serve
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    peers = []
+    for item in args.peer:
+        name, sep, address = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--peer {item!r}: expected NAME=HOST:PORT")
+        peers.append((name, address))
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {args.party} %(levelname)s %(message)s"
+    )
+    serve(
+        fed,
+        NodeOptions(
+            name=args.party,
+            listen=args.listen,
+            port_file=args.port_file,
+            state_dir=args.state_dir,
+            model_dir=args.model,
+            cert_dir=args.certs,
+            insecure=args.insecure,
+            allow_small_keys=args.allow_small_keys,
+            peers=tuple(peers),
+        ),
+    )
+    return 0
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    from fedcredit.node.tls import init_certs
+
+    names = [n.strip() for n in args.parties.split(",") if n.strip()]
+    paths = init_certs(args.out, names)
+    print(f"wrote a CA ({paths.ca}) and certificates for {', '.join(names)} in {args.out}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from fedcredit.cli.jobs import read_ids, score_batch
+    from fedcredit.config import load_federation
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    ids = read_ids(args.ids)
+    count = score_batch(
+        fed,
+        args.model,
+        ids,
+        args.out,
+        quiet=args.json,
+        insecure=args.insecure,
+        allow_small_keys=args.allow_small_keys,
+    )
+    if args.json:
+        print(json.dumps({"scored": count, "out": str(args.out)}))
+    else:
+        print(f"scored {count:,} applicants into {args.out}")
+    return 0
+
+
+def _cmd_debt(args: argparse.Namespace) -> int:
+    from fedcredit.cli.debt import debt_check
+
+    return int(
+        debt_check(
+            args.federation,
+            args.lender,
+            args.applicants,
+            args.out,
+            args.json,
+            min_count_for_total=args.min_count_for_total,
+        )
+        or 0
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from fedcredit.cli.demo import run_demo
+
+    run_demo(
+        customers=args.customers,
+        epochs=args.epochs,
+        key_bits=args.key_bits,
+        out=args.out,
+        as_json=args.json,
+        allow_small_keys=args.allow_small_keys,
+    )
+    return 0
+
+
+def _cmd_selfcheck(args: argparse.Namespace) -> int:
+    from fedcredit.cli.selfcheck import selfcheck
+
+    selfcheck(args.key_bits)
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "node": _cmd_node,
+    "certs": _cmd_certs,
+    "score": _cmd_score,
+    "debt-check": _cmd_debt,
+    "demo": _cmd_demo,
+    "selfcheck": _cmd_selfcheck,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except FedCreditError as exc:
+        print(f"fedcredit: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("fedcredit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,301 @@
+"""Paillier keys with DJN encryption, CRT decryption, phe interop and JSON files.
+
+Raw primitives here (``raw_encrypt``, ``raw_decrypt``) take and return integers mod n; only
+``fedcredit.crypto`` and its tests should call them. The safe API is in ``vector.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gmpy2
+import phe
+from gmpy2 import mpz
+
+from fedcredit.crypto.djn import FixedBaseTable, LazyTable
+from fedcredit.errors import CryptoError
+
+#: Smallest modulus ``generate_keypair`` makes without ``allow_small=True``.
+MIN_KEY_BITS = 2048
+#: Below this even ``allow_small`` refuses: packing and codec margins stop making sense.
+ABSOLUTE_MIN_KEY_BITS = 512
+#: Shortest exponent ``short_exponent_bits`` accepts.
+MIN_SHORT_EXPONENT_BITS = 256
+
+_SYSTEM_RANDOM = random.SystemRandom()
+_PUBLIC_KIND = "fedcredit.paillier.public"
+_PRIVATE_KIND = "fedcredit.paillier.private"
+
+
+def system_random() -> random.Random:
+    """The operating system's CSPRNG (``random.SystemRandom``), the default randomness."""
+    return _SYSTEM_RANDOM
+
+
+def _make_djn_base(n: Any, nsquare: Any, rng: random.Random) -> Any:
+    # h = -y**2 mod n for a random unit y; hs = h**n mod n**2 is a random n-th residue.
+    while True:
+        y = mpz(rng.randrange(2, int(n)))
+        if gmpy2.gcd(y, n) == 1:
+            break
+    h = (-(y * y)) % n
+    return gmpy2.powmod(h, n, nsquare)
+
+
+class PublicKey:
+    """A Paillier public key ``n`` with ``g = n + 1`` and the DJN base ``hs``.
+
+    Encryption is ``(1 + n m) * hs**x mod n**2`` with ``x`` uniform on n/2 bits (the choice of
+    Damgård-Jurik-Nielsen 2010 and HEU). ``short_exponent_bits`` (opt-in, e.g. 448) draws
+    ``x`` from that many bits instead; this is faster but its semantic security rests on an
+    extra assumption besides DCR: that discrete logarithms with short exponents in the group
+    of n-th residues are hard (DJN's "short exponent" assumption, Damgård, Jurik and Nielsen,
+    "A generalization of Paillier's public-key system with applications to electronic voting",
+    IJIS 2010, section 4.2). Equality is by ``n``: keys differing only in ``hs`` or the
+    exponent length encrypt for the same private key.
+    """
+
+    def __init__(
+        self,
+        n: int | Any,
+        hs: int | Any | None = None,
+        *,
+        short_exponent_bits: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.n: Any = mpz(n)
+        if self.n < 15 or self.n % 2 == 0:
+            raise CryptoError("Paillier modulus must be an odd integer of at least 4 bits")
+        self.nsquare: Any = self.n * self.n
+        self.g: Any = self.n + 1
+        self.bits: int = int(self.n.bit_length())
+        self.max_int: Any = self.n // 3
+        self.hs: Any = (
+            _make_djn_base(self.n, self.nsquare, rng or _SYSTEM_RANDOM) if hs is None else mpz(hs)
+        )
+        if not 0 < self.hs < self.nsquare or gmpy2.gcd(self.hs, self.n) != 1:
+            raise CryptoError("DJN base hs must be a unit modulo n**2")
+        full = (self.bits + 1) // 2
+        if short_exponent_bits is not None and not (
+            MIN_SHORT_EXPONENT_BITS <= short_exponent_bits <= full
+        ):
+            raise CryptoError(
+                f"short_exponent_bits must be in [{MIN_SHORT_EXPONENT_BITS}, {full}], "
+                f"got {short_exponent_bits}"
+            )
+        self.short_exponent_bits = short_exponent_bits
+        self.exponent_bits: int = short_exponent_bits or full
+        digest = hashlib.sha256(int(self.n).to_bytes((self.bits + 7) // 8, "big")).hexdigest()
+        self.fingerprint: str = digest[:32]
+        self._table = LazyTable(self.hs, self.nsquare, self.exponent_bits)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PublicKey) and self.n == other.n
+
+    def __hash__(self) -> int:
+        return hash(("PublicKey", int(self.n)))
+
+    def __repr__(self) -> str:
+        return f"PublicKey(bits={self.bits}, fingerprint={self.fingerprint!r})"
+
+    @property
+    def table(self) -> FixedBaseTable:
+        """The fixed-base comb table for ``hs``, built on first use."""
+        return self._table.get()
+
+    def random_exponents(self, count: int, rng: random.Random | None = None) -> list[int]:
+        """``count`` DJN exponents, each uniform on ``exponent_bits`` bits."""
+        source = rng or _SYSTEM_RANDOM
+        return [source.getrandbits(self.exponent_bits) for _ in range(count)]
+
+    def obfuscators(self, count: int, rng: random.Random | None = None) -> list[Any]:
+        """``count`` fresh values ``hs**x mod n**2`` (threads, fixed-base table)."""
+        return self.table.pow_many(self.random_exponents(count, rng))
+
+    def raw_encrypt(self, plaintext: int, r: int) -> Any:
+        """Textbook Paillier ``(1 + n m) * r**n mod n**2`` with a caller-given ``r``.
+
+        This is phe's ``raw_encrypt(m, r_value=r)``; it exists for known-answer tests.
+        """
+        m = mpz(plaintext) % self.n
+        return (1 + self.n * m) * gmpy2.powmod(mpz(r), self.n, self.nsquare) % self.nsquare
+
+    def raw_encrypt_djn(self, plaintext: int, x: int) -> Any:
+        """DJN encryption ``(1 + n m) * hs**x mod n**2`` with a caller-given exponent ``x``."""
+        m = mpz(plaintext) % self.n
+        return (1 + self.n * m) * gmpy2.powmod(self.hs, mpz(x), self.nsquare) % self.nsquare
+
+    def to_phe(self) -> phe.PaillierPublicKey:
+        """The same key as a ``phe.PaillierPublicKey`` (ciphertexts are interchangeable)."""
+        return phe.PaillierPublicKey(int(self.n))
+
+    @classmethod
+    def from_phe(
+        cls, public_key: phe.PaillierPublicKey, *, rng: random.Random | None = None
+    ) -> PublicKey:
+        """Wrap a phe key; a fresh DJN base is drawn since phe has none."""
+        return cls(int(public_key.n), rng=rng)
+
+    def to_json(self) -> str:
+        """JSON text with ``n`` and ``hs`` as decimal strings."""
+        return json.dumps(self._json_fields())
+
+    def _json_fields(self) -> dict[str, Any]:
+        return {"kind": _PUBLIC_KIND, "version": 1, "n": str(self.n), "hs": str(self.hs)}
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, short_exponent_bits: int | None = None) -> PublicKey:
+        """Parse :meth:`to_json` output; CryptoError when malformed."""
+        fields = _parse_json(text, _PUBLIC_KIND)
+        return cls(
+            _int_field(fields, "n"),
+            _int_field(fields, "hs"),
+            short_exponent_bits=short_exponent_bits,
+        )
+
+
+class PrivateKey:
+    """The factors ``p < q`` of ``n`` with the CRT constants for fast decryption."""
+
+    def __init__(self, public_key: PublicKey, p: int | Any, q: int | Any) -> None:
+        p, q = mpz(p), mpz(q)
+        if p * q != public_key.n:
+            raise CryptoError("p * q does not equal the public key's n")
+        if p == q:
+            raise CryptoError("p and q must differ")
+        if q < p:
+            p, q = q, p
+        self.public_key = public_key
+        self.p: Any = p
+        self.q: Any = q
+        self.psquare: Any = p * p
+        self.qsquare: Any = q * q
+        self.p_inverse: Any = gmpy2.invert(p, q)
+        self.hp: Any = self._h(p, self.psquare)
+        self.hq: Any = self._h(q, self.qsquare)
+
+    def _h(self, prime: Any, prime_square: Any) -> Any:
+        lifted = gmpy2.powmod(self.public_key.g, prime - 1, prime_square)
+        return gmpy2.invert((lifted - 1) // prime, prime)
+
+    def __repr__(self) -> str:
+        return f"PrivateKey(fingerprint={self.public_key.fingerprint!r})"
+
+    def raw_decrypt(self, ciphertext: int | Any) -> Any:
+        """Plaintext in ``[0, n)`` of one ciphertext, by CRT over ``p**2`` and ``q**2``."""
+        c = mpz(ciphertext)
+        p, q = self.p, self.q
+        mp = (gmpy2.powmod(c, p - 1, self.psquare) - 1) // p * self.hp % p
+        mq = (gmpy2.powmod(c, q - 1, self.qsquare) - 1) // q * self.hq % q
+        return mp + (mq - mp) * self.p_inverse % q * p
+
+    def to_phe(self) -> phe.PaillierPrivateKey:
+        """The same key as a ``phe.PaillierPrivateKey``."""
+        return phe.PaillierPrivateKey(self.public_key.to_phe(), int(self.p), int(self.q))
+
+    @classmethod
+    def from_phe(
+        cls, private_key: phe.PaillierPrivateKey, *, rng: random.Random | None = None
+    ) -> PrivateKey:
+        """Wrap a phe private key (and its public key, with a fresh DJN base)."""
+        public = PublicKey.from_phe(private_key.public_key, rng=rng)
+        return cls(public, int(private_key.p), int(private_key.q))
+
+    def to_json(self) -> str:
+        """JSON text with the public fields plus ``p`` and ``q``; keep it secret."""
+        fields = self.public_key._json_fields()
+        fields.update(kind=_PRIVATE_KIND, p=str(self.p), q=str(self.q))
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PrivateKey:
+        """Parse :meth:`to_json` output, checking that p and q are primes with p q = n."""
+        fields = _parse_json(text, _PRIVATE_KIND)
+        public = PublicKey(_int_field(fields, "n"), _int_field(fields, "hs"))
+        p, q = _int_field(fields, "p"), _int_field(fields, "q")
+        if not (gmpy2.is_prime(p) and gmpy2.is_prime(q)):
+            raise CryptoError("private key file: p and q must be primes")
+        return cls(public, p, q)
+
+
+def _parse_json(text: str | bytes, kind: str) -> dict[str, Any]:
+    try:
+        fields = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CryptoError(f"key JSON is not valid JSON: {exc}") from exc
+    if not isinstance(fields, dict) or fields.get("kind") != kind:
+        raise CryptoError(f"key JSON must be an object of kind {kind!r}")
+    if fields.get("version") != 1:
+        raise CryptoError(f"unsupported key JSON version {fields.get('version')!r}")
+    return fields
+
+
+def _int_field(fields: dict[str, Any], name: str) -> int:
+    value = fields.get(name)
+    if not isinstance(value, str) or not value.isdigit():
+        raise CryptoError(f"key JSON field {name!r} must be a decimal string")
+    return int(value)
+
+
+def _random_prime(bits: int, rng: random.Random) -> Any:
+    while True:
+        # The top two bits set make the product of two such primes exactly 2*bits long.
+        candidate = mpz(rng.getrandbits(bits)) | (mpz(3) << (bits - 2)) | 1
+        prime = gmpy2.next_prime(candidate)
+        if prime.bit_length() == bits:
+            return prime
+
+
+def generate_keypair(
+    bits: int = MIN_KEY_BITS, *, allow_small: bool = False, rng: random.Random | None = None
+) -> tuple[PublicKey, PrivateKey]:
+    """A fresh key pair with an n of exactly ``bits`` bits and a random DJN base.
+
+    ``bits < 2048`` is refused unless ``allow_small`` (for tests); ``rng`` defaults to the OS
+    CSPRNG and is injectable only so tests can be deterministic.
+    """
+    if not isinstance(bits, int) or bits % 2:
+        raise CryptoError(f"key size must be an even number of bits, got {bits!r}")
+    if bits < MIN_KEY_BITS and not allow_small:
+        raise CryptoError(f"key size {bits} is below {MIN_KEY_BITS} bits; refusing")
+    if bits < ABSOLUTE_MIN_KEY_BITS:
+        raise CryptoError(f"key size {bits} is below {ABSOLUTE_MIN_KEY_BITS} bits even for tests")
+    source = rng or _SYSTEM_RANDOM
+    half = bits // 2
+    while True:
+        p, q = _random_prime(half, source), _random_prime(half, source)
+        if p != q and (p * q).bit_length() == bits:
+            break
+    public = PublicKey(p * q, rng=source)
+    return public, PrivateKey(public, p, q)
+
+
+def save_private_key(path: str | os.PathLike[str], private_key: PrivateKey) -> None:
+    """Write the key as JSON, atomically (temp file then rename), readable by owner only."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".fedcredit-key-", dir=target.parent or Path("."))
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(private_key.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CryptoError(f"cannot write private key to {target}: {exc}") from exc
+
+
+def load_private_key(path: str | os.PathLike[str]) -> PrivateKey:
+    """Read a key written by :func:`save_private_key`; CryptoError when unreadable or bad."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CryptoError(f"cannot read private key {path}: {exc}") from exc
+    return PrivateKey.from_json(text)

@@ -1,0 +1,170 @@
+"""Masked, packed decryption: the only way the coordinator decrypts anything.
+
+The data party adds to each value v (|v| < 2**value_bits) a fresh mask r drawn uniformly
+from [2**(value_bits+40), 2**(value_bits+41)), so v + r is a positive integer whose
+distribution is within 2**-40 of one that does not depend on v. It packs several of them
+into one ciphertext (slots of value_bits + 42 bits, by Horner's rule with ciphertext
+exponentiation by 2**slot_bits) and rerandomizes. The coordinator decrypts and returns the
+slots; it learns the count and the slot width, and each v only up to that statistical
+distance. The data party subtracts its masks.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gmpy2
+import numpy as np
+import numpy.typing as npt
+from gmpy2 import mpz
+
+from fedcredit.crypto import pool
+from fedcredit.crypto.codec import from_fixed
+from fedcredit.crypto.keys import PrivateKey, PublicKey, system_random
+from fedcredit.crypto.vector import EncryptedVector
+from fedcredit.errors import CryptoError
+
+#: Statistical hiding of a masked value, in bits.
+MASK_SECURITY_BITS = 40
+#: Slot width beyond value_bits: 40 bits of mask, 1 for its top bit, 1 of carry headroom.
+SLOT_EXTRA_BITS = 42
+
+
+@dataclass(frozen=True)
+class PackedCiphertexts:
+    """Ciphertexts each holding up to ``slots_per_ciphertext`` masked slots, first slot high."""
+
+    fingerprint: str
+    slot_bits: int
+    value_bits: int
+    count: int
+    ciphertexts: tuple[Any, ...]
+
+
+def slots_per_ciphertext(key_bits: int, slot_bits: int) -> int:
+    """How many slots of ``slot_bits`` fit below n (``key_bits`` long) without wrapping."""
+    return (key_bits - 1) // slot_bits
+
+
+def _check_value_bits(value_bits: int, key_bits: int) -> int:
+    if isinstance(value_bits, bool) or not isinstance(value_bits, int) or value_bits < 1:
+        raise CryptoError(f"value_bits must be a positive integer, got {value_bits!r}")
+    if slots_per_ciphertext(key_bits, value_bits + SLOT_EXTRA_BITS) < 1:
+        raise CryptoError(f"value_bits {value_bits} leaves no room for a slot in the key")
+    return value_bits
+
+
+def draw_masks(count: int, value_bits: int, rng: random.Random | None = None) -> list[int]:
+    """``count`` masks uniform on ``[2**(value_bits+40), 2**(value_bits+41))``."""
+    source = rng or system_random()
+    low_bits = value_bits + MASK_SECURITY_BITS
+    top = 1 << low_bits
+    return [top | source.getrandbits(low_bits) for _ in range(count)]
+
+
+def mask_and_pack(
+    ev: EncryptedVector, value_bits: int, *, rng: random.Random | None = None
+) -> tuple[PackedCiphertexts, list[int]]:
+    """Mask every entry of ``ev`` (|value| < 2**value_bits at its scale), pack, rerandomize.
+
+    Returns the packed ciphertexts for the coordinator and the masks, which the caller
+    keeps secret and later passes to :func:`unmask`. ``rng`` is for deterministic tests.
+    """
+    key = ev.public_key
+    _check_value_bits(value_bits, key.bits)
+    slot_bits = value_bits + SLOT_EXTRA_BITS
+    per = slots_per_ciphertext(key.bits, slot_bits)
+    masks = draw_masks(len(ev), value_bits, rng)
+    groups = [
+        (ev.ciphertexts[start : start + per], masks[start : start + per])
+        for start in range(0, len(ev), per)
+    ]
+    n, nsq, shift = key.n, key.nsquare, mpz(1) << slot_bits
+
+    def pack(group: tuple[Sequence[Any], Sequence[int]]) -> Any:
+        cts, group_masks = group
+        acc = cts[0]
+        packed_mask = group_masks[0]
+        for c, r in zip(cts[1:], group_masks[1:], strict=True):
+            acc = gmpy2.powmod(acc, shift, nsq) * c % nsq
+            packed_mask = (packed_mask << slot_bits) | r
+        # The masks enter once, packed, as g**M = 1 + n M: no extra exponentiation.
+        return acc * (1 + n * (mpz(packed_mask) % n)) % nsq
+
+    packed = pool.map_tasks(pack, groups, inline=len(groups) < 2)
+    obfuscators = key.obfuscators(len(packed), rng)
+    fresh = tuple(c * r % nsq for c, r in zip(packed, obfuscators, strict=True))
+    return PackedCiphertexts(key.fingerprint, slot_bits, value_bits, len(ev), fresh), masks
+
+
+def expected_ciphertexts(count: int, key_bits: int, slot_bits: int) -> int:
+    per = slots_per_ciphertext(key_bits, slot_bits)
+    return -(-count // per) if per else 0
+
+
+def check_packed(packed: PackedCiphertexts, public_key: PublicKey) -> None:
+    """CryptoError unless ``packed`` is consistent with itself and with ``public_key``."""
+    if packed.fingerprint != public_key.fingerprint:
+        raise CryptoError(
+            f"packed ciphertexts are for key {packed.fingerprint}, not {public_key.fingerprint}"
+        )
+    _check_value_bits(packed.value_bits, public_key.bits)
+    if packed.slot_bits != packed.value_bits + SLOT_EXTRA_BITS:
+        raise CryptoError(
+            f"slot_bits {packed.slot_bits} must be value_bits + {SLOT_EXTRA_BITS} "
+            f"= {packed.value_bits + SLOT_EXTRA_BITS}"
+        )
+    if packed.count < 0:
+        raise CryptoError(f"negative slot count {packed.count}")
+    expected = expected_ciphertexts(packed.count, public_key.bits, packed.slot_bits)
+    if len(packed.ciphertexts) != expected:
+        raise CryptoError(
+            f"{packed.count} slots need {expected} ciphertexts, got {len(packed.ciphertexts)}"
+        )
+
+
+def decrypt_packed(private_key: PrivateKey, packed: PackedCiphertexts) -> list[int]:
+    """The masked slot values (non-negative ints), in order: all the coordinator sees."""
+    key = private_key.public_key
+    check_packed(packed, key)
+    per = slots_per_ciphertext(key.bits, packed.slot_bits)
+    plains = pool.map_tasks(private_key.raw_decrypt, packed.ciphertexts)
+    slot_mask = (1 << packed.slot_bits) - 1
+    slots: list[int] = []
+    for index, plain in enumerate(plains):
+        used = min(per, packed.count - index * per)
+        value = int(plain)
+        if value >> (used * packed.slot_bits):
+            raise CryptoError(f"packed ciphertext {index} decrypts past its {used} slots")
+        for k in range(used - 1, -1, -1):
+            slots.append((value >> (k * packed.slot_bits)) & slot_mask)
+    return slots
+
+
+def unmask(
+    slots: Sequence[int], masks: Sequence[int], scale_bits: int, *, value_bits: int | None = None
+) -> npt.NDArray[np.float64]:
+    """Subtract the masks exactly, check ``|v| < 2**value_bits``, decode at ``scale_bits``.
+
+    ``value_bits`` defaults to the one the masks were drawn for (mask length - 41). A
+    result outside the bound raises CryptoError: the caller's bound on the values was wrong
+    (or a slot was tampered with).
+    """
+    if len(slots) != len(masks):
+        raise CryptoError(f"{len(slots)} slots but {len(masks)} masks")
+    values: list[int] = []
+    for index, (slot, mask) in enumerate(zip(slots, masks, strict=True)):
+        bits = value_bits
+        if bits is None:
+            bits = int(mask).bit_length() - MASK_SECURITY_BITS - 1
+        value = int(slot) - int(mask)
+        if bits < 1 or abs(value) >= 1 << bits:
+            raise CryptoError(
+                f"unmasked value at index {index} is outside ±2**{bits}: the value bound "
+                "given to mask_and_pack was too small"
+            )
+        values.append(value)
+    return from_fixed(values, scale_bits)

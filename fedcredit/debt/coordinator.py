@@ -1,0 +1,158 @@
+"""The coordinator's side: it holds the lenders' tagged, encrypted tables and answers queries.
+
+What the coordinator learns: per lender the number of customers and, per query, which lenders'
+tables hold each applicant's tag (so the count, and whether the same tag was asked before). It
+never sees an identifier (only tags under keys it does not have), never a balance (only
+ciphertexts under the lenders' keys) and never a masked value (lenders seal them to the querier).
+
+The count-1 rule is enforced here, not only in the querier's output: for an applicant matched
+by fewer than ``min_count_for_total`` lenders the coordinator substitutes an encryption of the
+bare match indicator for each matched row, so the querier never receives a lone balance.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from fedcredit.debt.cipher import EncryptedVector, PublicKey, encrypt_values, mask_selected
+from fedcredit.debt.encoding import (
+    MATCH_WITHHELD,
+    MAX_LENDERS,
+    NO_MATCH,
+    SUM_BYTES,
+    SUM_MODULUS,
+)
+from fedcredit.debt.lender import MAX_BATCH
+from fedcredit.debt.messages import (
+    MaskedBatch,
+    QueryAnswer,
+    QueryRequest,
+    SealedShares,
+    UploadTable,
+)
+from fedcredit.debt.oprf import TAG_BYTES
+from fedcredit.errors import ProtocolError
+
+SEAL_OVERHEAD = 48
+"""Bytes a libsodium sealed box adds (ephemeral public key and MAC)."""
+
+
+@dataclass(frozen=True)
+class LenderTable:
+    """One lender's current upload: tag -> row, and the rows plus Enc(0), Enc(1) at the end."""
+
+    lender: str
+    epoch: int
+    public_key: PublicKey
+    index: Mapping[bytes, int] = field(repr=False)
+    rows: EncryptedVector = field(repr=False)
+
+    @property
+    def customers(self) -> int:
+        return len(self.index)
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    """The masked batches to send to each lender and what to answer once they reply."""
+
+    caller: str
+    size: int
+    batches: Mapping[str, MaskedBatch] = field(repr=False)
+    mask_sums: tuple[int, ...] = field(repr=False)
+    min_count_for_total: int
+
+    def answer(self, shares: Mapping[str, SealedShares]) -> QueryAnswer:
+        """Check every lender replied with a box of the right size, shuffle them, answer."""
+        if set(shares) != set(self.batches):
+            missing = ", ".join(sorted(set(self.batches) - set(shares))) or "none"
+            raise ProtocolError(f"masked shares missing from lender(s): {missing}")
+        expected = SEAL_OVERHEAD + SUM_BYTES * self.size
+        boxes = [shares[name].box for name in sorted(shares)]
+        if any(len(box) != expected for box in boxes):
+            raise ProtocolError(f"a lender's sealed shares are not {expected} bytes long")
+        secrets.SystemRandom().shuffle(boxes)
+        return QueryAnswer(tuple(boxes), self.mask_sums, self.min_count_for_total)
+
+
+class DebtCoordinator:
+    """The aggregator: tables per lender, and the selection and masking step of a query."""
+
+    def __init__(self, min_count_floor: int = 2) -> None:
+        if min_count_floor < 1:
+            raise ProtocolError("the minimum count for a total must be at least 1")
+        self.min_count_floor = min_count_floor
+        self._tables: dict[str, LenderTable] = {}
+
+    @property
+    def lenders(self) -> list[str]:
+        """The lenders whose tables are loaded, sorted."""
+        return sorted(self._tables)
+
+    def table(self, lender: str) -> LenderTable:
+        """The current table of one lender."""
+        try:
+            return self._tables[lender]
+        except KeyError as exc:
+            raise ProtocolError(f"lender {lender!r} has not uploaded its table") from exc
+
+    def accept_upload(self, lender: str, upload: UploadTable) -> LenderTable:
+        """Replace ``lender``'s table (the caller's name comes from its TLS certificate)."""
+        if len(upload.tags) != len(upload.ciphertexts):
+            raise ProtocolError("an upload must hold as many ciphertexts as tags")
+        if any(len(tag) != TAG_BYTES for tag in upload.tags):
+            raise ProtocolError(f"every tag in an upload must be {TAG_BYTES} bytes")
+        index = {tag: row for row, tag in enumerate(upload.tags)}
+        if len(index) != len(upload.tags):
+            raise ProtocolError("an upload holds the same tag twice")
+        if lender not in self._tables and len(self._tables) >= MAX_LENDERS:
+            raise ProtocolError(f"a consortium may hold at most {MAX_LENDERS} lenders")
+        extras = encrypt_values(upload.public_key, [NO_MATCH, MATCH_WITHHELD])
+        rows = upload.ciphertexts.concat(extras)
+        table = LenderTable(lender, upload.epoch, upload.public_key, index, rows)
+        self._tables[lender] = table
+        return table
+
+    def _check(self, caller: str, request: QueryRequest) -> dict[str, tuple[bytes, ...]]:
+        if not 0 < request.size <= MAX_BATCH:
+            raise ProtocolError(f"a query must hold 1 to {MAX_BATCH} applicants")
+        if len(request.recipient_key) != 32:
+            raise ProtocolError("the querier's one-time key must be 32 bytes")
+        asked = {entry.lender: entry for entry in request.lenders}
+        expected = set(self._tables) - {caller}
+        if len(asked) != len(request.lenders) or set(asked) != expected:
+            raise ProtocolError(
+                "a query must carry tags for exactly the other lenders: "
+                + ", ".join(sorted(expected))
+            )
+        for name, entry in asked.items():
+            if entry.epoch != self._tables[name].epoch:
+                raise ProtocolError(f"lender {name!r} changed its key (stale epoch); ask again")
+            if len(entry.tags) != request.size:
+                raise ProtocolError(f"the tags for lender {name!r} are not {request.size} long")
+        return {name: entry.tags for name, entry in asked.items()}
+
+    def prepare(self, caller: str, request: QueryRequest) -> PreparedQuery:
+        """Select each lender's matched rows (or Enc(0)), mask and pack them, sum the masks."""
+        tags = self._check(caller, request)
+        matches = {
+            name: [self._tables[name].index.get(tag) for tag in lender_tags]
+            for name, lender_tags in tags.items()
+        }
+        counts = [sum(m[i] is not None for m in matches.values()) for i in range(request.size)]
+        threshold = max(request.min_count_for_total, self.min_count_floor)
+        batches: dict[str, MaskedBatch] = {}
+        mask_sums = [0] * request.size
+        for name, rows in matches.items():
+            table = self._tables[name]
+            zero, withheld = len(table.index), len(table.index) + 1
+            indices = [
+                zero if row is None else (row if counts[i] >= threshold else withheld)
+                for i, row in enumerate(rows)
+            ]
+            packed, masks = mask_selected(table.rows, indices)
+            mask_sums = [(s + m) % SUM_MODULUS for s, m in zip(mask_sums, masks, strict=True)]
+            batches[name] = MaskedBatch(request.size, request.recipient_key, packed)
+        return PreparedQuery(caller, request.size, batches, tuple(mask_sums), threshold)

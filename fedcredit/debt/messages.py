@@ -1,0 +1,102 @@
+"""The domain messages of the loan-stacking protocol (what travels, and who may read it).
+
+Flow for a batch of ``B`` applicants asked by lender Q, with other lenders ``L_1..L_N`` and the
+coordinator A (each arrow is one message; every vector has ``B`` entries):
+
+1. ``L_i -> A``   ``UploadTable``: shuffled (tag, Enc_i(row value)) pairs, refreshed on change.
+2. ``Q -> L_i``   ``OPRFRequest``: blinded points; ``L_i -> Q`` ``OPRFAnswer``: ``k_i`` applied.
+3. ``Q -> A``     ``QueryRequest``: per lender the ``B`` tags, and a one-time X25519 key.
+4. ``A -> L_i``   ``MaskedBatch``: packed Enc_i(row value or 0 + mask), exactly ``B`` slots.
+   ``L_i -> A``   ``SealedShares``: its ``B`` masked values modulo ``2**80``, sealed to Q.
+5. ``A -> Q``     ``QueryAnswer``: the sealed boxes (shuffled) and the per-applicant mask sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedcredit.debt.cipher import EncryptedVector, PackedCiphertexts, PublicKey
+
+
+@dataclass(frozen=True)
+class UploadTable:
+    """A lender's customer table for the coordinator: no identity and no balance in the clear."""
+
+    epoch: int
+    public_key: PublicKey
+    tags: tuple[bytes, ...]
+    ciphertexts: EncryptedVector = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OPRFRequest:
+    """Blinded points ``r * H(x)``, uniformly random to the lender."""
+
+    points: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class OPRFAnswer:
+    """``k * B`` for each blinded point, and the epoch of the key used."""
+
+    epoch: int
+    points: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class LenderTags:
+    """The tags of the applicants under one lender's key, in applicant order."""
+
+    lender: str
+    epoch: int
+    tags: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """What the querier sends the coordinator: tags only, never an identity."""
+
+    size: int
+    recipient_key: bytes
+    min_count_for_total: int
+    lenders: tuple[LenderTags, ...]
+
+
+@dataclass(frozen=True)
+class MaskedBatch:
+    """What the coordinator sends a lender: ``size`` masked slots and the querier's seal key."""
+
+    size: int
+    recipient_key: bytes
+    packed: PackedCiphertexts = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SealedShares:
+    """A lender's masked values modulo ``2**80``, sealed to the querier's one-time key."""
+
+    box: bytes
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    """What the querier gets back: shuffled sealed boxes and the sum of masks per applicant."""
+
+    boxes: tuple[bytes, ...]
+    mask_sums: tuple[int, ...]
+    min_count_for_total: int
+
+
+@dataclass(frozen=True)
+class DebtResult:
+    """The answer for one applicant: the two aggregates, or the count and why no total."""
+
+    other_lenders: int
+    total_outstanding_cents: int | None
+    reason: str = ""
+
+    @property
+    def total_outstanding(self) -> str:
+        """The total in currency units with two decimals, or '' when withheld."""
+        cents = self.total_outstanding_cents
+        return "" if cents is None else f"{cents // 100}.{cents % 100:02d}"

@@ -1,0 +1,396 @@
+"""The job driver: the coordinator's operator sequencing alignment, training and evaluation.
+
+The driver sees acknowledgements and aggregates only (set sizes, the lender's secure loss,
+evaluation metrics). Ciphertexts under the coordinator's key never pass through it: data parties
+send them to each other directly. PSI lists do pass through it; they are blinded by scalars it
+does not know.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fedcredit.config import Federation
+from fedcredit.errors import ConfigError, ProtocolError
+from fedcredit.node.peers import COORDINATOR, Peers
+from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
+from fedcredit.protocol.party import write_json_atomic
+from fedcredit.protocol.split import batch_count, smallest_batch
+from fedcredit.psi import intersect
+
+STEP_TIMEOUT_S = 600.0
+
+Progress = Callable[[str, Mapping[str, Any]], None]
+
+
+@dataclass
+class TrainingState:
+    """What the driver tracks across epochs (saved to progress.json for --resume)."""
+
+    epoch: int = 0
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_validation: float | None = None
+    stale_epochs: int = 0
+    stopped: str = ""
+
+
+class Driver:
+    """Runs one job over the nodes at ``addresses`` (party name -> address, coordinator too)."""
+
+    def __init__(
+        self,
+        federation: Federation,
+        addresses: Mapping[str, str],
+        *,
+        credentials: grpc.ChannelCredentials | None,
+        progress: Progress,
+        state_dirs: Mapping[str, str] | None = None,
+        liveness: Callable[[], None] | None = None,
+    ) -> None:
+        self.fed = federation
+        self.addresses = dict(addresses)
+        self.peers = Peers(
+            addresses, federation.lender.name, credentials=credentials, own_name=COORDINATOR
+        )
+        self.progress = progress
+        self.state_dirs = dict(state_dirs or {})
+        self.liveness = liveness or (lambda: None)
+        self.job_id = f"{federation.name}-{uuid.uuid4().hex[:12]}"
+        self._seq = itertools.count(1)
+        self._pool = ThreadPoolExecutor(max_workers=max(4, len(self.peers.parties)))
+        self.timings: dict[str, float] = {}
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def env(self, epoch: int = 0, batch: int = 0) -> common_pb2.Envelope:
+        return common_pb2.Envelope(
+            job_id=self.job_id, epoch=epoch, batch=batch, seq=next(self._seq)
+        )
+
+    def call(self, party: str, method: str, request: Any) -> Any:
+        self.liveness()
+        try:
+            return self.peers.call_party(party, method, request, STEP_TIMEOUT_S)
+        finally:
+            self.liveness()
+
+    def call_all(
+        self, parties: list[str], method: str, make: Callable[[str], Any]
+    ) -> dict[str, Any]:
+        """Call ``method`` on several parties at once; the first failure is raised."""
+        futures = {p: self._pool.submit(self.call, p, method, make(p)) for p in parties}
+        return {p: f.result() for p, f in futures.items()}
+
+    # -- the job ---------------------------------------------------------------------------
+    def run(self, out_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        public_key_json = self._start_job()
+        setup = self._setup(public_key_json, resume)
+        align_started = time.monotonic()
+        aligned = self._align()
+        self.timings["align"] = time.monotonic() - align_started
+        self._check_sizes(setup, aligned)
+        state = self._resume_state(out_dir, setup) if resume else TrainingState()
+        train_started = time.monotonic()
+        self._train(state, aligned, out_dir)
+        self.timings["train"] = time.monotonic() - train_started
+        eval_started = time.monotonic()
+        metrics, files = self._evaluate(state.epoch)
+        self.timings["evaluate"] = time.monotonic() - eval_started
+        manifest = self._save_model(out_dir, setup, public_key_json)
+        for name, data in files.items():
+            (out_dir / name).write_bytes(data)
+        metrics.update(
+            rows_aligned=aligned["common"],
+            rows_train=aligned["train"],
+            rows_validation=aligned["validation"],
+            rows_test=aligned["test"],
+            epochs=state.epoch,
+            stopped=state.stopped or "epochs",
+            train_loss=state.train_loss,
+            validation_loss=state.validation_loss,
+            seconds=time.monotonic() - started,
+            seconds_per_phase=dict(self.timings),
+            parties=manifest["parties"],
+            job_id=self.job_id,
+        )
+        write_json_atomic(out_dir / "metrics.json", metrics)
+        return metrics
+
+    def _start_job(self) -> str:
+        self.progress(
+            "phase",
+            {"phase": "keys", "message": f"coordinator makes a {self.fed.key_bits}-bit key"},
+        )
+        request = coordinator_pb2.StartJobRequest(env=self.env(), key_bits=self.fed.key_bits)
+        self.liveness()
+        reply = self.peers.call_coordinator("StartJob", request, STEP_TIMEOUT_S)
+        return str(reply.public_key_json)
+
+    def _setup(self, public_key_json: str, resume: bool) -> dict[str, Any]:
+        def make(party: str) -> party_pb2.SetupRequest:
+            return party_pb2.SetupRequest(
+                env=self.env(),
+                public_key_json=public_key_json,
+                peers=self.addresses,
+                resume=resume,
+                state_dir=self.state_dirs.get(party, ""),
+            )
+
+        return self.call_all(self.peers.parties, "Setup", make)
+
+    def _align(self) -> dict[str, int]:
+        """Ring PSI: every party's blinded list goes round the others and back to its owner."""
+        parties = self.peers.parties
+        self.progress(
+            "phase",
+            {"phase": "align", "message": f"private ID alignment across {len(parties)} parties"},
+        )
+
+        def ring(owner: str) -> list[bytes]:
+            points = self.call(owner, "PsiBlind", party_pb2.PsiRequest(env=self.env()))
+            start = parties.index(owner)
+            for hop in range(1, len(parties)):
+                holder = parties[(start + hop) % len(parties)]
+                points = self.call(
+                    holder,
+                    "PsiApply",
+                    party_pb2.PsiPoints(
+                        env=self.env(), owner=owner, points=points.points, count=points.count
+                    ),
+                )
+            final = self.call(
+                owner,
+                "PsiFinish",
+                party_pb2.PsiPoints(
+                    env=self.env(), owner=owner, points=points.points, count=points.count
+                ),
+            )
+            data = final.points
+            return [data[i : i + 32] for i in range(0, len(data), 32)]
+
+        f_sets = list(self._pool.map(ring, parties))
+        common = intersect(f_sets)
+        blob = b"".join(common)
+        replies = self.call_all(
+            parties,
+            "PsiAlign",
+            lambda p: party_pb2.PsiPoints(env=self.env(), owner=p, points=blob, count=len(common)),
+        )
+        first = replies[parties[0]]
+        if any(r.common != first.common or r.test != first.test for r in replies.values()):
+            raise ProtocolError("parties disagree on the aligned rows")
+        self.progress(
+            "aligned",
+            {
+                "common": first.common,
+                "sizes": {p: len(s) for p, s in zip(parties, f_sets, strict=True)},
+            },
+        )
+        return {
+            "common": first.common,
+            "train": first.train,
+            "validation": first.validation,
+            "test": first.test,
+        }
+
+    def _check_sizes(self, setup: Mapping[str, Any], aligned: Mapping[str, int]) -> None:
+        if aligned["common"] < self.fed.min_overlap:
+            raise ConfigError(
+                f"only {aligned['common']} customers are common to all parties; the federation "
+                f"requires at least {self.fed.min_overlap}"
+            )
+        counts = {p: int(r.features) for p, r in setup.items()}
+        self.fed.check_batch_size(counts)
+        smallest = smallest_batch(aligned["train"], self.fed.train.batch_size)
+        worst = max(counts, key=lambda p: counts[p])
+        if smallest <= counts[worst]:
+            raise ConfigError(
+                f"only {aligned['train']} training rows: a mini-batch of {smallest} is not larger "
+                f"than the {counts[worst]} features of party {worst!r}"
+            )
+
+    def _resume_state(self, out_dir: Path, setup: Mapping[str, Any]) -> TrainingState:
+        common = set.intersection(*(set(r.checkpoints) for r in setup.values()))
+        path = out_dir / "progress.json"
+        if not common or not path.exists():
+            self.progress(
+                "phase",
+                {"phase": "resume", "message": "no common checkpoint: starting from epoch 1"},
+            )
+            return TrainingState()
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        epoch = min(max(common), int(saved["epoch"]) - 1)
+        if epoch not in common:
+            return TrainingState()
+        self.call_all(
+            self.peers.parties,
+            "Restore",
+            lambda p: party_pb2.StepRequest(env=self.env(epoch), resume_epoch=epoch),
+        )
+        state = TrainingState(
+            epoch=epoch + 1,
+            train_loss=list(saved["train_loss"][: epoch + 1]),
+            validation_loss=list(saved["validation_loss"][: epoch + 1]),
+        )
+        self._replay_stopping(state)
+        self.progress("phase", {"phase": "resume", "message": f"resuming after epoch {epoch + 1}"})
+        return state
+
+    def _replay_stopping(self, state: TrainingState) -> None:
+        for loss in state.validation_loss:
+            self._update_stopping(state, loss)
+
+    def _update_stopping(self, state: TrainingState, validation: float) -> None:
+        if state.best_validation is None or validation < state.best_validation - 1e-12:
+            state.best_validation, state.stale_epochs = validation, 0
+        else:
+            state.stale_epochs += 1
+
+    def _train(self, state: TrainingState, aligned: Mapping[str, int], out_dir: Path) -> None:
+        settings = self.fed.train
+        batches = batch_count(aligned["train"], settings.batch_size)
+        lender, hosts = self.peers.lender, self.peers.hosts
+        epoch_started = time.monotonic()
+        while state.epoch < settings.epochs and not state.stopped:
+            epoch = state.epoch
+            epoch_started = time.monotonic()
+            for batch in range(batches):
+                last = batch == batches - 1
+                self.call_all(
+                    hosts,
+                    "ComputePartial",
+                    lambda p: party_pb2.StepRequest(env=self.env(epoch, batch), phase="train"),
+                )
+                self.call(
+                    lender,
+                    "ComputeResidual",
+                    party_pb2.StepRequest(
+                        env=self.env(epoch, batch), phase="train", want_loss=last
+                    ),
+                )
+                self.call_all(
+                    self.peers.parties,
+                    "ComputeGradient",
+                    lambda p: party_pb2.StepRequest(env=self.env(epoch, batch), phase="train"),
+                )
+                self.progress(
+                    "batch",
+                    {
+                        "epoch": epoch + 1,
+                        "epochs": settings.epochs,
+                        "batch": batch + 1,
+                        "batches": batches,
+                    },
+                )
+            if aligned["validation"]:
+                self.call_all(
+                    hosts,
+                    "ComputePartial",
+                    lambda p: party_pb2.StepRequest(
+                        env=self.env(epoch, batches), phase="validation"
+                    ),
+                )
+                self.call(
+                    lender,
+                    "ComputeResidual",
+                    party_pb2.StepRequest(
+                        env=self.env(epoch, batches), phase="validation", want_loss=True
+                    ),
+                )
+            replies = self.call_all(
+                self.peers.parties,
+                "EndEpoch",
+                lambda p: party_pb2.StepRequest(env=self.env(epoch, batches + 1)),
+            )
+            self._record_epoch(state, replies[lender], out_dir, time.monotonic() - epoch_started)
+
+    def _record_epoch(
+        self, state: TrainingState, reply: Any, out_dir: Path, seconds: float
+    ) -> None:
+        settings = self.fed.train
+        state.epoch += 1
+        if reply.has_loss:
+            previous = state.train_loss[-1] if state.train_loss else None
+            state.train_loss.append(reply.train_loss)
+            if previous is not None and abs(previous - reply.train_loss) < settings.tol:
+                state.stopped = "converged"
+        if reply.has_validation:
+            state.validation_loss.append(reply.validation_loss)
+            self._update_stopping(state, reply.validation_loss)
+            if (
+                settings.early_stopping_rounds
+                and state.stale_epochs >= settings.early_stopping_rounds
+            ):
+                state.stopped = "early-stopping"
+        write_json_atomic(
+            out_dir / "progress.json",
+            {
+                "job_id": self.job_id,
+                "epoch": state.epoch,
+                "train_loss": state.train_loss,
+                "validation_loss": state.validation_loss,
+            },
+        )
+        self.progress(
+            "epoch",
+            {
+                "epoch": state.epoch,
+                "epochs": settings.epochs,
+                "train_loss": state.train_loss[-1] if state.train_loss else None,
+                "validation_loss": state.validation_loss[-1] if state.validation_loss else None,
+                "seconds": seconds,
+                "seconds_left": seconds * (settings.epochs - state.epoch),
+            },
+        )
+
+    def _evaluate(self, epoch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+        self.progress("phase", {"phase": "evaluate", "message": "scoring the held-out customers"})
+        self.call_all(
+            self.peers.hosts,
+            "ComputePartial",
+            lambda p: party_pb2.StepRequest(env=self.env(epoch + 1, 0), phase="test"),
+        )
+        reply = self.call(
+            self.peers.lender,
+            "Evaluate",
+            party_pb2.StepRequest(env=self.env(epoch + 1, 0), phase="test"),
+        )
+        return dict(json.loads(reply.metrics_json)), dict(reply.files)
+
+    def _save_model(
+        self, out_dir: Path, setup: Mapping[str, Any], public_key_json: str
+    ) -> dict[str, Any]:
+        model_dir = out_dir / "model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+        replies = self.call_all(
+            self.peers.parties,
+            "SaveModel",
+            lambda p: party_pb2.SaveRequest(
+                env=self.env(), model_dir=str(model_dir) if p in self.state_dirs else ""
+            ),
+        )
+        from fedcredit import __version__
+
+        manifest = {
+            "fedcredit_version": __version__,
+            "federation": self.fed.name,
+            "job_id": self.job_id,
+            "lender": self.peers.lender,
+            "parties": {p: json.loads(r.manifest_json) for p, r in replies.items()},
+            "feature_names": {p: list(setup[p].feature_names) for p in self.peers.parties},
+            "train": {k: getattr(self.fed.train, k) for k in self.fed.train.__dataclass_fields__},
+        }
+        write_json_atomic(model_dir / "manifest.json", manifest)
+        return manifest

@@ -1,0 +1,348 @@
+"""A data party's node: its data, its protocol state, and its connections to peers.
+
+The gRPC servicer (``services.py``) converts messages and calls one method here per RPC. Peer
+ciphertexts are validated on the way in (``convert.py``); nothing here logs a value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedcredit.crypto import EncryptedVector, PublicKey
+from fedcredit.errors import ProtocolError
+from fedcredit.model.metrics import evaluate
+from fedcredit.model.scorecard import Scorecard
+from fedcredit.node import convert
+from fedcredit.node.peers import Peers
+from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
+from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
+from fedcredit.protocol.guard import Header
+from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.party import FeatureParty, write_json_atomic
+from fedcredit.protocol.report import evaluation_files
+from fedcredit.psi import PSIParty
+
+log = logging.getLogger("fedcredit.node")
+
+PEER_TIMEOUT_S = 120.0
+
+
+@dataclass
+class JobState:
+    """Everything a node holds for one job."""
+
+    job_id: str
+    party: FeatureParty
+    peers: Peers
+    state_dir: Path
+    psi: PSIParty | None = None
+    partials: dict[tuple[str, int, int], dict[str, EncryptedVector]] = field(default_factory=dict)
+    residuals: dict[tuple[int, int], EncryptedVector] = field(default_factory=dict)
+    last_train_loss: float | None = None
+    last_validation_loss: float | None = None
+
+
+class PartyNode:
+    """The domain side of a party node; one instance per node process."""
+
+    def __init__(
+        self,
+        name: str,
+        party_factory: Callable[[], FeatureParty],
+        peers_factory: Callable[[dict[str, str]], Peers],
+    ) -> None:
+        self.name = name
+        self._party_factory = party_factory
+        self._peers_factory = peers_factory
+        self._job: JobState | None = None
+        self._seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peer")
+        self.scorecard = Scorecard()
+        self._scoring: FeatureParty | None = None
+        self.static_peers: Peers | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    @property
+    def job(self) -> JobState:
+        if self._job is None:
+            raise ProtocolError(f"party {self.name!r} has no job set up")
+        return self._job
+
+    @property
+    def is_lender(self) -> bool:
+        return isinstance(self.job.party, LabelParty)
+
+    def _lender(self) -> LabelParty:
+        party = self.job.party
+        if not isinstance(party, LabelParty):
+            raise ProtocolError(f"party {self.name!r} is not the label holder")
+        return party
+
+    def _env(self, header: Header) -> common_pb2.Envelope:
+        return convert.envelope(Header(header.job_id, header.epoch, header.batch, next(self._seq)))
+
+    def _key(self) -> PublicKey:
+        key = self.job.party.public_key
+        if key is None:
+            raise ProtocolError(f"party {self.name!r} has no public key")
+        return key
+
+    # -- setup and alignment -------------------------------------------------------------------
+    def setup(
+        self,
+        header: Header,
+        public_key_json: str,
+        peers: dict[str, str],
+        resume: bool,
+        state_dir: str,
+    ) -> party_pb2.SetupReply:
+        party = self._party_factory()
+        party.public_key = PublicKey.from_json(public_key_json)
+        directory = Path(state_dir) if state_dir else Path(".") / f"state-{self.name}"
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if self._job is not None:
+                self._job.peers.close()
+            self._job = JobState(header.job_id, party, self._peers_factory(peers), directory)
+        checkpoints = (
+            sorted(int(p.stem.split("-")[1]) for p in directory.glob("checkpoint-*.json"))
+            if resume
+            else []
+        )
+        return party_pb2.SetupReply(
+            rows=len(party.ids),
+            features=party.n_weights,
+            checkpoints=checkpoints,
+            data_hash=party.data_hash,
+            feature_names=party.feature_names,
+        )
+
+    def _psi(self) -> PSIParty:
+        if self.job.psi is None:
+            raise ProtocolError(f"party {self.name!r}: PSI was not started")
+        return self.job.psi
+
+    def psi_blind(self) -> list[bytes]:
+        job = self.job
+        job.psi = PSIParty(job.party.ids, job.job_id, len(job.peers.parties))
+        return job.psi.start()
+
+    def psi_apply(self, points: list[bytes]) -> list[bytes]:
+        return self._psi().relay(points)
+
+    def psi_finish(self, points: list[bytes]) -> list[bytes]:
+        return self._psi().finish(points)
+
+    def psi_align(self, points: list[bytes]) -> party_pb2.AlignReply:
+        common = self._psi().resolve(points).ids
+        stats = self.job.party.align(common)
+        return party_pb2.AlignReply(
+            common=stats.common, train=stats.train, validation=stats.validation, test=stats.test
+        )
+
+    # -- training steps ------------------------------------------------------------------------
+    def compute_partial(self, header: Header, phase: str) -> None:
+        """A host encrypts its partial scores and sends them straight to the lender."""
+        job = self.job
+        vector = job.party.partial(phase, header.epoch, header.batch)
+        message = party_pb2.CipherMessage(
+            env=self._env(header), phase=phase, vector=convert.vector_to_proto(vector)
+        )
+        job.peers.call_party(job.peers.lender, "PutPartial", message, PEER_TIMEOUT_S)
+
+    def put_partial(
+        self, caller: str, header: Header, phase: str, message: common_pb2.CipherVector
+    ) -> None:
+        job = self.job
+        lender = self._lender()
+        if caller not in job.peers.hosts:
+            raise ProtocolError(f"partial scores from {caller!r}, which is not a host of this job")
+        rows = len(lender.rows_of(phase, header.epoch, header.batch))
+        vector = convert.vector_from_proto(
+            message, self._key(), scale_bits=Z_SCALE_BITS, count=rows
+        )
+        with self._lock:
+            job.partials.setdefault((phase, header.epoch, header.batch), {})[caller] = vector
+
+    def _take_partials(self, phase: str, header: Header) -> dict[str, EncryptedVector]:
+        job = self.job
+        with self._lock:
+            partials = job.partials.pop((phase, header.epoch, header.batch), {})
+        missing = sorted(set(job.peers.hosts) - set(partials))
+        if missing:
+            raise ProtocolError(f"no partial scores from {', '.join(missing)} for this step")
+        return partials
+
+    def compute_residual(self, header: Header, phase: str, want_loss: bool) -> float | None:
+        """The lender forms [[4d]] for the batch, sends it to every host, keeps its own."""
+        job = self.job
+        lender = self._lender()
+        z = lender.encrypted_scores(
+            phase, header.epoch, header.batch, self._take_partials(phase, header)
+        )
+        if phase == "train":
+            residual = lender.residual(z, phase, header.epoch, header.batch)
+            job.residuals[(header.epoch, header.batch)] = residual
+            message = party_pb2.CipherMessage(
+                env=self._env(header), phase=phase, vector=convert.vector_to_proto(residual)
+            )
+            futures = [
+                self._pool.submit(
+                    job.peers.call_party, host, "PutResidual", message, PEER_TIMEOUT_S
+                )
+                for host in job.peers.hosts
+            ]
+            for future in futures:
+                future.result()
+        if not want_loss:
+            return None
+        loss = self._secure_loss(lender, z, phase, header)
+        if phase == "validation":
+            job.last_validation_loss = loss
+        else:
+            job.last_train_loss = loss
+        return loss
+
+    def _secure_loss(
+        self, lender: LabelParty, z: EncryptedVector, phase: str, header: Header
+    ) -> float:
+        request, pending = lender.loss_request(z, phase, header.epoch, header.batch)
+        reply = self.job.peers.call_coordinator(
+            "DecryptLoss",
+            coordinator_pb2.LossRequest(
+                env=self._env(header),
+                masked_scores=convert.packed_to_proto(request.masked_scores, self._key()),
+                masked_sums=convert.packed_to_proto(request.masked_sums, self._key()),
+            ),
+            PEER_TIMEOUT_S,
+        )
+        slots = convert.ints_from_bytes(reply.slots, reply.slot_bytes, reply.count)
+        return LabelParty.finish_loss(int.from_bytes(reply.sum_of_squares, "big"), slots, pending)
+
+    def put_residual(self, caller: str, header: Header, message: common_pb2.CipherVector) -> None:
+        job = self.job
+        if caller != job.peers.lender:
+            raise ProtocolError(f"residuals from {caller!r}, which is not the lender")
+        rows = len(job.party.rows_of("train", header.epoch, header.batch))
+        vector = convert.vector_from_proto(
+            message, self._key(), scale_bits=Z_SCALE_BITS, count=rows
+        )
+        with self._lock:
+            job.residuals[(header.epoch, header.batch)] = vector
+
+    def compute_gradient(self, header: Header) -> None:
+        """X.T @ [[4d]], masked and packed, decrypted by the coordinator, unmasked here."""
+        job = self.job
+        with self._lock:
+            residual = job.residuals.pop((header.epoch, header.batch), None)
+        if residual is None:
+            raise ProtocolError(f"party {self.name!r} has no residual for this batch")
+        packed, pending = job.party.gradient_request(residual, header.epoch, header.batch)
+        slots = self._decrypt(header, packed)
+        job.party.apply_gradient(slots, pending, header.epoch)
+
+    def _decrypt(self, header: Header, packed: Any) -> list[int]:
+        reply = self.job.peers.call_coordinator(
+            "DecryptMasked",
+            coordinator_pb2.DecryptRequest(
+                env=self._env(header), packed=convert.packed_to_proto(packed, self._key())
+            ),
+            PEER_TIMEOUT_S,
+        )
+        return convert.ints_from_bytes(reply.slots, reply.slot_bytes, reply.count)
+
+    def end_epoch(self, header: Header) -> party_pb2.EpochReply:
+        """Checkpoint this party's state for the finished epoch (atomically)."""
+        job = self.job
+        job.party.epoch = header.epoch + 1
+        write_json_atomic(job.state_dir / f"checkpoint-{header.epoch}.json", job.party.state())
+        for old in job.state_dir.glob("checkpoint-*.json"):
+            if int(old.stem.split("-")[1]) < header.epoch - 1:
+                old.unlink(missing_ok=True)
+        reply = party_pb2.EpochReply(env=convert.envelope(header))
+        if job.last_train_loss is not None:
+            reply.has_loss, reply.train_loss = True, job.last_train_loss
+        if job.last_validation_loss is not None:
+            reply.has_validation, reply.validation_loss = True, job.last_validation_loss
+        job.last_train_loss = job.last_validation_loss = None
+        return reply
+
+    def restore(self, epoch: int) -> None:
+        path = self.job.state_dir / f"checkpoint-{epoch}.json"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ProtocolError(
+                f"party {self.name!r} cannot read checkpoint {path.name}: {exc}"
+            ) from exc
+        self.job.party.load_state(state)
+
+    # -- evaluation, model, scoring ------------------------------------------------------------
+    def evaluate(self, header: Header) -> party_pb2.EvaluateReply:
+        lender = self._lender()
+        z = lender.encrypted_scores(
+            "test", header.epoch, header.batch, self._take_partials("test", header)
+        )
+        packed, pending = LabelParty.score_request(z)
+        scores = LabelParty.finish_scores(self._decrypt(header, packed), pending)
+        y = lender.labels(lender.rows_of("test", 0, 0))
+        p = 1.0 / (1.0 + np.exp(-scores))
+        metrics = evaluate(y, p)
+        files = evaluation_files(y, p, self.scorecard)
+        return party_pb2.EvaluateReply(
+            env=convert.envelope(header), metrics_json=json.dumps(metrics), files=files
+        )
+
+    def save_model(self, model_dir: str) -> str:
+        part = self.job.party.model_part()
+        part["public_key_fingerprint"] = self._key().fingerprint
+        write_json_atomic(Path(model_dir) / f"{self.name}.json", part)
+        summary = {
+            k: part[k] for k in ("party", "has_label", "data_hash", "public_key_fingerprint")
+        }
+        summary["features"] = len(part["feature_names"])
+        return json.dumps(summary)
+
+    def load_model(self, model_dir: Path) -> None:
+        """Load this party's stored model part for scoring."""
+        party = self._party_factory()
+        try:
+            part = json.loads((model_dir / f"{self.name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ProtocolError(
+                f"party {self.name!r}: cannot read its model part in {model_dir}: {exc}"
+            ) from exc
+        party.load_model_part(part)
+        self._scoring = party
+
+    def scoring_party(self) -> FeatureParty:
+        if self._scoring is None:
+            raise ProtocolError(f"party {self.name!r} has no model loaded (start it with --model)")
+        return self._scoring
+
+    def scoring_peers(self) -> Peers:
+        """Connections to the federation's nodes at their configured addresses (for scoring)."""
+        if self.static_peers is None:
+            raise ProtocolError(f"party {self.name!r} was started without its peers' addresses")
+        return self.static_peers
+
+    def partial_score(self, caller: str, ids: list[str], peers: Peers) -> common_pb2.CipherVector:
+        if caller != peers.lender:
+            raise ProtocolError(f"partial scores are only given to the lender, not {caller!r}")
+        party = self.scoring_party()
+        party.public_key = peers.coordinator_key()
+        vector, missing = party.partial_for_ids(ids)
+        if missing:
+            log.info("scoring: %d applicant(s) unknown here were given the mean", len(missing))
+        return convert.vector_to_proto(vector)

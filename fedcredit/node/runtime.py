@@ -1,0 +1,133 @@
+"""Running a node process: load and validate data, build the server, serve until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from fedcredit.config import Federation
+from fedcredit.data.loader import load_party_csv
+from fedcredit.errors import ConfigError
+from fedcredit.node.party_node import PartyNode
+from fedcredit.node.peers import COORDINATOR, Peers
+from fedcredit.node.server import NodeServer, build_server
+from fedcredit.node.services import CoordinatorServicer, PartyServicer
+from fedcredit.node.tls import load_channel_credentials, load_server_credentials
+from fedcredit.proto.v1 import coordinator_pb2_grpc, party_pb2_grpc
+from fedcredit.protocol.coordinator import KeyHolder
+from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.party import FeatureParty
+
+log = logging.getLogger("fedcredit.node")
+
+GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """How to run one node (command-line options of ``fedcredit node``)."""
+
+    name: str
+    listen: str | None = None
+    port_file: Path | None = None
+    state_dir: Path | None = None
+    model_dir: Path | None = None
+    cert_dir: Path | None = None
+    insecure: bool = False
+    allow_small_keys: bool = False
+    peers: tuple[tuple[str, str], ...] = ()
+
+
+def credentials_for(
+    fed: Federation, name: str, cert_dir: Path | None
+) -> tuple[grpc.ServerCredentials, grpc.ChannelCredentials]:
+    """Server and channel credentials of node ``name`` from --certs or the file's [tls]."""
+    if cert_dir is not None:
+        ca, cert, key = cert_dir / "ca.pem", cert_dir / f"{name}.pem", cert_dir / f"{name}.key"
+    elif fed.tls is not None:
+        ca, cert, key = fed.tls.ca, fed.tls.cert(name), fed.tls.key(name)
+    else:
+        raise ConfigError(
+            f"{fed.path.name}: no [tls] table and no --certs folder: mutual TLS needs certificates "
+            "(make them with 'fedcredit certs init', or pass --insecure for local debugging)"
+        )
+    return load_server_credentials(ca, cert, key), load_channel_credentials(ca, cert, key)
+
+
+def build_node(fed: Federation, options: NodeOptions) -> NodeServer:
+    """A started-to-be server for node ``options.name`` (a party or the coordinator)."""
+    if options.insecure:
+        server_creds, channel_creds = None, None
+    else:
+        server_creds, channel_creds = credentials_for(fed, options.name, options.cert_dir)
+    address = options.listen or fed.endpoint(options.name).address
+    allowed = set(fed.all_names)
+    server = build_server(address, credentials=server_creds, allowed_parties=allowed)
+    if options.name == COORDINATOR:
+        keys = KeyHolder(allow_small_keys=options.allow_small_keys)
+        server.add(
+            coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(keys)
+        )
+        return server
+    node = make_party_node(fed, options.name, channel_creds, dict(options.peers))
+    if options.model_dir is not None:
+        node.load_model(options.model_dir)
+    server.add(party_pb2_grpc.add_PartyServicer_to_server, PartyServicer(node))
+    return server
+
+
+def make_party_node(
+    fed: Federation,
+    name: str,
+    credentials: grpc.ChannelCredentials | None,
+    overrides: dict[str, str],
+) -> PartyNode:
+    """Load and validate the party's data (DataError names file, row, column) and wrap it."""
+    config = fed.party(name)
+    data = load_party_csv(
+        config.data,
+        id_column=config.id_column,
+        label_column=config.label_column,
+        features=list(config.features) if config.features else None,
+    )
+    settings = fed.train
+
+    def factory() -> FeatureParty:
+        if config.is_lender:
+            if data.y is None:
+                raise ConfigError(f"party {name!r} names no label column")
+            return LabelParty(name, data.ids, data.X, data.feature_names, data.y, settings)
+        return FeatureParty(name, data.ids, data.X, data.feature_names, settings)
+
+    def peers_factory(addresses: dict[str, str]) -> Peers:
+        return Peers(addresses, fed.lender.name, credentials=credentials, own_name=name)
+
+    node = PartyNode(name, factory, peers_factory)
+    static = {p.name: p.address for p in fed.parties}
+    static[COORDINATOR] = fed.coordinator.address
+    static.update(overrides)
+    node.static_peers = peers_factory(static)
+    return node
+
+
+def serve(fed: Federation, options: NodeOptions) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (calls in flight finish)."""
+    server = build_node(fed, options)
+    port = server.start()
+    if options.port_file is not None:
+        tmp = options.port_file.with_suffix(".tmp")
+        tmp.write_text(str(port), encoding="utf-8")
+        os.replace(tmp, options.port_file)
+    print(f"fedcredit node {options.name!r} serving on port {port}", file=sys.stderr, flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop(GRACE_SECONDS)

@@ -1,0 +1,35 @@
+"""Fixed-point conventions of the training protocol: one scale per message, never per value.
+
+phe's default encoding picks an exponent per value that travels in clear and leaks the size of
+each value (and through it, labels). Here every vector has one scale, fixed by the protocol:
+partial scores and residuals at ``Z_SCALE_BITS``, feature columns at the job's ``x_scale_bits``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Partial scores z and residuals 4d carry 20 fractional bits (error below 1e-6).
+Z_SCALE_BITS = 20
+# Scores are bounded: |z| < 2**Z_BOUND_BITS (a logistic model far past that has diverged).
+Z_BOUND_BITS = 12
+# Standardized feature values are clipped to +-CLIP before quantization.
+CLIP = 8.0
+
+
+def quantize(values: np.ndarray, scale_bits: int) -> np.ndarray:
+    """Round standardized values to signed fixed-point integers (int64)."""
+    return np.rint(np.asarray(values, dtype=np.float64) * float(1 << scale_bits)).astype(np.int64)
+
+
+def gradient_value_bits(rows: int, max_abs_x: int) -> int:
+    """A bound, in bits, on |X_int.T @ 4d| for a batch: rows * max|x| * |4d|."""
+    row_bits = max(1, math.ceil(math.log2(max(rows, 2))))
+    return row_bits + max(1, int(max_abs_x).bit_length()) + Z_SCALE_BITS + Z_BOUND_BITS + 2
+
+
+def score_value_bits() -> int:
+    """A bound, in bits, on a fixed-point score z."""
+    return Z_SCALE_BITS + Z_BOUND_BITS + 1

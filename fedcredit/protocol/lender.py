@@ -1,0 +1,142 @@
+"""The lender's side of the protocol: labels, intercept, residuals, the secure loss, evaluation.
+
+The lender never holds a host's weights or a host's per-sample partial score in clear. It learns
+the final score z of a row only at evaluation and scoring (which is what it is meant to learn; with
+one partner, z minus its own part is that partner's partial score, as the threat model states).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fedcredit.crypto import (
+    EncryptedVector,
+    PackedCiphertexts,
+    encrypt_vector,
+    mask_and_pack,
+    unmask,
+    weighted_sum,
+)
+from fedcredit.crypto.vector import concat
+from fedcredit.errors import ProtocolError
+from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, score_value_bits
+from fedcredit.protocol.party import FeatureParty, PendingMasks
+
+
+@dataclass
+class PendingLoss:
+    """What the lender keeps while the coordinator works on a loss request."""
+
+    score_masks: list[int]
+    sum_masks: list[int]
+    rows: int
+
+
+@dataclass(frozen=True)
+class LossRequest:
+    """Masked values for the coordinator: per-row z + r (packed) and two masked scalars."""
+
+    masked_scores: PackedCiphertexts
+    masked_sums: PackedCiphertexts
+
+
+class LabelParty(FeatureParty):
+    """The lender: a feature party that also holds the default label and the intercept."""
+
+    has_label = True
+
+    def __init__(
+        self,
+        name: str,
+        ids: list[str],
+        features: np.ndarray,
+        feature_names: list[str],
+        labels: np.ndarray,
+        settings: Any,
+    ) -> None:
+        self._labels_all = np.asarray(labels, dtype=np.int64)
+        super().__init__(name, ids, features, feature_names, settings)
+
+    @property
+    def n_weights(self) -> int:
+        return int(self._raw.shape[1]) + 1  # the last weight is the intercept
+
+    def _design(self, raw: np.ndarray) -> np.ndarray:
+        x = super()._design(raw)
+        ones = np.full((x.shape[0], 1), 1 << self.x_scale_bits, dtype=np.int64)
+        return np.hstack([x, ones])
+
+    def _l2_mask(self) -> np.ndarray:
+        mask = np.ones(self.n_weights)
+        mask[-1] = 0.0  # the intercept is not regularized
+        return mask
+
+    def labels(self, rows: np.ndarray) -> np.ndarray:
+        return self._labels_all[self._aligned_rows[rows]]
+
+    # -- training ------------------------------------------------------------------------
+    def encrypted_scores(
+        self, phase: str, epoch: int, batch: int, partials: Mapping[str, EncryptedVector]
+    ) -> EncryptedVector:
+        """``[[z]] = Enc(u_lender) + sum of the hosts' [[u_h]]`` for the step's rows."""
+        rows = self.rows_of(phase, epoch, batch)
+        own = self.partial(phase, epoch, batch)
+        total = own
+        for party, vector in sorted(partials.items()):
+            if len(vector) != len(rows):
+                raise ProtocolError(
+                    f"partial scores from {party!r} have {len(vector)} rows, expected {len(rows)}"
+                )
+            total = total.add(vector)
+        return total
+
+    def residual(self, z: EncryptedVector, phase: str, epoch: int, batch: int) -> EncryptedVector:
+        """``[[4d]] = [[z]] + 2 - 4y``: four times the Taylor residual sigma(z) - y."""
+        y = self.labels(self.rows_of(phase, epoch, batch))
+        return z.add_plain(2.0 - 4.0 * y.astype(np.float64))
+
+    def loss_request(
+        self, z: EncryptedVector, phase: str, epoch: int, batch: int
+    ) -> tuple[LossRequest, PendingLoss]:
+        """Mask the scores so the coordinator can return only sum((z + r)^2) and two sums."""
+        y = self.labels(self.rows_of(phase, epoch, batch))
+        packed, r = mask_and_pack(z, score_value_bits())
+        signs = [1 if label else -1 for label in y.tolist()]
+        sums = concat(weighted_sum(z, r), weighted_sum(z, signs))
+        sum_bits = score_value_bits() * 2 + 44 + max(1, len(r)).bit_length()
+        packed_sums, m = mask_and_pack(sums, sum_bits)
+        return LossRequest(packed, packed_sums), PendingLoss(r, m, len(r))
+
+    @staticmethod
+    def finish_loss(sum_of_squares: int, sum_slots: list[int], pending: PendingLoss) -> float:
+        """The mean Taylor loss ``log 2 - y'z/2 + z^2/8`` from the coordinator's aggregates."""
+        sum_rz = sum_slots[0] - pending.sum_masks[0]
+        sum_yz = sum_slots[1] - pending.sum_masks[1]
+        sum_r2 = sum(r * r for r in pending.score_masks)
+        sum_z2 = sum_of_squares - 2 * sum_rz - sum_r2
+        scale = float(1 << Z_SCALE_BITS)
+        m = float(pending.rows)
+        return math.log(2.0) - 0.5 * (sum_yz / scale) / m + (sum_z2 / scale / scale) / 8.0 / m
+
+    # -- evaluation and scoring ------------------------------------------------------------
+    @staticmethod
+    def score_request(z: EncryptedVector) -> tuple[PackedCiphertexts, PendingMasks]:
+        """Mask and pack final scores for decryption; only the lender can unmask them."""
+        packed, masks = mask_and_pack(z, score_value_bits())
+        return packed, PendingMasks(masks, z.scale_bits, len(masks))
+
+    @staticmethod
+    def finish_scores(slots: list[int], pending: PendingMasks) -> np.ndarray:
+        return unmask(slots, pending.masks, pending.scale_bits)
+
+    def own_scores_for_ids(self, ids: list[str]) -> tuple[EncryptedVector, np.ndarray, list[int]]:
+        """The lender's encrypted part for applicants, its per-column contributions, unknown ids."""
+        x, missing = self.rows_for_ids(ids)
+        u = self.linear(x)
+        contributions = (x.astype(np.float64) / float(1 << self.x_scale_bits)) * self.weights
+        return encrypt_vector(self._require_key(), u, Z_SCALE_BITS), contributions, missing

@@ -1,0 +1,29 @@
+"""The lender's evaluation files: ROC, KS and score-histogram plots and a short HTML report.
+
+They show aggregates of the held-out customers only (curves and histograms), never a row.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from fedcredit.model.metrics import evaluate
+from fedcredit.model.plots import plot_ks, plot_roc, plot_score_hist
+from fedcredit.model.report import write_html_report
+from fedcredit.model.scorecard import Scorecard
+
+PLOTS = ("roc.png", "ks.png", "scores.png")
+
+
+def evaluation_files(y: np.ndarray, p: np.ndarray, scorecard: Scorecard) -> dict[str, bytes]:
+    """PNG plots and ``report.html`` as bytes, keyed by file name."""
+    with tempfile.TemporaryDirectory(prefix="fedcredit-eval-") as tmp:
+        folder = Path(tmp)
+        plot_roc(y, p, folder / "roc.png")
+        plot_ks(y, p, folder / "ks.png")
+        plot_score_hist(y, scorecard.score(p), folder / "scores.png")
+        write_html_report(folder, evaluate(y, p), [str(folder / name) for name in PLOTS])
+        return {name: (folder / name).read_bytes() for name in (*PLOTS, "report.html")}

@@ -1,0 +1,59 @@
+"""Seeded splits and mini-batches that every party computes identically from the job seed.
+
+After alignment every party holds the same ordered list of common ids, so a permutation drawn
+from the shared seed picks the same customers everywhere without any message. The split is not
+stratified: stratifying would need the labels, which only the lender holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedcredit.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Row indices (into the aligned order) of the train, validation and test parts."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def split_rows(n: int, *, test_fraction: float, validation_fraction: float, seed: int) -> Split:
+    """Split ``n`` aligned rows; the validation part is taken from what is not test."""
+    if not 0.0 <= test_fraction < 1.0 or not 0.0 <= validation_fraction < 1.0:
+        raise ConfigError("test_fraction and validation_fraction must lie in [0, 1)")
+    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
+    n_test = round(n * test_fraction)
+    n_val = round((n - n_test) * validation_fraction)
+    test = np.sort(perm[:n_test])
+    validation = np.sort(perm[n_test : n_test + n_val])
+    train = np.sort(perm[n_test + n_val :])
+    return Split(train=train, validation=validation, test=test)
+
+
+def batch_rows(train: np.ndarray, batch_size: int, seed: int, epoch: int, batch: int) -> np.ndarray:
+    """The rows of mini-batch ``batch`` of ``epoch``: a fresh seeded shuffle every epoch."""
+    count = batch_count(len(train), batch_size)
+    if not 0 <= batch < count:
+        raise ConfigError(f"batch {batch} is past the {count} batches of this epoch")
+    perm = np.random.default_rng([seed, epoch, 0xBA7C]).permutation(len(train))
+    start = batch * batch_size
+    # The last batch takes the remainder, so no batch is ever smaller than batch_size (a tiny
+    # batch would let a party solve for residuals from its gradient).
+    stop = len(train) if batch == count - 1 else start + batch_size
+    return train[np.sort(perm[start:stop])]
+
+
+def batch_count(rows: int, batch_size: int) -> int:
+    """Mini-batches per epoch: whole batches, the remainder joining the last one."""
+    return max(1, rows // batch_size)
+
+
+def smallest_batch(rows: int, batch_size: int) -> int:
+    """The size of the smallest mini-batch an epoch will have."""
+    return rows if rows < batch_size else batch_size

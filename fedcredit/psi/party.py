@@ -1,0 +1,164 @@
+"""One data party's side of the ring ECDH-PSI, as a small state machine over bytes.
+
+The steps, in the order a node calls them (see :mod:`fedcredit.psi` for the design):
+
+1. ``start()``: hash own ids, shuffle, blind; send the list to the next party.
+2. ``relay(points)``: blind a peer's list with the own key, keep its order, pass it on.
+3. ``finish(points)``: take back the own list after the whole ring; return the
+   sorted F-set for the coordinator.
+4. ``resolve(common)``: map the coordinator's common F values back to ids.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from fedcredit.errors import CryptoError, DataError, ProtocolError
+from fedcredit.psi.group import POINT_BYTES, PSIKey, blind, hash_ids
+
+
+@dataclass(frozen=True)
+class PSIResult:
+    """What one party ends with.
+
+    ``ids``: the ids every party holds, sorted as strings, so every party has the
+    same list in the same order. ``own_size``: how many ids this party brought.
+    ``intersection_size``: ``len(ids)``.
+    """
+
+    ids: list[str]
+    own_size: int
+    intersection_size: int
+
+
+class _Stage(Enum):
+    NEW = "new"
+    STARTED = "started"
+    FINISHED = "finished"
+    RESOLVED = "resolved"
+
+
+def next_holder(owner: int, hop: int, n_parties: int) -> int:
+    """Index of the party that blinds ``owner``'s list at ring hop ``hop`` (1 .. n-1).
+
+    After hop ``n_parties - 1`` the list goes back to ``owner`` for ``finish``.
+    """
+    if n_parties < 2 or not 0 <= owner < n_parties or not 1 <= hop < n_parties:
+        raise ProtocolError(f"no ring hop {hop} for party {owner} of {n_parties}")
+    return (owner + hop) % n_parties
+
+
+class PSIParty:
+    """A party's PSI state for one job. Not thread-safe; one instance per job.
+
+    With three or more parties the own list leaves masked by an extra one-time
+    scalar ``r`` that only ``finish`` removes: otherwise the last party of the ring
+    would compute F for this party's ids and, comparing with its own F-set, learn
+    the pairwise intersection. With two parties that pairwise intersection is the
+    output, so the mask is skipped (``mask=None`` chooses; ``True`` forces it).
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str],
+        job_id: str,
+        n_parties: int,
+        *,
+        key: PSIKey | None = None,
+        mask: bool | None = None,
+        rng: random.Random | None = None,
+        workers: int | None = None,
+    ) -> None:
+        if n_parties < 2:
+            raise ProtocolError(f"a PSI needs at least two parties, got {n_parties}")
+        self._ids = list(ids)
+        if len(set(self._ids)) != len(self._ids):
+            seen: set[str] = set()
+            for index, value in enumerate(self._ids):
+                if value in seen:
+                    raise DataError(f"duplicate id {value!r} at index {index} given to PSI")
+                seen.add(value)
+        self._job_id = job_id
+        self._n_parties = n_parties
+        self._key = key if key is not None else PSIKey.generate()
+        self._mask = PSIKey.generate() if (n_parties > 2 if mask is None else mask) else None
+        self._rng = rng if rng is not None else random.SystemRandom()
+        self._workers = workers
+        self._order: list[int] = []
+        self._owner_of: dict[bytes, int] = {}
+        self._stage = _Stage.NEW
+
+    @property
+    def own_size(self) -> int:
+        """How many ids this party brings."""
+        return len(self._ids)
+
+    def start(self) -> list[bytes]:
+        """Hash and blind the own ids in a fresh random order: the list for the next party.
+
+        The next party sees only points blinded by a scalar it does not know, so it
+        learns the number of ids and nothing else.
+        """
+        self._expect(_Stage.NEW, "start")
+        self._order = list(range(len(self._ids)))
+        self._rng.shuffle(self._order)
+        points = hash_ids([self._ids[i] for i in self._order], self._job_id, workers=self._workers)
+        first = self._key if self._mask is None else self._key.times(self._mask)
+        self._stage = _Stage.STARTED
+        return blind(points, first, workers=self._workers)
+
+    def relay(self, points: Sequence[bytes]) -> list[bytes]:
+        """Blind a peer's list with the own key, same order; invalid points raise CryptoError."""
+        if self._stage is _Stage.RESOLVED:
+            raise ProtocolError("PSI relay after the job was resolved")
+        return blind(points, self._key, workers=self._workers)
+
+    def finish(self, points: Sequence[bytes]) -> list[bytes]:
+        """Take back the own list after the ring; return the sorted F-set for the coordinator.
+
+        Sorting removes the order, so the coordinator cannot tie a value to a row.
+        """
+        self._expect(_Stage.STARTED, "finish")
+        if len(points) != len(self._ids):
+            raise ProtocolError(
+                f"PSI list came back with {len(points)} points, {len(self._ids)} were sent"
+            )
+        if self._mask is not None:
+            final = blind(points, self._mask.inverse(), workers=self._workers)
+        else:
+            # These values are only compared, never multiplied, so a malformed one can
+            # only fail to match; the coordinator validates every set it receives, and
+            # skipping a second check here saves a tenth of a two-party run.
+            final = list(points)
+            if any(not isinstance(p, bytes) or len(p) != POINT_BYTES for p in final):
+                raise CryptoError("PSI list came back with a value that is not 32 bytes")
+        owner_of = dict(zip(final, self._order, strict=True))
+        if len(owner_of) != len(final):
+            raise ProtocolError("PSI list came back with repeated points")
+        self._owner_of = owner_of
+        self._stage = _Stage.FINISHED
+        return sorted(final)
+
+    def resolve(self, common: Sequence[bytes]) -> PSIResult:
+        """Map the coordinator's common F values to own ids, sorted as strings."""
+        self._expect(_Stage.FINISHED, "resolve")
+        ids: list[str] = []
+        for index, value in enumerate(common):
+            row = self._owner_of.get(value)
+            if row is None:
+                raise ProtocolError(
+                    f"coordinator returned a value this party never sent (index {index})"
+                )
+            ids.append(self._ids[row])
+        if len(set(ids)) != len(ids):
+            raise ProtocolError("coordinator returned a common value twice")
+        ids.sort()
+        self._stage = _Stage.RESOLVED
+        return PSIResult(ids=ids, own_size=len(self._ids), intersection_size=len(ids))
+
+    def _expect(self, stage: _Stage, step: str) -> None:
+        if self._stage is not stage:
+            raise ProtocolError(f"PSI step {step!r} out of order (stage is {self._stage.value})")

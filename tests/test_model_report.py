@@ -1,0 +1,72 @@
+"""Report figures and the HTML page."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fedcredit.errors import DataError
+from fedcredit.model import plots
+from fedcredit.model.metrics import evaluate
+from fedcredit.model.report import write_html_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def predictions() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(np.int64)
+    p = np.clip(0.3 + 0.2 * y + rng.normal(scale=0.15, size=400), 0.01, 0.99)
+    return y, p
+
+
+def test_each_plot_writes_a_png(predictions: tuple[np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    y, p = predictions
+    written = [
+        plots.plot_roc(y, p, tmp_path / "roc.png"),
+        plots.plot_ks(y, p, tmp_path / "ks.png"),
+        plots.plot_score_hist(y, 600 - 100 * p, tmp_path / "scores.png"),
+        plots.plot_iv({"PAY_0": 0.8, "AGE": 0.01}, tmp_path / "sub" / "iv.png"),
+    ]
+    for path in written:
+        assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_importing_plots_does_not_import_matplotlib() -> None:
+    code = "import fedcredit.model.plots, sys; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_plot_iv_refuses_an_empty_mapping(tmp_path: Path) -> None:
+    with pytest.raises(DataError):
+        plots.plot_iv({}, tmp_path / "iv.png")
+
+
+def test_report_embeds_metrics_images_and_tables(
+    predictions: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    y, p = predictions
+    image = plots.plot_roc(y, p, tmp_path / "roc.png")
+    tables = {"Points": [{"column": "PAY_0", "bin": "(-inf, 0]", "points": 12.5}]}
+    page = write_html_report(tmp_path / "out", evaluate(y, p), [str(image)], tables)
+    text = page.read_text(encoding="utf-8")
+    assert page.name == "report.html"
+    assert "<th>auc</th>" in text
+    assert "data:image/png;base64," in text
+    assert "(-inf, 0]" in text and "PAY_0" in text
+
+
+def test_report_escapes_html_in_names(tmp_path: Path) -> None:
+    page = write_html_report(tmp_path, {"<script>": 1}, [])
+    assert "<script>" not in page.read_text(encoding="utf-8")
+
+
+def test_report_refuses_a_missing_image(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read"):
+        write_html_report(tmp_path, {}, [str(tmp_path / "nope.png")])
