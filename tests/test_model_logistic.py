@@ -25,6 +25,7 @@ from fedcredit.model.logistic import (
 )
 from fedcredit.model.metrics import auc
 from fedcredit.model.optim import l2_gradient
+from fedcredit.protocol.split import batch_rows, split_rows
 
 
 def synthetic(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,12 +69,28 @@ def test_taylor_loss_is_close_to_the_logistic_loss_near_zero() -> None:
 def test_batch_indices_are_pinned_so_every_party_agrees() -> None:
     # Pinned values: a change here breaks federations of mixed fedcredit versions.
     batches = batch_indices(10, 4, seed=7, epoch=0)
-    assert [b.tolist() for b in batches] == [[1, 3, 2, 7], [8, 4, 5, 9], [0, 6]]
+    assert [b.tolist() for b in batches] == [[2, 6, 7, 9], [0, 1, 3, 4, 5, 8]]
 
 
-def test_batch_indices_cover_every_position_once_per_epoch() -> None:
+def test_batch_indices_agree_with_the_protocols_batch_rows() -> None:
+    split = split_rows(1000, test_fraction=0.2, validation_fraction=0.1, seed=7)
+    for epoch in range(3):
+        ours = batch_indices(split.train.size, 64, seed=7, epoch=epoch)
+        for b, positions in enumerate(ours):
+            expected = batch_rows(split.train, 64, 7, epoch, b)
+            np.testing.assert_array_equal(split.train[positions], expected)
+
+
+def test_validation_split_agrees_with_the_protocols_split_without_test_rows() -> None:
+    split = split_rows(1000, test_fraction=0.0, validation_fraction=0.15, seed=3)
+    train, val = validation_split(1000, 0.15, seed=3)
+    np.testing.assert_array_equal(train, split.train)
+    np.testing.assert_array_equal(val, split.validation)
+
+
+def test_batch_indices_cover_every_position_once_and_the_remainder_joins_the_last() -> None:
     batches = batch_indices(1003, 100, seed=7, epoch=3)
-    assert [b.size for b in batches] == [100] * 10 + [3]
+    assert [b.size for b in batches] == [100] * 9 + [103]
     assert sorted(np.concatenate(batches).tolist()) == list(range(1003))
 
 
@@ -85,10 +102,10 @@ def test_batch_indices_change_with_the_epoch_and_repeat_with_the_same_arguments(
     assert not np.array_equal(first, other)
 
 
-@pytest.mark.parametrize("batch_size", [0, -1, 10, 50])
-def test_batch_size_zero_or_at_least_n_gives_one_full_batch(batch_size: int) -> None:
+@pytest.mark.parametrize("batch_size", [0, -1, 10, 19, 50])
+def test_batch_size_zero_or_above_half_of_n_gives_one_full_batch(batch_size: int) -> None:
     batches = batch_indices(10, batch_size, seed=7, epoch=0)
-    assert len(batches) == 1 and sorted(batches[0].tolist()) == list(range(10))
+    assert len(batches) == 1 and batches[0].tolist() == list(range(10))
 
 
 def test_validation_split_is_disjoint_sorted_and_sized() -> None:
@@ -144,7 +161,7 @@ def test_training_stops_when_the_loss_changes_less_than_tol() -> None:
     assert result.converged and result.epochs_run == 2
 
 
-def test_early_stopping_keeps_the_best_validation_epoch() -> None:
+def test_early_stopping_stops_after_rounds_without_a_better_validation_loss() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2000, 5))
     y = (rng.random(2000) < 0.3).astype(np.int64)  # no signal: validation AUC wanders
@@ -160,11 +177,21 @@ def test_early_stopping_keeps_the_best_validation_epoch() -> None:
     result = fit_plain(x, y, cfg)
     _, val = validation_split(2000, 0.3, cfg.seed)
     assert result.stopped_early
-    assert result.best_epoch == int(np.argmax(result.validation_auc))
+    assert result.best_epoch == int(np.argmin(result.validation_loss))
     assert result.epochs_run == result.best_epoch + 3
-    assert auc(y[val], result.decision_function(x[val])) == pytest.approx(
-        max(result.validation_auc)
-    )
+    # As in the federation, the weights are those of the last epoch run.
+    last = taylor_loss(result.decision_function(x[val]), y[val])
+    assert last == pytest.approx(result.validation_loss[-1])
+
+
+def test_explicit_rows_reproduce_a_split_with_a_test_part() -> None:
+    x, y = synthetic(1200)
+    split = split_rows(1200, test_fraction=0.25, validation_fraction=0.1, seed=7)
+    cfg = TrainConfig(epochs=4, batch_size=200, validation_fraction=0.1, tol=0)
+    result = fit_plain(x, y, cfg, train_rows=split.train, validation_rows=split.validation)
+    assert len(result.validation_loss) == 4
+    only_train = fit_plain(x[split.train], y[split.train], TrainConfig(epochs=4, batch_size=200))
+    np.testing.assert_allclose(result.weights, only_train.weights, atol=1e-12)
 
 
 @pytest.mark.parametrize(

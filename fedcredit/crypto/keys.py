@@ -11,6 +11,7 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import gmpy2
 import phe
 from gmpy2 import mpz
 
+from fedcredit.crypto import pool
 from fedcredit.crypto.djn import FixedBaseTable, LazyTable
 from fedcredit.errors import CryptoError
 
@@ -190,10 +192,29 @@ class PrivateKey:
     def raw_decrypt(self, ciphertext: int | Any) -> Any:
         """Plaintext in ``[0, n)`` of one ciphertext, by CRT over ``p**2`` and ``q**2``."""
         c = mpz(ciphertext)
-        p, q = self.p, self.q
-        mp = (gmpy2.powmod(c, p - 1, self.psquare) - 1) // p * self.hp % p
-        mq = (gmpy2.powmod(c, q - 1, self.qsquare) - 1) // q * self.hq % q
-        return mp + (mq - mp) * self.p_inverse % q * p
+        return self._crt(self._half(c, True), self._half(c, False))
+
+    def _half(self, c: Any, use_p: bool) -> Any:
+        prime, square, h = (
+            (self.p, self.psquare, self.hp) if use_p else (self.q, self.qsquare, self.hq)
+        )
+        return (gmpy2.powmod(c, prime - 1, square) - 1) // prime * h % prime
+
+    def _crt(self, mp: Any, mq: Any) -> Any:
+        return mp + (mq - mp) * self.p_inverse % self.q * self.p
+
+    def raw_decrypt_many(self, ciphertexts: Sequence[Any]) -> list[Any]:
+        """``[raw_decrypt(c) for c in ciphertexts]`` on the worker pool.
+
+        Fewer ciphertexts than twice the workers (a packed gradient is often one) are split
+        into their mod-p and mod-q halves so that every core still has work.
+        """
+        cts = [mpz(c) for c in ciphertexts]
+        if len(cts) >= 2 * pool.get_workers():
+            return pool.map_chunked(lambda part: [self.raw_decrypt(c) for c in part], cts)
+        tasks = [(c, use_p) for c in cts for use_p in (True, False)]
+        halves = pool.map_tasks(lambda task: self._half(*task), tasks)
+        return [self._crt(mp, mq) for mp, mq in zip(halves[0::2], halves[1::2], strict=True)]
 
     def to_phe(self) -> phe.PaillierPrivateKey:
         """The same key as a ``phe.PaillierPrivateKey``."""

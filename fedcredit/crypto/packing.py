@@ -131,7 +131,7 @@ def decrypt_packed(private_key: PrivateKey, packed: PackedCiphertexts) -> list[i
     key = private_key.public_key
     check_packed(packed, key)
     per = slots_per_ciphertext(key.bits, packed.slot_bits)
-    plains = pool.map_tasks(private_key.raw_decrypt, packed.ciphertexts)
+    plains = private_key.raw_decrypt_many(packed.ciphertexts)
     slot_mask = (1 << packed.slot_bits) - 1
     slots: list[int] = []
     for index, plain in enumerate(plains):

@@ -225,7 +225,7 @@ def decrypt_ints(private_key: PrivateKey, ev: EncryptedVector) -> list[int]:
             f"vector is under key {ev.public_key.fingerprint}, not "
             f"{private_key.public_key.fingerprint}"
         )
-    return pool.map_chunked(lambda cs: [private_key.raw_decrypt(c) for c in cs], ev.ciphertexts)
+    return private_key.raw_decrypt_many(ev.ciphertexts)
 
 
 def decrypt_vector(private_key: PrivateKey, ev: EncryptedVector) -> npt.NDArray[np.float64]:

@@ -18,17 +18,22 @@ Conventions shared with ``fedcredit.protocol`` (every party must follow them):
 - L2 adds ``l2 * w`` to every gradient except the intercept's (``l2_gradient``).
 - Mini-batches come from ``batch_indices(n, batch_size, seed, epoch)``; the validation
   rows (when ``validation_fraction > 0``) from ``validation_split(n, fraction, seed)``.
-- The epoch loss is the mean Taylor loss over the training rows, each batch evaluated
-  with the weights it was trained from, and without the L2 term (the lender cannot
-  see the partners' weights). Training stops when two successive epoch losses differ
-  by less than ``tol``.
+  Both draw the same permutations as ``fedcredit.protocol.split`` (``batch_rows`` and
+  ``split_rows`` with no test part), so ``fit_plain`` reproduces a federated run.
+- The epoch's train loss is the Taylor loss of its last batch, evaluated with the weights
+  that batch was trained from, without the L2 term (the lender cannot see the partners'
+  weights); this is the figure the federation's driver records. Training stops when two
+  successive epoch losses differ by less than ``tol``.
 - Early stopping (when there is a validation set and ``early_stopping_rounds > 0``):
-  after each epoch the lender computes the validation AUC; after that many epochs
-  without a better AUC, training stops and the best epoch's weights are kept.
+  after each epoch the Taylor loss of the validation rows is computed; after that many
+  epochs without a loss lower than the best by more than 1e-12, training stops. As in
+  the federation, the last epoch's weights are returned (``best_epoch`` says which epoch
+  had the lowest validation loss).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -36,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.model.metrics import auc
 from fedcredit.model.optim import SGD, Adam, l2_gradient, make_optimizer
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,12 +98,18 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FitResult:
-    """Weights and history of a training run."""
+    """Weights and history of a training run.
+
+    ``loss_history`` holds each epoch's last-batch Taylor loss (what the federation
+    records and tests against ``tol``), ``mean_loss_history`` the mean over the epoch's
+    batches, ``validation_loss`` the Taylor loss of the validation rows after each epoch.
+    """
 
     coef: FloatArray
     intercept: float
     loss_history: list[float] = field(default_factory=list)
-    validation_auc: list[float] = field(default_factory=list)
+    mean_loss_history: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
     epochs_run: int = 0
     best_epoch: int = 0
     converged: bool = False
@@ -157,42 +167,42 @@ def taylor_gradient(x: FloatArray, residual: FloatArray) -> FloatArray:
     return np.asarray(x.T @ residual / residual.size, dtype=np.float64)
 
 
-def _permutation(n: int, seed: int, stream: int) -> IntArray:
-    """A permutation of ``range(n)`` fixed by ``(seed, stream)`` on every machine.
-
-    It sorts raw 64-bit outputs of PCG64 seeded by ``SeedSequence([seed, stream])``.
-    NumPy keeps bit generator and SeedSequence streams stable across releases (NEP 19),
-    unlike ``Generator.permutation``, so parties with different NumPy versions agree.
-    """
-    bit_generator = np.random.PCG64(np.random.SeedSequence([seed, stream]))
-    keys = np.asarray(bit_generator.random_raw(n), dtype=np.uint64)
-    return np.argsort(keys, kind="stable").astype(np.int64)
+# Stream tags shared with fedcredit.protocol.split: changing them breaks reproducibility.
+_BATCH_STREAM = 0xBA7C
+_SPLIT_STREAM = 0x5EED
 
 
 def batch_indices(n: int, batch_size: int, seed: int, epoch: int) -> list[IntArray]:
-    """The mini-batches of one epoch: positions ``0..n-1`` in a seeded order.
+    """The mini-batches of one epoch: positions ``0..n-1`` (into the training rows).
 
-    The positions are shuffled by a permutation fixed by ``(seed, epoch)`` (stream
-    ``epoch + 1``; stream 0 is the validation split) and cut into consecutive batches of
-    ``batch_size``; the last batch holds the remainder. ``batch_size <= 0`` or
-    ``>= n`` gives one batch of all positions. Every party calls this with the same
-    arguments and gets the same batches; positions index the training rows.
+    The order is ``np.random.default_rng([seed, epoch, 0xBA7C]).permutation(n)``, cut into
+    ``max(1, n // batch_size)`` batches of ``batch_size`` positions; the remainder joins
+    the last batch, so no batch is ever smaller than ``batch_size`` (a tiny batch would
+    let a party solve for per-row residuals from its gradient). Each batch is sorted.
+    ``batch_size <= 0`` means one batch of all positions. Every party calls this with the
+    same arguments and gets the same batches, without exchanging a message; all parties
+    must run a NumPy whose ``Generator.permutation`` draws the same stream (it has been
+    unchanged since NumPy 1.17, but NEP 19 does not promise it).
     """
     if n <= 0:
         raise DataError("no rows to split into batches")
     if seed < 0 or epoch < 0:
         raise ConfigError(f"seed and epoch must be >= 0, got {seed} and {epoch}")
-    order = _permutation(n, seed, epoch + 1)
-    if batch_size <= 0 or batch_size >= n:
-        return [order]
-    return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    order = np.random.default_rng([seed, epoch, _BATCH_STREAM]).permutation(n)
+    if batch_size <= 0:
+        return [np.sort(order).astype(np.int64)]
+    count = max(1, n // batch_size)
+    bounds = [b * batch_size for b in range(count)] + [n]
+    return [np.sort(order[lo:hi]).astype(np.int64) for lo, hi in itertools.pairwise(bounds)]
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[IntArray, IntArray]:
     """``(train_rows, validation_rows)``: a seeded split every party computes alike.
 
-    ``round(n * fraction)`` rows go to validation; both index arrays are sorted. The
-    split does not look at labels (hosts have none), so it is not stratified.
+    ``round(n * fraction)`` rows, the first ones of
+    ``np.random.default_rng([seed, 0x5EED]).permutation(n)``, go to validation (the same
+    rows as ``fedcredit.protocol.split.split_rows`` with no test part); both arrays are
+    sorted. The split does not look at labels (hosts have none), so it is not stratified.
     """
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"validation fraction must be in [0, 1), got {fraction}")
@@ -201,8 +211,8 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[IntArray, IntA
     n_val = round(n * fraction)
     if n_val == 0:
         return np.arange(n, dtype=np.int64), np.empty(0, dtype=np.int64)
-    order = _permutation(n, seed, 0)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    order = np.random.default_rng([seed, _SPLIT_STREAM]).permutation(n)
+    return np.sort(order[n_val:]).astype(np.int64), np.sort(order[:n_val]).astype(np.int64)
 
 
 def _check_xy(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
@@ -221,61 +231,93 @@ def _check_xy(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArra
 
 def _train_epoch(
     x: FloatArray, y: FloatArray, w: FloatArray, optimizer: SGD | Adam, cfg: TrainConfig, epoch: int
-) -> tuple[FloatArray, float]:
-    """One epoch over ``(x, y)``; returns the new weights and the mean Taylor loss."""
+) -> tuple[FloatArray, float, float]:
+    """One epoch over ``(x, y)``: new weights, last batch's loss and mean loss over the epoch."""
     optimizer.set_epoch(epoch)
-    loss_sum = 0.0
+    loss_sum = last_loss = 0.0
     for batch in batch_indices(x.shape[0], cfg.batch_size, cfg.seed, epoch):
         xb, yb = x[batch], y[batch]
         z = xb @ w[:-1] + w[-1]
-        loss_sum += taylor_loss(z, yb) * batch.size
+        last_loss = taylor_loss(z, yb)
+        loss_sum += last_loss * batch.size
         residual = taylor_residual(z, yb)
         gradient = np.r_[taylor_gradient(xb, residual), residual.mean()]
         gradient += l2_gradient(w, cfg.l2, mask_intercept=True)
         w = optimizer.step(w, gradient)
-    return w, loss_sum / x.shape[0]
+    return w, last_loss, loss_sum / x.shape[0]
 
 
-def fit_plain(x: npt.ArrayLike, y: npt.ArrayLike, config: TrainConfig | None = None) -> FitResult:
+def _rows(
+    n: int, cfg: TrainConfig, train_rows: IntArray | None, validation_rows: IntArray | None
+) -> tuple[IntArray, IntArray]:
+    if train_rows is None:
+        if validation_rows is not None:
+            raise ConfigError("validation_rows needs train_rows too")
+        return validation_split(n, cfg.validation_fraction, cfg.seed)
+    train = np.asarray(train_rows, dtype=np.int64)
+    val = np.asarray([] if validation_rows is None else validation_rows, dtype=np.int64)
+    for name, rows in (("train_rows", train), ("validation_rows", val)):
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n)):
+            raise DataError(f"{name} must be a 1-D array of row indices in 0..{n - 1}")
+    if train.size == 0:
+        raise DataError("train_rows is empty")
+    return train, val
+
+
+def fit_plain(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    config: TrainConfig | None = None,
+    *,
+    train_rows: npt.ArrayLike | None = None,
+    validation_rows: npt.ArrayLike | None = None,
+) -> FitResult:
     """Train the Taylor logistic regression in plaintext, as the federation does.
 
-    ``X`` should already be standardized (or WOE/one-hot coded). Returns the weights of
-    the last epoch, or of the best validation epoch when early stopping stopped it.
+    ``X`` should already be standardized (or WOE/one-hot coded), rows in the aligned
+    order. Without ``train_rows`` the rows are split by ``validation_split``; pass
+    ``train_rows`` and ``validation_rows`` (for example ``split_rows(...).train`` and
+    ``.validation``) to reproduce a federated run with a test part. Returns the weights
+    after the last epoch run.
     """
     cfg = config or TrainConfig()
     x_arr, y_arr = _check_xy(x, y)
-    train_rows, val_rows = validation_split(x_arr.shape[0], cfg.validation_fraction, cfg.seed)
-    x_train, y_train = x_arr[train_rows], y_arr[train_rows]
+    train, val = _rows(
+        x_arr.shape[0],
+        cfg,
+        None if train_rows is None else np.asarray(train_rows),
+        None if validation_rows is None else np.asarray(validation_rows),
+    )
+    x_train, y_train = x_arr[train], y_arr[train]
     optimizer = cfg.make_optimizer()
     w = np.zeros(x_arr.shape[1] + 1, dtype=np.float64)
-    best_w, best_auc, best_epoch = w, -math.inf, 0
     losses: list[float] = []
-    val_aucs: list[float] = []
+    mean_losses: list[float] = []
+    val_losses: list[float] = []
+    best, best_epoch, stale = math.inf, 0, 0
     converged = stopped_early = False
     for epoch in range(cfg.epochs):
-        w, loss = _train_epoch(x_train, y_train, w, optimizer, cfg, epoch)
-        losses.append(loss)
-        if val_rows.size:
-            val_aucs.append(auc(y_arr[val_rows], x_arr[val_rows] @ w[:-1] + w[-1]))
-            if val_aucs[-1] > best_auc:
-                best_w, best_auc, best_epoch = w, val_aucs[-1], epoch
-            elif cfg.early_stopping_rounds and epoch - best_epoch >= cfg.early_stopping_rounds:
-                stopped_early = True
-                break
-        if len(losses) > 1 and abs(losses[-2] - losses[-1]) < cfg.tol:
-            converged = True
+        w, last_loss, mean_loss = _train_epoch(x_train, y_train, w, optimizer, cfg, epoch)
+        losses.append(last_loss)
+        mean_losses.append(mean_loss)
+        converged = len(losses) > 1 and abs(losses[-2] - losses[-1]) < cfg.tol
+        if val.size:
+            val_losses.append(taylor_loss(x_arr[val] @ w[:-1] + w[-1], y_arr[val]))
+            if val_losses[-1] < best - 1e-12:
+                best, best_epoch, stale = val_losses[-1], epoch, 0
+            else:
+                stale += 1
+            stopped_early = bool(cfg.early_stopping_rounds) and stale >= cfg.early_stopping_rounds
+        if converged or stopped_early:
             break
-    if stopped_early:
-        w = best_w
-    else:
-        best_epoch = len(losses) - 1
     return FitResult(
         coef=w[:-1].copy(),
         intercept=float(w[-1]),
         loss_history=losses,
-        validation_auc=val_aucs,
+        mean_loss_history=mean_losses,
+        validation_loss=val_losses,
         epochs_run=len(losses),
-        best_epoch=best_epoch,
+        best_epoch=best_epoch if val.size else len(losses) - 1,
         converged=converged,
         stopped_early=stopped_early,
     )

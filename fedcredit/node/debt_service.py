@@ -113,6 +113,14 @@ class DebtLenderServicer(debt_pb2_grpc.DebtServiceServicer):
 
         return _run(context, step)
 
+    def UploadTable(
+        self, request_iterator: Iterator[debt_pb2.DebtUploadChunk], context: grpc.ServicerContext
+    ) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "uploads go to the coordinator")
+
+    def Query(self, request: debt_pb2.DebtQueryRequest, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "queries go to the coordinator")
+
 
 class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
     """The coordinator's node: lender uploads, and queries it answers with the lenders' help."""
@@ -165,6 +173,14 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"a lender did not answer: {exc}")
         answer = _run(context, lambda: prepared.answer(shares))
         return answer_to_proto(answer)
+
+    def EvaluateOPRF(self, request: debt_pb2.DebtPoints, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the coordinator holds no OPRF key")
+
+    def DecryptMasked(
+        self, request: debt_pb2.DebtMaskedBatch, context: grpc.ServicerContext
+    ) -> Any:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the coordinator holds no lender key")
 
 
 # Conversions between protobuf messages and domain messages.

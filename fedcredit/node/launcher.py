@@ -105,6 +105,8 @@ class LocalNodes:
                 start_new_session=True,
             )
             log.close()
+            # The pid file lets an operator (or a fault test) find a node process.
+            (self.run_dir / "ports" / f"{name}.pid").write_text(str(self.processes[name].pid), encoding="utf-8")
         deadline = time.monotonic() + START_TIMEOUT_S
         for name in names:
             self.addresses[name] = self._wait_port(name, deadline)

@@ -148,7 +148,7 @@ class NodeServer:
         Calls still running after ``grace_seconds`` are cancelled. Returns once stopped.
         """
         deadline = time.monotonic() + grace_seconds
-        pass
+        self.health.enter_graceful_shutdown()
         self._drain.drain(grace_seconds)
         # Application calls have finished (or the grace is over); only health checks and
         # watches can remain, and they need no grace.

@@ -22,12 +22,20 @@ from fedcredit.errors import ProtocolError
 class KeyHolder:
     """One Paillier key pair per job; decrypts masked, packed slots for the caller."""
 
-    def __init__(self, *, allow_small_keys: bool = False) -> None:
+    def __init__(self, *, allow_small_keys: bool = False, record: bool = False) -> None:
         self._allow_small = allow_small_keys
+        # With ``record``, every decrypted slot is kept: tests check that what the
+        # coordinator sees is uncorrelated with gradients and scores.
+        self.observed: list[int] | None = [] if record else None
         self._lock = threading.Lock()
         self._job_id: str | None = None
         self._public: PublicKey | None = None
         self._private: PrivateKey | None = None
+
+    def use_keypair(self, job_id: str, public: PublicKey, private: PrivateKey) -> None:
+        """Adopt an existing key pair (tests reuse one key across many jobs)."""
+        with self._lock:
+            self._job_id, self._public, self._private = job_id, public, private
 
     def start_job(self, job_id: str, key_bits: int) -> PublicKey:
         """Make (or keep, for the same job) the job's key pair and return its public key."""
@@ -54,7 +62,10 @@ class KeyHolder:
 
     def decrypt_masked(self, packed: PackedCiphertexts) -> list[int]:
         """The masked slot values (what the coordinator sees: value + fresh wide mask)."""
-        return decrypt_packed(self._private_key(), packed)
+        slots = decrypt_packed(self._private_key(), packed)
+        if self.observed is not None:
+            self.observed.extend(slots)
+        return slots
 
     def decrypt_loss(
         self, masked_scores: PackedCiphertexts, masked_sums: PackedCiphertexts

@@ -1,0 +1,277 @@
+"""``fedcredit debt-check``: ask, as one lender, how many other lenders each applicant owes.
+
+The command runs the consortium locally: it reads every lending party's ``loans`` file named
+in the federation file, starts one ``DebtService`` server per lender and one for the
+coordinator in this process (on 127.0.0.1, ephemeral ports, mutual TLS with the federation's
+certificates, or a throwaway CA when the file has no [tls] table), uploads every table over
+gRPC and runs the query as ``--lender``. In a deployment each lender serves
+``DebtLenderServicer`` from its own node and the coordinator ``DebtCoordinatorServicer``; the
+messages are the same.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+import grpc
+
+from fedcredit.config import load_federation
+from fedcredit.crypto import generate_keypair
+from fedcredit.data.loans import load_loans
+from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
+from fedcredit.errors import ConfigError, DataError
+from fedcredit.node.client import open_channel
+from fedcredit.node.debt_service import (
+    DebtCoordinatorServicer,
+    DebtLenderServicer,
+    ask,
+    send_upload,
+)
+from fedcredit.node.server import NodeServer, build_server
+from fedcredit.node.tls import init_certs, load_channel_credentials, load_server_credentials
+from fedcredit.proto.v1 import debt_pb2_grpc
+
+COORDINATOR = "coordinator"
+QUERY_CHUNK = 10_000
+OUT_COLUMNS = ("id", "other_lenders", "total_outstanding", "reason")
+
+
+class CertSource(Protocol):
+    """Where the CA and each node's certificate and key are (``TLSSettings`` or ``CertPaths``)."""
+
+    @property
+    def ca(self) -> Path: ...
+
+    def cert(self, name: str) -> Path: ...
+
+    def key(self, name: str) -> Path: ...
+
+
+class LocalConsortium:
+    """Lender and coordinator ``DebtService`` servers in this process, over real mTLS gRPC."""
+
+    def __init__(
+        self,
+        lenders: Sequence[str],
+        certs: CertSource,
+        *,
+        key_bits: int = 2048,
+        min_count_floor: int = 2,
+    ) -> None:
+        if len(lenders) < 2:
+            raise ConfigError("a loan-stacking check needs at least two lending parties")
+        self.names = list(lenders)
+        self._certs = certs
+        self._servers: list[NodeServer] = []
+        self._channels: list[grpc.Channel] = []
+        self._addresses: dict[str, str] = {}
+        self.lenders: dict[str, DebtLender] = {}
+        for name in self.names:
+            public, private = generate_keypair(key_bits, allow_small=key_bits < 2048)
+            self.lenders[name] = DebtLender(public, private)
+        self.pool = ThreadPoolExecutor(max_workers=max(2, len(lenders)))
+        parties = set(self.names) | {COORDINATOR}
+        for name in self.names:
+            servicer = DebtLenderServicer(self.lenders[name], name, set(self.names), COORDINATOR)
+            self._serve(name, servicer, parties)
+        stubs = {name: self.stub(COORDINATOR, name) for name in self.names}
+        self.coordinator = DebtCoordinator(min_count_floor=min_count_floor)
+        self.coordinator_servicer = DebtCoordinatorServicer(self.coordinator, stubs)
+        self._serve(COORDINATOR, self.coordinator_servicer, set(self.names))
+
+    def _serve(
+        self, name: str, servicer: debt_pb2_grpc.DebtServiceServicer, allowed: set[str]
+    ) -> None:
+        creds = load_server_credentials(
+            self._certs.ca, self._certs.cert(name), self._certs.key(name)
+        )
+        server = build_server("127.0.0.1:0", credentials=creds, allowed_parties=allowed)
+        server.add(debt_pb2_grpc.add_DebtServiceServicer_to_server, servicer)
+        self._servers.append(server)
+        self._addresses[name] = f"127.0.0.1:{server.start()}"
+
+    def stub(self, caller: str, callee: str) -> debt_pb2_grpc.DebtServiceStub:
+        """A stub for ``callee``'s service, presenting ``caller``'s certificate."""
+        creds = load_channel_credentials(
+            self._certs.ca, self._certs.cert(caller), self._certs.key(caller)
+        )
+        channel = open_channel(self._addresses[callee], party_name=callee, credentials=creds)
+        self._channels.append(channel)
+        return debt_pb2_grpc.DebtServiceStub(channel)
+
+    def upload(self, name: str, balances: Mapping[str, int]) -> int:
+        """Encrypt and stream one lender's book to the coordinator; rows stored."""
+        pending = self.lenders[name].prepare_upload(balances)
+        return send_upload(self.lenders[name], pending, self.stub(name, COORDINATOR))
+
+    def querier(self, name: str) -> QuerierHandle:
+        """Stubs from lender ``name`` to every other lender and to the coordinator."""
+        if name not in self.lenders:
+            raise ConfigError(f"{name!r} is not a lending party (one with a loans file)")
+        others = {n: self.stub(name, n) for n in self.names if n != name}
+        return QuerierHandle(others, self.stub(name, COORDINATOR), self.pool)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        for server in self._servers:
+            server.stop(1.0)
+        self.pool.shutdown()
+
+    def __enter__(self) -> LocalConsortium:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class QuerierHandle:
+    """One lender's view of the consortium: ask about a batch, get one result each."""
+
+    def __init__(
+        self,
+        lenders: Mapping[str, debt_pb2_grpc.DebtServiceStub],
+        coordinator: debt_pb2_grpc.DebtServiceStub,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self._lenders = dict(lenders)
+        self._coordinator = coordinator
+        self._pool = pool
+        self.stats: dict[str, int] = {}
+
+    def ask(self, applicants: Sequence[str], min_count_for_total: int = 2) -> list[DebtResult]:
+        results: list[DebtResult] = []
+        for start in range(0, len(applicants), QUERY_CHUNK):
+            results += ask(
+                applicants[start : start + QUERY_CHUNK],
+                self._lenders,
+                self._coordinator,
+                min_count_for_total=min_count_for_total,
+                pool=self._pool,
+                stats=self.stats,
+            )
+        return results
+
+
+def read_applicants(path: Path) -> list[str]:
+    """Applicant ids from a CSV (``id`` column, or the first column; one clear error each)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the applicants file: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: the applicants file is not UTF-8 text") from exc
+    if not rows:
+        raise DataError(f"{path}: the applicants file is empty")
+    header = [cell.strip().lower() for cell in rows[0]]
+    column = header.index("id") if "id" in header else 0
+    ids: list[str] = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        value = row[column].strip() if column < len(row) else ""
+        if not value:
+            raise DataError(f"{path}: row {number}, column 'id': the id is missing")
+        ids.append(value)
+    if not ids:
+        raise DataError(f"{path}: no applicant ids below the header")
+    return ids
+
+
+def write_results(out: Path | None, ids: Sequence[str], results: Sequence[DebtResult]) -> None:
+    """One row per applicant in input order; stdout when ``out`` is None."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(OUT_COLUMNS)
+    for pid, result in zip(ids, results, strict=True):
+        writer.writerow([pid, result.other_lenders, result.total_outstanding, result.reason])
+    if out is None:
+        sys.stdout.write(buffer.getvalue())
+        return
+    try:
+        out.write_text(buffer.getvalue(), encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror}") from exc
+
+
+def debt_check(
+    federation_path: Path,
+    lender: str,
+    applicants_csv: Path,
+    out_csv: Path | None,
+    json_mode: bool,
+    min_count_for_total: int = 2,
+) -> int:
+    """Run ``fedcredit debt-check``; writes the results and returns the exit status (0)."""
+    if min_count_for_total < 1:
+        raise ConfigError("--min-count-for-total must be at least 1")
+    fed = load_federation(federation_path, allow_small_keys=True)
+    lending = {p.name: p.loans for p in fed.parties if p.loans is not None}
+    if lender not in lending:
+        names = ", ".join(sorted(lending)) or "none"
+        raise ConfigError(f"{lender!r} has no loans file in {federation_path} (lenders: {names})")
+    books = {name: load_loans(path).outstanding() for name, path in lending.items()}
+    ids = read_applicants(applicants_csv)
+    with tempfile.TemporaryDirectory(prefix="fedcredit-debt-") as tmp:
+        certs: CertSource = fed.tls or init_certs(tmp, [*lending, COORDINATOR])
+        with LocalConsortium(
+            list(lending), certs, key_bits=fed.key_bits, min_count_floor=min_count_for_total
+        ) as consortium:
+            for name, balances in books.items():
+                consortium.upload(name, balances)
+            results = consortium.querier(lender).ask(ids, min_count_for_total)
+    write_results(out_csv, ids, results)
+    summary = {
+        "applicants": len(ids),
+        "with_other_lenders": sum(r.other_lenders > 0 for r in results),
+        "totals_withheld": sum(r.total_outstanding_cents is None for r in results),
+        "min_count_for_total": min_count_for_total,
+        "out": str(out_csv) if out_csv else None,
+    }
+    if json_mode:
+        print(json.dumps(summary))
+    elif out_csv is not None:
+        print(
+            f"{summary['applicants']} applicants checked against {len(lending) - 1} other "
+            f"lenders: {summary['with_other_lenders']} owe another lender; totals are shown only "
+            f"when {min_count_for_total} or more other lenders match; written to {out_csv}"
+        )
+    return 0
+
+
+def run_debt_demo(folder: Path, *, quiet: bool = False, customers: int = 300) -> dict[str, object]:
+    """Five synthetic lenders with overlapping books; lender-1 checks 50 applicants."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(7)
+    names = [f"lender-{i}" for i in range(1, 6)]
+    people = [f"P{i:05d}" for i in range(customers)]
+    books = {
+        name: {pid: rng.randint(1_000, 5_000_000) for pid in people if rng.random() < 0.3}
+        for name in names
+    }
+    ids = people[:50]
+    certs = init_certs(folder / "certs", [*names, COORDINATOR], overwrite=True)
+    with LocalConsortium(names, certs) as consortium:
+        for name, balances in books.items():
+            consortium.upload(name, balances)
+        results = consortium.querier(names[0]).ask(ids)
+    write_results(folder / "debt_check.csv", ids, results)
+    summary: dict[str, object] = {
+        "lenders": len(names),
+        "applicants": len(ids),
+        "with_other_lenders": sum(r.other_lenders > 0 for r in results),
+        "out": str(folder / "debt_check.csv"),
+    }
+    if not quiet:
+        print(f"   {summary['with_other_lenders']} of {len(ids)} applicants owe another lender")
+    return summary
