@@ -39,10 +39,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument(
+        "--customers", type=int, default=None, help="customers per lender (overrides the default)"
+    )
     args = parser.parse_args()
     customers, universe, batch, singles = (
         (2_000, 5_000, 500, 30) if args.quick else (100_000, 250_000, 10_000, 200)
     )
+    if args.customers is not None:
+        customers, universe = args.customers, max(args.customers * 5 // 2, batch)
     rng = random.Random(1)
     names = [f"lender-{i}" for i in range(1, 6)]
     people = [f"{i:012d}" for i in range(universe)]

@@ -27,10 +27,17 @@ INLINE_BELOW = 16
 _lock = threading.Lock()
 _workers: int | None = None
 _executor: ThreadPoolExecutor | None = None
+_local = threading.local()
 
 
 def _init_worker() -> None:
     gmpy2.get_context().allow_release_gil = True
+    _local.in_pool = True
+
+
+def _inline_here() -> bool:
+    # A worker that waited on its own pool could deadlock it: nested calls run inline.
+    return get_workers() == 1 or getattr(_local, "in_pool", False)
 
 
 def get_workers() -> int:
@@ -92,7 +99,7 @@ def split(items: Sequence[T], parts: int) -> list[Sequence[T]]:
 
 def map_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, inline: bool = False) -> list[R]:
     """``[fn(t) for t in tasks]``, on the pool unless ``inline`` or one worker or one task."""
-    if inline or len(tasks) <= 1 or get_workers() == 1:
+    if inline or len(tasks) <= 1 or _inline_here():
         return [fn(task) for task in tasks]
     return list(_get_executor().map(fn, tasks))
 
@@ -103,7 +110,7 @@ def map_chunked(fn: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> lis
     Slices are about four per worker so an unlucky slow slice does not idle the others.
     """
     workers = get_workers()
-    if len(items) < INLINE_BELOW or workers == 1:
+    if len(items) < INLINE_BELOW or _inline_here():
         return fn(items)
     chunks = split(items, workers * 4)
     out: list[R] = []

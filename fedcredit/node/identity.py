@@ -43,9 +43,14 @@ def caller_party(context: grpc.ServicerContext) -> str:
     return name
 
 
+def _is_tls(context: grpc.ServicerContext) -> bool:
+    auth = cast(dict[str, list[bytes]], context.auth_context())
+    return auth.get(_SECURITY_KEY) == [b"ssl"]
+
+
 def _identify(context: grpc.ServicerContext) -> str | None:
     auth = cast(dict[str, list[bytes]], context.auth_context())
-    if auth.get(_SECURITY_KEY) == [b"ssl"]:
+    if _is_tls(context):
         names = auth.get(_CN_KEY, [])
         # A certificate with several common names is ambiguous: refuse rather than pick one.
         return names[0].decode() if len(names) == 1 else None
@@ -56,8 +61,9 @@ def _identify(context: grpc.ServicerContext) -> str | None:
 class IdentityInterceptor(ServerInterceptorBase):
     """Refuses every call whose caller is not in ``allowed_parties`` (PERMISSION_DENIED)."""
 
-    def __init__(self, allowed_parties: Iterable[str]) -> None:
+    def __init__(self, allowed_parties: Iterable[str], *, secure: bool = True) -> None:
         self._allowed = frozenset(allowed_parties)
+        self._secure = secure
 
     def intercept_service(
         self,
@@ -70,6 +76,9 @@ class IdentityInterceptor(ServerInterceptorBase):
         return guard_handler(handler, self._check)
 
     def _check(self, context: grpc.ServicerContext) -> None:
+        if self._secure and not _is_tls(context):
+            # Never fall back to the forgeable header on a server that was built with TLS.
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "call did not arrive over TLS")
         name = _identify(context)
         if name is None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "caller has no party identity")

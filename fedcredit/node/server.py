@@ -181,7 +181,10 @@ def build_server(
     drain = _Drain()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fedcredit-rpc"),
-        interceptors=[IdentityInterceptor(allowed_parties), _DrainInterceptor(drain)],
+        interceptors=[
+            IdentityInterceptor(allowed_parties, secure=credentials is not None),
+            _DrainInterceptor(drain),
+        ],
         options=server_options(max_message_bytes),
     )
     return NodeServer(server, address, credentials, drain)
