@@ -244,3 +244,16 @@ def test_load_private_key_rejects_composite_factors(tmp_path: Path) -> None:
     path.write_text(json.dumps(fields))
     with pytest.raises(CryptoError, match="primes"):
         load_private_key(path)
+
+
+def test_a_narrow_comb_window_gives_the_same_powers(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    public, _ = keypair
+    narrow = PublicKey(public.n, public.hs, comb_window=3)
+    x = random.Random(8).getrandbits(narrow.exponent_bits)
+    assert narrow.table.pow(x) == public.table.pow(x)
+
+
+def test_comb_window_outside_2_to_16_is_refused(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    public, _ = keypair
+    with pytest.raises(CryptoError, match="comb_window"):
+        PublicKey(public.n, public.hs, comb_window=17)

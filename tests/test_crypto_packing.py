@@ -16,6 +16,7 @@ from fedcredit.crypto import (
     encrypt_vector,
     generate_keypair,
     mask_and_pack,
+    matvec_t,
     unmask,
 )
 from fedcredit.crypto.packing import slots_per_ciphertext
@@ -132,3 +133,16 @@ def test_mask_and_pack_refuses_non_positive_value_bits(
     public, _ = keypair
     with pytest.raises(CryptoError, match="positive"):
         mask_and_pack(encrypt_vector(public, np.ones(1), 0), 0)
+
+
+def test_full_gradient_path_at_2048_bits() -> None:
+    public, private = generate_keypair(2048, rng=random.Random(2048))
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=64)
+    x = rng.integers(-(2**11), 2**11, size=(64, 10))
+    gradient = matvec_t(x, 8, encrypt_vector(public, d, 24))
+    packed, masks = mask_and_pack(gradient, 50)
+    result = unmask(decrypt_packed(private, packed), masks, gradient.scale_bits)
+    expected = x.T @ (np.rint(d * 2**24) / 2**24) / 2**8
+    assert len(packed.ciphertexts) == 1
+    assert np.array_equal(result, expected)

@@ -229,3 +229,20 @@ def test_results_are_the_same_inline_and_on_the_pool(keypair: tuple[PublicKey, P
 def test_set_workers_refuses_zero() -> None:
     with pytest.raises(CryptoError, match="positive"):
         set_workers(0)
+
+
+def test_crypto_called_from_a_pool_worker_runs_inline_without_deadlock(
+    keypair: tuple[PublicKey, PrivateKey],
+) -> None:
+    from fedcredit.crypto import pool
+
+    public, private = keypair
+    set_workers(2)
+    try:
+        nested = pool.map_tasks(
+            lambda v: decrypt_vector(private, encrypt_vector(public, np.full(40, v), 4)).tolist(),
+            [1.0, 2.0],
+        )
+    finally:
+        set_workers(None)
+    assert nested == [[1.0] * 40, [2.0] * 40]

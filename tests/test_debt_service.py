@@ -107,7 +107,7 @@ def write_federation(tmp_path: Path, books: dict[str, dict[str, int]]) -> Path:
 
 
 def test_debt_check_writes_one_row_per_applicant_in_input_order(
-    tmp_path: Path, books, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    tmp_path: Path, books: dict[str, dict[str, int]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     federation = write_federation(tmp_path, books)
     ids = ["P5", "nobody", "P1", "P5", "P30"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import shutil
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from fedcredit.proto.v1 import party_pb2, party_pb2_grpc
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_TIMEOUT_S = 60.0
+SCORE_CHUNK = 2000
 
 
 def local_names(fed: Federation) -> list[str]:
@@ -125,79 +130,65 @@ def read_ids(path: Path) -> list[str]:
     return ids
 
 
-def score_batch(
-    fed: Federation,
-    model_dir: Path,
-    ids: list[str],
-    out_csv: Path,
-    *,
-    quiet: bool,
-    insecure: bool = False,
+@contextlib.contextmanager
+def scoring_service(
+    fed: Federation, model_dir: Path, run_dir: Path, *, insecure: bool = False,
     allow_small_keys: bool = False,
-) -> int:
-    """Batch scoring through the lender's Score RPC, as the lender's operator."""
-    run_dir = out_csv.parent / f".{out_csv.stem}-nodes"
+) -> Iterator[party_pb2_grpc.PartyStub]:
+    """Local nodes loaded with a model, a fresh coordinator key, and a stub of the lender's
+    Score RPC opened with the lender's own certificate (scores go to the lender only)."""
     cert_dir = prepare_certs(fed, model_dir.parent, insecure=insecure)
     names = local_names(fed)
     lender = fed.lender.name
-    progress = Progress(quiet=quiet)
     with LocalNodes(
-        fed.path,
-        names,
-        run_dir,
-        cert_dir=cert_dir,
-        insecure=insecure,
-        allow_small_keys=allow_small_keys,
-        model_dir=model_dir,
+        fed.path, names, run_dir, cert_dir=cert_dir, insecure=insecure,
+        allow_small_keys=allow_small_keys, model_dir=model_dir,
     ) as nodes:
         addresses = {n: fed.endpoint(n).address for n in fed.all_names}
         addresses.update(nodes.start(last=lender))
         coord_creds = _driver_credentials(fed, cert_dir, COORDINATOR)
         _wait_all(addresses, coord_creds, COORDINATOR)
-        from fedcredit.node.peers import Peers
-        from fedcredit.proto.v1 import common_pb2, coordinator_pb2
-
-        driver = Peers(addresses, lender, credentials=coord_creds, own_name=COORDINATOR)
-        driver.call_coordinator(
-            "StartJob",
-            coordinator_pb2.StartJobRequest(
-                env=common_pb2.Envelope(job_id="scoring", seq=1), key_bits=fed.key_bits
-            ),
-            120.0,
+        operator = Peers(addresses, lender, credentials=coord_creds, own_name=COORDINATOR)
+        env = common_pb2.Envelope(job_id=f"scoring-{uuid.uuid4().hex[:8]}", seq=1)
+        operator.call_coordinator(
+            "StartJob", coordinator_pb2.StartJobRequest(env=env, key_bits=fed.key_bits), 120.0
         )
-        driver.close()
+        operator.close()
         credentials = _driver_credentials(fed, cert_dir, lender)
-        channel = open_channel(
-            addresses[lender], party_name=lender, credentials=credentials, self_name=lender
-        )
-        stub = party_pb2_grpc.PartyStub(channel)
-        tmp = out_csv.with_name(f".{out_csv.name}.tmp")
-        written = 0
+        channel = open_channel(addresses[lender], party_name=lender, credentials=credentials, self_name=lender)
+        try:
+            yield party_pb2_grpc.PartyStub(channel)
+        finally:
+            channel.close()
+
+
+def score_batch(
+    fed: Federation, model_dir: Path, ids: list[str], out_csv: Path, *, quiet: bool,
+    insecure: bool = False, allow_small_keys: bool = False,
+) -> int:
+    """Batch scoring through the lender's Score RPC, as the lender's operator.
+
+    SCORES.csv is written through a temporary file and renamed: never half-written.
+    """
+    progress = Progress(quiet=quiet)
+    run_dir = out_csv.parent / f".{out_csv.stem}-nodes"
+    lender = fed.lender.name
+    tmp = out_csv.with_name(f".{out_csv.name}.tmp")
+    written = 0
+    with scoring_service(fed, model_dir, run_dir, insecure=insecure, allow_small_keys=allow_small_keys) as stub:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["id", "probability", "score", "grade", "reasons", "error"])
-            for start in range(0, len(ids), 2000):
-                chunk = ids[start : start + 2000]
-                reply = call(
-                    stub.Score, party_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0
-                )
+            for start in range(0, len(ids), SCORE_CHUNK):
+                chunk = ids[start : start + SCORE_CHUNK]
+                reply = call(stub.Score, party_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0)
                 for item in reply.applicants:
                     if item.error:
                         writer.writerow([item.id, "", "", "", "", item.error])
                     else:
-                        writer.writerow(
-                            [
-                                item.id,
-                                f"{item.probability:.6f}",
-                                f"{item.score:.1f}",
-                                item.grade,
-                                item.reasons,
-                                "",
-                            ]
-                        )
+                        writer.writerow([item.id, f"{item.probability:.6f}", f"{item.score:.1f}", item.grade, item.reasons, ""])
                     written += 1
                 progress("phase", {"message": f"  scored {written:,}/{len(ids):,} applicants"})
-        os.replace(tmp, out_csv)
-        channel.close()
-        del nodes
+    os.replace(tmp, out_csv)
+    shutil.rmtree(run_dir, ignore_errors=True)
     return written

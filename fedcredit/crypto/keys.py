@@ -20,7 +20,7 @@ import phe
 from gmpy2 import mpz
 
 from fedcredit.crypto import pool
-from fedcredit.crypto.djn import FixedBaseTable, LazyTable
+from fedcredit.crypto.djn import DEFAULT_WINDOW, FixedBaseTable, LazyTable
 from fedcredit.errors import CryptoError
 
 #: Smallest modulus ``generate_keypair`` makes without ``allow_small=True``.
@@ -59,7 +59,9 @@ class PublicKey:
     extra assumption besides DCR: that discrete logarithms with short exponents in the group
     of n-th residues are hard (DJN's "short exponent" assumption, Damgård, Jurik and Nielsen,
     "A generalization of Paillier's public-key system with applications to electronic voting",
-    IJIS 2010, section 4.2). Equality is by ``n``: keys differing only in ``hs`` or the
+    Int. J. Inf. Secur. 9(6), 2010). ``comb_window`` trades table memory for speed: the table has
+    ``ceil(exponent_bits / w) * 2**w`` entries of n**2 size (w = 8: 16 MiB at 2048 bits;
+    w = 10: 54 MiB and about 20% faster). Equality is by ``n``: keys differing only in ``hs`` or the
     exponent length encrypt for the same private key.
     """
 
@@ -69,6 +71,7 @@ class PublicKey:
         hs: int | Any | None = None,
         *,
         short_exponent_bits: int | None = None,
+        comb_window: int = DEFAULT_WINDOW,
         rng: random.Random | None = None,
     ) -> None:
         self.n: Any = mpz(n)
@@ -91,11 +94,13 @@ class PublicKey:
                 f"short_exponent_bits must be in [{MIN_SHORT_EXPONENT_BITS}, {full}], "
                 f"got {short_exponent_bits}"
             )
+        if not 2 <= comb_window <= 16:
+            raise CryptoError(f"comb_window must be 2..16 bits, got {comb_window}")
         self.short_exponent_bits = short_exponent_bits
         self.exponent_bits: int = short_exponent_bits or full
         digest = hashlib.sha256(int(self.n).to_bytes((self.bits + 7) // 8, "big")).hexdigest()
         self.fingerprint: str = digest[:32]
-        self._table = LazyTable(self.hs, self.nsquare, self.exponent_bits)
+        self._table = LazyTable(self.hs, self.nsquare, self.exponent_bits, comb_window)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PublicKey) and self.n == other.n

@@ -64,7 +64,7 @@ class LabelParty(FeatureParty):
 
     @property
     def n_weights(self) -> int:
-        return int(self._raw.shape[1]) + 1  # the last weight is the intercept
+        return self.n_columns + 1  # the last weight is the intercept
 
     def _design(self, raw: np.ndarray) -> np.ndarray:
         x = super()._design(raw)

@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,6 +48,17 @@ from fedcredit.protocol.fixedpoint import (
 from fedcredit.protocol.split import Split, batch_count, batch_rows, split_rows
 
 PHASES = ("train", "validation", "test")
+
+
+class ColumnEncoder(Protocol):
+    """Turns a party's raw columns into design columns (e.g. one-hot bins), locally."""
+
+    @property
+    def feature_names(self) -> list[str]: ...
+
+    def transform(self, raw: np.ndarray) -> np.ndarray: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,9 @@ class FeatureParty:
         self.mean = np.zeros(self._raw.shape[1])
         self.std = np.ones(self._raw.shape[1])
         self._x_int = np.zeros((0, 0), dtype=np.int64)
+        # An optional column encoder (binning): when set, the design matrix is its output
+        # instead of the standardized raw columns.
+        self.encoder: ColumnEncoder | None = None
         self.weights = np.zeros(self.n_weights)
         self.optimizer = make_optimizer(**_optimizer_args(settings))
         self.epoch = 0
@@ -104,8 +118,33 @@ class FeatureParty:
         return self._ids
 
     @property
+    def n_columns(self) -> int:
+        """Columns of the design matrix before any intercept."""
+        return len(self.encoder.feature_names) if self.encoder is not None else int(self._raw.shape[1])
+
+    @property
     def n_weights(self) -> int:
-        return int(self._raw.shape[1])
+        return self.n_columns
+
+    @property
+    def raw(self) -> np.ndarray:
+        """This party's raw columns in its own file order (never leaves the party)."""
+        return self._raw
+
+    @property
+    def aligned_rows(self) -> np.ndarray:
+        """Indices into the raw rows of the aligned customers, in the shared order."""
+        return self._aligned_rows
+
+    def set_encoder(self, encoder: ColumnEncoder | None) -> None:
+        """Use ``encoder`` (e.g. one-hot bins) for the design matrix; resets weights and state."""
+        self.encoder = encoder
+        if encoder is not None:
+            self.feature_names = list(encoder.feature_names)
+        self.weights = np.zeros(self.n_weights)
+        self.optimizer = make_optimizer(**_optimizer_args(self.settings))
+        if self.split is not None:
+            self._x_int = self._design(self._raw[self._aligned_rows])
 
     @property
     def x_scale_bits(self) -> int:
@@ -139,7 +178,9 @@ class FeatureParty:
         )
 
     def _design(self, raw: np.ndarray) -> np.ndarray:
-        """Standardized, clipped, fixed-point columns (the lender adds the intercept)."""
+        """Standardized (or encoded), clipped, fixed-point columns (the lender adds the intercept)."""
+        if self.encoder is not None:
+            return quantize(np.clip(self.encoder.transform(raw), -CLIP, CLIP), self.x_scale_bits)
         z = np.clip((raw - self.mean) / self.std, -CLIP, CLIP)
         return quantize(z, self.x_scale_bits)
 
@@ -230,6 +271,7 @@ class FeatureParty:
         """What this party stores of the model: its own columns, scaling and weights."""
         return {
             "party": self.name,
+            "encoder": self.encoder.to_dict() if self.encoder is not None else None,
             "has_label": self.has_label,
             "feature_names": self.feature_names,
             "mean": self.mean.tolist(),
