@@ -85,12 +85,12 @@ def bench_key(bits: int, quick: bool, cores: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
 
     # Encrypt: phe on a subset, then fedcredit single and multi on the same values.
-    phe_enc = timed(lambda: [php.encrypt(float(v)) for v in values[:n_phe]]) / n_phe
+    phe_enc = timed(lambda: [php.encrypt(float(v)) for v in values[:n_phe]], 3) / n_phe
     set_workers(1)
-    fc_single = timed(lambda: encrypt_vector(public, values[:n_fc], Z_SCALE)) / n_fc
+    fc_single = timed(lambda: encrypt_vector(public, values[:n_fc], Z_SCALE), 3) / n_fc
     short = PublicKey(public.n, public.hs, short_exponent_bits=448)
     short.table  # noqa: B018
-    fc_short = timed(lambda: encrypt_vector(short, values[:n_fc], Z_SCALE)) / n_fc
+    fc_short = timed(lambda: encrypt_vector(short, values[:n_fc], Z_SCALE), 3) / n_fc
     set_workers(cores)
     fc_multi = timed(lambda: encrypt_vector(public, values[:n_fc], Z_SCALE), cpu=False) / n_fc
     fc_short_multi = timed(lambda: encrypt_vector(short, values[:n_fc], Z_SCALE), cpu=False) / n_fc
@@ -103,25 +103,38 @@ def bench_key(bits: int, quick: bool, cores: int) -> list[dict[str, Any]]:
 
     ev = encrypt_vector(public, values, Z_SCALE)
     phe_cts = [php.encrypt(float(v)) for v in values[:n_phe]]
-    phe_dec = timed(lambda: [phs.decrypt(c) for c in phe_cts]) / n_phe
+    phe_dec = timed(lambda: [phs.decrypt(c) for c in phe_cts], 3) / n_phe
     small = ev.take(list(range(n_fc // 4)))
     set_workers(1)
-    fc_dec1 = timed(lambda: decrypt_vector(private, small)) / len(small)
+    fc_dec1 = timed(lambda: decrypt_vector(private, small), 3) / len(small)
     set_workers(cores)
     fc_decm = timed(lambda: decrypt_vector(private, small), cpu=False) / len(small)
     results.append(row("decrypt_single", bits, 1 / fc_dec1, 1 / phe_dec))
     results.append(row("decrypt_multi", bits, 1 / fc_decm, 1 / phe_dec, workers=cores))
     set_workers(1)
 
-    # Ciphertext + ciphertext and ciphertext * plaintext (phe: floats, the way users write it).
-    phe_add = timed(lambda: [a + b for a, b in zip(phe_cts, phe_cts, strict=True)], 5) / n_phe
+    # Ciphertext + ciphertext on all 4096 values for both (same memory footprint): phe
+    # EncryptedNumbers wrap fedcredit's ciphertexts (exponent -6 is scale 2**24 in base 16).
+    phe_all = [phe.EncryptedNumber(php, int(c), exponent=-Z_SCALE // 4) for c in ev.ciphertexts]
+    phe_add = timed(lambda: [a + b for a, b in zip(phe_all, phe_all, strict=True)], 3) / ROWS
     fc_add = timed(lambda: ev.add(ev), 3) / ROWS
-    results.append(row("add", bits, 1 / fc_add, 1 / phe_add))
+    results.append(row("add_single", bits, 1 / fc_add, 1 / phe_add))
+    set_workers(cores)
+    fc_add_multi = timed(lambda: ev.add(ev), 3, cpu=False) / ROWS
+    set_workers(1)
+    results.append(row("add_multi", bits, 1 / fc_add_multi, 1 / phe_add, workers=cores))
     factors = rng.normal(size=ROWS)
-    phe_mul = timed(lambda: [c * float(f) for c, f in zip(phe_cts, factors, strict=False)]) / n_phe
+    # Ciphertext * plaintext (phe: floats, the way users write it).
+    n_mul = 4 * n_phe
+    phe_mul = (
+        timed(lambda: [c * float(f) for c, f in zip(phe_all, factors[:n_mul], strict=False)])
+        / n_mul
+    )
     ints = fixed(factors, X_SCALE)
     fc_mul = timed(lambda: ev.mul_plain_ints(ints, X_SCALE)) / ROWS
-    results.append(row("mul_plain", bits, 1 / fc_mul, 1 / phe_mul, fedcredit_factor_bits=X_SCALE))
+    results.append(
+        row("mul_plain_single", bits, 1 / fc_mul, 1 / phe_mul, fedcredit_factor_bits=X_SCALE)
+    )
 
     results.extend(bench_matvec(bits, quick, public, php, ev, rng, cores))
     results.extend(bench_gradient(bits, public, private, php, phs, rng, cores))
@@ -177,7 +190,7 @@ def bench_gradient(
     grad = rng.normal(size=FEATURES) * 100
     ev = encrypt_vector(public, grad, Z_SCALE + X_SCALE)
     phe_g = [php.encrypt(float(v)) for v in grad]
-    phe_rate = FEATURES / timed(lambda: [phs.decrypt(c) for c in phe_g], 3)
+    phe_rate = FEATURES / timed(lambda: [phs.decrypt(c) for c in phe_g], 15)
     value_bits = 64
 
     def pipeline() -> Any:
@@ -189,8 +202,8 @@ def bench_gradient(
     for workers in (1, cores):
         set_workers(workers)
         cpu = workers == 1
-        coordinator = FEATURES / timed(lambda: decrypt_packed(private, packed), 3, cpu=cpu)
-        end_to_end = FEATURES / timed(pipeline, 3, cpu=cpu)
+        coordinator = FEATURES / timed(lambda: decrypt_packed(private, packed), 15, cpu=cpu)
+        end_to_end = FEATURES / timed(pipeline, 15, cpu=cpu)
         tag = "single" if cpu else "multi"
         out.append(
             row(

@@ -59,6 +59,7 @@ class PartyConfig:
     label_column: str | None = None
     features: tuple[str, ...] | None = None  # None: every column but the id and the label
     loans: Path | None = None
+    categorical: tuple[str, ...] = ()  # string columns, binned as categories (needs [binning])
 
     @property
     def is_lender(self) -> bool:
@@ -84,6 +85,7 @@ class TrainSettings:
     early_stopping_rounds: int = 3  # 0 disables early stopping
     seed: int = 7
     x_scale_bits: int = 16
+    sigmoid: str = "local"  # "local" (expansion at the lender's own score) or "taylor" (FATE)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class BinningSettings:
     bins: int = 10
     min_bin_share: float = 0.05
     iv_threshold: float = 0.02
+    noise_epsilon: float = 0.0  # > 0: partners add geometric noise to bin counts (BINNING.md)
 
 
 @dataclass(frozen=True)
@@ -369,6 +372,7 @@ class _Parser:
             label_column=label,
             features=features,
             loans=self.path(table, "loans", None),
+            categorical=table.names("categorical") or (),
         )
 
     def check_parties(self, federation: Federation) -> None:
@@ -414,6 +418,7 @@ class _Parser:
             early_stopping_rounds=t.integer("early_stopping_rounds", d.early_stopping_rounds, 0),
             seed=t.integer("seed", d.seed, low=0),
             x_scale_bits=t.integer("x_scale_bits", d.x_scale_bits, low=1, high=48),
+            sigmoid=t.choice("sigmoid", ("local", "taylor"), d.sigmoid),
         )
         if settings.test_fraction + settings.validation_fraction >= 1.0:
             raise t.error(
@@ -429,6 +434,7 @@ class _Parser:
             bins=b.integer("bins", d.bins, low=2, high=1000),
             min_bin_share=b.number("min_bin_share", d.min_bin_share, 0.0, 0.5, low_open=True),
             iv_threshold=b.number("iv_threshold", d.iv_threshold, 0.0),
+            noise_epsilon=b.number("noise_epsilon", d.noise_epsilon, 0.0),
         )
 
     def tls(self, raw: Any) -> TLSSettings:
@@ -442,6 +448,7 @@ _TOP_KEYS: Final = ("federation", "coordinator", "party", "train", "binning", "t
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
+    "categorical",
 )  # fmt: skip
 _TRAIN_KEYS: Final = tuple(f.name for f in dataclasses.fields(TrainSettings))
 _BINNING_KEYS: Final = tuple(f.name for f in dataclasses.fields(BinningSettings))

@@ -257,3 +257,33 @@ def test_comb_window_outside_2_to_16_is_refused(keypair: tuple[PublicKey, Privat
     public, _ = keypair
     with pytest.raises(CryptoError, match="comb_window"):
         PublicKey(public.n, public.hs, comb_window=17)
+
+
+def test_save_private_key_into_a_missing_folder_raises_crypto_error(
+    tmp_path: Path, keypair: tuple[PublicKey, PrivateKey]
+) -> None:
+    _, private = keypair
+    with pytest.raises(CryptoError, match="cannot write"):
+        save_private_key(tmp_path / "absent" / "k.json", private)
+
+
+def test_public_key_refuses_an_even_modulus() -> None:
+    with pytest.raises(CryptoError, match="odd"):
+        PublicKey(2**64)
+
+
+def test_public_key_refuses_a_djn_base_sharing_a_factor_with_n() -> None:
+    with pytest.raises(CryptoError, match="unit"):
+        PublicKey(SMALL_P * SMALL_Q, SMALL_P)
+
+
+def test_private_key_refuses_factors_of_another_modulus() -> None:
+    public = PublicKey(SMALL_P * SMALL_Q, rng=random.Random(0))
+    with pytest.raises(CryptoError, match="p \\* q"):
+        PrivateKey(public, SMALL_P, 431)
+
+
+def test_private_key_refuses_equal_factors() -> None:
+    public = PublicKey(SMALL_P * SMALL_P, rng=random.Random(0))
+    with pytest.raises(CryptoError, match="differ"):
+        PrivateKey(public, SMALL_P, SMALL_P)

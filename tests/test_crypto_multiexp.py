@@ -123,3 +123,20 @@ def test_multiexp_signed_matches_powmod_products(keypair: tuple[PublicKey, Priva
 
 def test_best_window_grows_with_the_number_of_bases() -> None:
     assert best_window(10, 16) < best_window(4096, 16)
+
+
+def test_batch_invert_matches_one_inverse_at_a_time(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    from fedcredit.crypto.modarith import batch_invert
+
+    public, _ = keypair
+    values = encrypt_ints(public, list(range(7)), 0).ciphertexts
+    assert batch_invert(values, public.nsquare) == [gmpy2.invert(v, public.nsquare) for v in values]
+    assert batch_invert([], public.nsquare) == []
+
+
+def test_batch_invert_refuses_a_non_unit(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    from fedcredit.crypto.modarith import batch_invert
+
+    public, _ = keypair
+    with pytest.raises(CryptoError, match="not invertible"):
+        batch_invert([gmpy2.mpz(3), public.n], public.nsquare)

@@ -146,3 +146,14 @@ def test_full_gradient_path_at_2048_bits() -> None:
     expected = x.T @ (np.rint(d * 2**24) / 2**24) / 2**8
     assert len(packed.ciphertexts) == 1
     assert np.array_equal(result, expected)
+
+
+def test_packed_homomorphic_sums_with_negative_results_unmask_exactly(
+    keypair: tuple[PublicKey, PrivateKey],
+) -> None:
+    public, private = keypair
+    a = np.array([1.5, -7.25, 0.0, 3.0, -1e5])
+    b = np.array([-4.0, 2.0, -0.5, -3.0, 2e5])
+    total = encrypt_vector(public, a, 12).add(encrypt_vector(public, b, 12))
+    packed, masks = mask_and_pack(total, 32)
+    assert unmask(decrypt_packed(private, packed), masks, 12).tolist() == (a + b).tolist()

@@ -246,3 +246,12 @@ def test_crypto_called_from_a_pool_worker_runs_inline_without_deadlock(
     finally:
         set_workers(None)
     assert nested == [[1.0] * 40, [2.0] * 40]
+
+
+@pytest.mark.parametrize("scale", [-1, 4097, 1.5, True])
+def test_a_scale_outside_0_to_4096_or_not_an_int_is_refused(
+    keypair: tuple[PublicKey, PrivateKey], scale: object
+) -> None:
+    public, _ = keypair
+    with pytest.raises(CryptoError, match="scale_bits"):
+        EncryptedVector(public, [1], scale)  # type: ignore[arg-type]

@@ -61,12 +61,17 @@ def make_federation(n_hosts: int, keypair, settings: TrainSettings | None = None
 
 
 def plaintext_gradients(lender: LabelParty, hosts: list[FeatureParty], epoch: int, batch: int) -> list[np.ndarray]:
-    """The Taylor gradient X_p.T (z/4 + 1/2 - y) / B of every party, in floating point."""
+    """X_p.T d / B of every party in floating point, d = approximated sigma(z) - y."""
     rows = lender.rows_of("train", epoch, batch)
     parties = [lender, *hosts]
     xs = [p._x_int[rows].astype(np.float64) / float(1 << p.x_scale_bits) for p in parties]
     z = sum(x @ p.weights for x, p in zip(xs, parties, strict=True))
-    d = 0.25 * z + 0.5 - lender.labels(rows)
+    if lender.settings.sigmoid == "taylor":
+        d = 0.25 * z + 0.5 - lender.labels(rows)
+    else:
+        own = xs[0] @ lender.weights
+        s = 1.0 / (1.0 + np.exp(-own))
+        d = s + s * (1 - s) * (z - own) - lender.labels(rows)
     return [x.T @ d / len(rows) for x in xs]
 
 
@@ -76,9 +81,11 @@ def set_random_weights(parties: list[FeatureParty], seed: int) -> None:
         party.weights = rng.normal(scale=0.5, size=party.n_weights)
 
 
+@pytest.mark.parametrize("sigmoid", ["local", "taylor"])
 @pytest.mark.parametrize("n_hosts", [1, 2])
-def test_masked_gradient_equals_plaintext_gradient(n_hosts: int, keypair) -> None:  # type: ignore[no-untyped-def]
-    lender, hosts = make_federation(n_hosts, keypair)
+def test_masked_gradient_equals_plaintext_gradient(n_hosts: int, sigmoid: str, keypair) -> None:  # type: ignore[no-untyped-def]
+    settings = TrainSettings(batch_size=200, test_fraction=0.2, validation_fraction=0.1, seed=3, x_scale_bits=16, sigmoid=sigmoid)
+    lender, hosts = make_federation(n_hosts, keypair, settings)
     parties = [lender, *hosts]
     set_random_weights(parties, 5)
     keys = make_keys(keypair)
@@ -155,7 +162,7 @@ def test_training_is_identical_under_the_same_seed_even_with_other_keys(keypair)
 
 
 def test_federated_training_matches_plaintext_training_of_the_same_protocol(keypair) -> None:  # type: ignore[no-untyped-def]
-    settings = TrainSettings(batch_size=150, test_fraction=0.2, seed=9, x_scale_bits=16, optimizer="sgd", momentum=0.5, learning_rate=0.3)
+    settings = TrainSettings(batch_size=150, test_fraction=0.2, seed=9, x_scale_bits=16, optimizer="sgd", momentum=0.5, learning_rate=0.3, sigmoid="taylor")
     lender, hosts = make_federation(2, keypair, settings)
     parties = [lender, *hosts]
     keys = make_keys(keypair)

@@ -55,6 +55,8 @@ test_fraction = 0.25
 validation_fraction = 0.1
 early_stopping_rounds = 3
 seed = 7
+
+[binning]
 """
     path = folder / "federation.toml"
     path.write_text(text, encoding="utf-8")

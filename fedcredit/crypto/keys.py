@@ -305,8 +305,9 @@ def generate_keypair(
 def save_private_key(path: str | os.PathLike[str], private_key: PrivateKey) -> None:
     """Write the key as JSON, atomically (temp file then rename), readable by owner only."""
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".fedcredit-key-", dir=target.parent or Path("."))
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".fedcredit-key-", dir=target.parent)
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(private_key.to_json())
@@ -314,7 +315,8 @@ def save_private_key(path: str | os.PathLike[str], private_key: PrivateKey) -> N
             os.fsync(handle.fileno())
         os.replace(tmp, target)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise CryptoError(f"cannot write private key to {target}: {exc}") from exc
 
 

@@ -19,6 +19,7 @@ from gmpy2 import mpz
 
 from fedcredit.crypto import pool
 from fedcredit.crypto.codec import check_scale
+from fedcredit.crypto.modarith import batch_invert
 from fedcredit.crypto.vector import EncryptedVector
 from fedcredit.errors import CryptoError
 
@@ -128,9 +129,8 @@ def matvec_t(x_int: npt.NDArray[Any], x_scale_bits: int, ev: EncryptedVector) ->
         return multiexp_unsigned(task[0], task[1], nsq)
 
     parts = pool.map_tasks(work, tasks, inline=len(ev) * array.shape[1] < pool.INLINE_BELOW)
-    out = []
-    for positive, negative in zip(parts[0::2], parts[1::2], strict=True):
-        out.append(positive if negative == 1 else positive * gmpy2.invert(negative, nsq) % nsq)
+    inverses = batch_invert(parts[1::2], nsq)
+    out = [p * inv % nsq for p, inv in zip(parts[0::2], inverses, strict=True)]
     return EncryptedVector(ev.public_key, out, check_scale(ev.scale_bits + extra))
 
 

@@ -14,7 +14,12 @@ import gmpy2
 from gmpy2 import mpz
 
 from fedcredit.crypto.keys import PublicKey
-from fedcredit.crypto.packing import PackedCiphertexts, check_packed
+from fedcredit.crypto.packing import (
+    SLOT_EXTRA_BITS,
+    PackedCiphertexts,
+    check_packed,
+    expected_ciphertexts,
+)
 from fedcredit.crypto.vector import EncryptedVector
 from fedcredit.errors import CryptoError
 
@@ -90,8 +95,6 @@ def packed_from_bytes(
     ``slot_bits``, when sent, must equal ``value_bits + 42``; the number of ciphertexts
     follows from ``count`` and the key size. Every ciphertext is validated.
     """
-    from fedcredit.crypto.packing import SLOT_EXTRA_BITS, expected_ciphertexts
-
     if isinstance(value_bits, bool) or not isinstance(value_bits, int) or value_bits < 1:
         raise CryptoError(f"value_bits must be a positive integer, got {value_bits!r}")
     width = value_bits + SLOT_EXTRA_BITS

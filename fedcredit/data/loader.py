@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,9 +49,24 @@ class PartyData:
 
 @dataclass(frozen=True)
 class _Table:
+    """The header and the data columns; line numbers are found again only for errors."""
+
+    path: Path
     header: list[str]
-    rows: list[list[str]]
-    lines: list[int]
+    columns: list[tuple[str, ...]]
+    n_rows: int
+
+    def line(self, row: int) -> int:
+        """1-based line in the file where data row ``row`` (0-based) ends."""
+        # Rescanning costs a second read, but only when reporting an error; the fast
+        # path never tracks line numbers (quoted cells may span several lines).
+        seen = -1
+        with _reader(self.path) as rows:
+            for line, _ in rows:
+                if seen == row:
+                    return line
+                seen += 1
+        raise DataError(f"{self.path}: changed while being read")  # pragma: no cover
 
 
 def _where(path: Path, line: int, column: str | None = None) -> str:
@@ -58,20 +74,31 @@ def _where(path: Path, line: int, column: str | None = None) -> str:
     return f"{where}, column {column!r}" if column is not None else where
 
 
-def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+@contextmanager
+def _reader(path: Path) -> Iterator[Iterator[tuple[int, list[str]]]]:
+    """Yield an iterator of (line number, row) over non-blank rows, with file errors mapped."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)
-            try:
-                for row in reader:
-                    if row:
-                        yield reader.line_num, row
-            except csv.Error as exc:
-                raise DataError(f"{_where(path, reader.line_num)}: malformed CSV: {exc}") from exc
+
+            def rows() -> Iterator[tuple[int, list[str]]]:
+                try:
+                    for row in reader:
+                        if row:
+                            yield reader.line_num, row
+                except csv.Error as exc:
+                    line = reader.line_num
+                    raise DataError(f"{_where(path, line)}: malformed CSV: {exc}") from exc
+
+            yield rows()
     except FileNotFoundError as exc:
         raise DataError(f"{path}: file not found") from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{path}: is a directory, not a CSV file") from exc
+    except PermissionError as exc:
+        raise DataError(f"{path}: permission denied") from exc
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
@@ -84,129 +111,127 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _read_table(path: Path) -> _Table:
-    rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise DataError(f"{path}: empty file (no header, no rows)")
-    header_line, raw_header = first
-    if header_line != 1:
-        raise DataError(f"{_where(path, 1)}: missing header (line 1 is blank)")
-    header = [name.strip() for name in raw_header]
+def _check_header(path: Path, header: list[str]) -> None:
     if all(_is_number(name) for name in header):
         raise DataError(f"{_where(path, 1)}: missing header (line 1 holds only numbers)")
     for index, name in enumerate(header):
         if not name:
-            raise DataError(f"{_where(path, header_line)}: header cell {index + 1} is empty")
+            raise DataError(f"{_where(path, 1)}: header cell {index + 1} is empty")
         if header.index(name) != index:
-            raise DataError(f"{_where(path, header_line, name)}: column named twice in the header")
-    body: list[list[str]] = []
-    lines: list[int] = []
+            raise DataError(f"{_where(path, 1, name)}: column named twice in the header")
+
+
+def _read_table(path: Path) -> _Table:
+    with _reader(path) as rows:
+        first = next(rows, None)
+        if first is None:
+            raise DataError(f"{path}: empty file (no header, no rows)")
+        header_line, raw_header = first
+        if header_line != 1:
+            raise DataError(f"{_where(path, 1)}: missing header (line 1 is blank)")
+        header = [name.strip() for name in raw_header]
+        _check_header(path, header)
+        body = [row for _, row in rows]
     width = len(header)
-    for line, row in rows:
-        if len(row) != width:
-            raise DataError(
-                f"{_where(path, line)}: row has {len(row)} cells, the header has {width}"
-            )
-        body.append(row)
-        lines.append(line)
-    return _Table(header=header, rows=body, lines=lines)
+    if any(len(row) != width for row in body):
+        row = next(i for i, cells in enumerate(body) if len(cells) != width)
+        table = _Table(path, header, [], len(body))
+        raise DataError(
+            f"{_where(path, table.line(row))}: row has {len(body[row])} cells, "
+            f"the header has {width}"
+        )
+    columns: list[tuple[str, ...]] = list(zip(*body, strict=True)) if body else []
+    return _Table(path=path, header=header, columns=columns, n_rows=len(body))
 
 
-def _column_index(table: _Table, path: Path, name: str, role: str) -> int:
+def _column_index(table: _Table, name: str, role: str) -> int:
     try:
         return table.header.index(name)
     except ValueError:
         known = ", ".join(table.header)
         raise DataError(
-            f"{path}: line 1, column {name!r}: unknown {role} column (header has: {known})"
+            f"{table.path}: line 1, column {name!r}: unknown {role} column (header has: {known})"
         ) from None
 
 
-def _parse_ids(table: _Table, path: Path, index: int, name: str) -> list[str]:
-    ids: list[str] = []
-    first_line: dict[str, int] = {}
-    for row, line in zip(table.rows, table.lines, strict=True):
-        value = row[index].strip()
-        if not value:
-            raise DataError(f"{_where(path, line, name)}: missing id")
-        previous = first_line.setdefault(value, line)
-        if previous != line:
-            raise DataError(
-                f"{_where(path, line, name)}: duplicate id {value!r} "
-                f"(first seen on line {previous})"
-            )
-        ids.append(value)
+def _parse_ids(table: _Table, index: int, name: str) -> list[str]:
+    ids = [value.strip() for value in table.columns[index]]
+    if "" in ids:
+        line = table.line(ids.index(""))
+        raise DataError(f"{_where(table.path, line, name)}: missing id")
+    if len(set(ids)) != len(ids):
+        first_row: dict[str, int] = {}
+        for row, value in enumerate(ids):
+            previous = first_row.setdefault(value, row)
+            if previous != row:
+                raise DataError(
+                    f"{_where(table.path, table.line(row), name)}: duplicate id {value!r} "
+                    f"(first seen on line {table.line(previous)})"
+                )
     return ids
 
 
-def _bad_cell(path: Path, line: int, name: str, cell: str) -> DataError:
+def _bad_cell(table: _Table, row: int, name: str, cell: str) -> DataError:
+    where = _where(table.path, table.line(row), name)
     text = cell.strip()
     if not text:
-        return DataError(f"{_where(path, line, name)}: missing value")
+        return DataError(f"{where}: missing value")
     try:
         value = float(text)
     except ValueError:
-        return DataError(f"{_where(path, line, name)}: not a number: {cell!r}")
+        return DataError(f"{where}: not a number: {cell!r}")
     if math.isnan(value):
-        return DataError(f"{_where(path, line, name)}: NaN is not allowed")
+        return DataError(f"{where}: NaN is not allowed")
     if math.isinf(value):
-        return DataError(f"{_where(path, line, name)}: infinite value {cell!r} is not allowed")
+        return DataError(f"{where}: infinite value {cell!r} is not allowed")
     return DataError(
-        f"{_where(path, line, name)}: |value| {cell.strip()} exceeds {MAX_ABS_VALUE:g} "
+        f"{where}: |value| {text} exceeds {MAX_ABS_VALUE:g} "
         "(it would overflow the fixed-point encoding)"
     )
 
 
-def _parse_numeric(table: _Table, path: Path, index: int, name: str) -> np.ndarray:
-    cells = [row[index] for row in table.rows]
+def _parse_numeric(table: _Table, index: int, name: str) -> np.ndarray:
+    cells = table.columns[index]
     try:
         values = np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
     except ValueError:
-        for cell, line in zip(cells, table.lines, strict=True):
-            try:
-                float(cell)
-            except ValueError:
-                raise _bad_cell(path, line, name, cell) from None
-        raise  # pragma: no cover - every ValueError above comes from one cell
+        row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
+        raise _bad_cell(table, row, name, cells[row]) from None
     bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN compares False, so NaN is caught too
     if bad.any():
         row = int(np.argmax(bad))
-        raise _bad_cell(path, table.lines[row], name, cells[row])
+        raise _bad_cell(table, row, name, cells[row])
     return values
 
 
-def _parse_label(table: _Table, path: Path, index: int, name: str) -> np.ndarray:
-    values = _parse_numeric(table, path, index, name)
+def _parse_label(table: _Table, index: int, name: str) -> np.ndarray:
+    values = _parse_numeric(table, index, name)
     bad = (values != 0.0) & (values != 1.0)
     if bad.any():
         row = int(np.argmax(bad))
-        cell = table.rows[row][index]
-        raise DataError(
-            f"{_where(path, table.lines[row], name)}: label must be 0 or 1, got {cell!r}"
-        )
+        cell = table.columns[index][row]
+        where = _where(table.path, table.line(row), name)
+        raise DataError(f"{where}: label must be 0 or 1, got {cell!r}")
     return values.astype(np.int8)
 
 
 def _choose_features(
     table: _Table,
-    path: Path,
     reserved: set[str],
     features: Sequence[str] | None,
 ) -> list[str]:
     if features is None:
-        chosen = [name for name in table.header if name not in reserved]
-    else:
-        chosen = list(features)
-        for name in chosen:
-            _column_index(table, path, name, "feature")
-            if name in reserved:
-                raise DataError(
-                    f"{path}: line 1, column {name!r}: cannot be both a feature and the id, "
-                    "label or a categorical column"
-                )
-        if len(set(chosen)) != len(chosen):
-            raise DataError(f"{path}: line 1: a feature column is listed twice")
+        return [name for name in table.header if name not in reserved]
+    chosen = list(features)
+    for name in chosen:
+        _column_index(table, name, "feature")
+        if name in reserved:
+            raise DataError(
+                f"{table.path}: line 1, column {name!r}: cannot be both a feature and the id, "
+                "the label or a categorical column"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise DataError(f"{table.path}: line 1: a feature column is listed twice")
     return chosen
 
 
@@ -225,34 +250,41 @@ def load_party_csv(
     strings in ``PartyData.categorical`` (for binning) and are never parsed as
     numbers. Raises :class:`DataError` naming file, line and column on the first
     problem found; a table with no numeric and no categorical column is refused.
+    Blank lines are skipped.
     """
-    path = Path(path)
-    table = _read_table(path)
-    id_index = _column_index(table, path, id_column, "id")
+    table = _read_table(Path(path))
+    id_index = _column_index(table, id_column, "id")
     reserved = {id_column, *categorical}
     label_index: int | None = None
     if label_column is not None:
         if label_column == id_column:
-            raise DataError(f"{path}: line 1, column {label_column!r}: id and label are the same")
-        label_index = _column_index(table, path, label_column, "label")
+            raise DataError(
+                f"{table.path}: line 1, column {label_column!r}: id and label are the same"
+            )
+        label_index = _column_index(table, label_column, "label")
         reserved.add(label_column)
     for name in categorical:
-        _column_index(table, path, name, "categorical")
-    feature_names = _choose_features(table, path, reserved, features)
+        _column_index(table, name, "categorical")
+    feature_names = _choose_features(table, reserved, features)
     if not feature_names and not categorical:
-        raise DataError(f"{path}: line 1: no feature columns besides the id and the label")
-    if not table.rows:
-        raise DataError(f"{path}: the header is not followed by any data row")
+        raise DataError(f"{table.path}: line 1: no feature columns besides the id and the label")
+    if table.n_rows == 0:
+        raise DataError(f"{table.path}: the header is not followed by any data row")
 
-    ids = _parse_ids(table, path, id_index, id_column)
-    y = None if label_index is None else _parse_label(table, path, label_index, label_column or "")
-    X = np.empty((len(ids), len(feature_names)), dtype=np.float64)
+    ids = _parse_ids(table, id_index, id_column)
+    y = None
+    if label_index is not None:
+        y = _parse_label(table, label_index, table.header[label_index])
+    X = np.empty((table.n_rows, len(feature_names)), dtype=np.float64)
     for column, name in enumerate(feature_names):
-        X[:, column] = _parse_numeric(table, path, table.header.index(name), name)
+        X[:, column] = _parse_numeric(table, table.header.index(name), name)
     cats = {
-        name: [row[table.header.index(name)].strip() for row in table.rows] for name in categorical
+        name: [cell.strip() for cell in table.columns[table.header.index(name)]]
+        for name in categorical
     }
-    return PartyData(ids=ids, X=X, feature_names=feature_names, y=y, path=path, categorical=cats)
+    return PartyData(
+        ids=ids, X=X, feature_names=feature_names, y=y, path=table.path, categorical=cats
+    )
 
 
 def standardize(

@@ -60,6 +60,19 @@ _WEIGHTS: dict[str, float] = {
     "avg_balance": -0.25,
     "linked_cards": 0.15,
 }
+_FORMATS = {
+    "avg_basket": "%.2f",
+    "monthly_outflow": "%.2f",
+    "avg_balance": "%.2f",
+    "return_rate": "%.4f",
+    "share_electronics": "%.4f",
+    "share_groceries": "%.4f",
+    "share_luxury": "%.4f",
+    "late_night_share": "%.4f",
+    "utility_on_time_rate": "%.4f",
+    "card_repayment_ratio": "%.4f",
+}
+"""printf formats of the float columns; every other column is written as an integer."""
 _LOG_COLUMNS = frozenset({"credit_limit", "avg_balance", "avg_basket", "monthly_outflow"})
 
 
@@ -68,7 +81,8 @@ def _beta(rng: np.random.Generator, mean: np.ndarray, concentration: float) -> n
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return result
 
 
 def _columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -110,7 +124,9 @@ def _columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
 def _labels(rng: np.random.Generator, cols: dict[str, np.ndarray]) -> np.ndarray:
     score = np.zeros(len(cols["tenure_months"]))
     for name, weight in _WEIGHTS.items():
-        values = np.log(cols[name]) if name in _LOG_COLUMNS else cols[name]
+        values = cols[name]
+        if name in _LOG_COLUMNS:
+            values = np.log(np.maximum(values, 0.01))
         score += weight * (values - values.mean()) / values.std()
     # Find the intercept that gives the target default rate (bisection: the mean
     # probability rises monotonically with the intercept).
@@ -137,20 +153,26 @@ def _membership(rng: np.random.Generator, n: int, overlap: float) -> np.ndarray:
     return held
 
 
+def _text(values: np.ndarray, fmt: str) -> list[str]:
+    if fmt == "%d":
+        return list(map(str, values.astype(np.int64).tolist()))
+    return list(map(fmt.__mod__, values.tolist()))
+
+
 def _write(
     path: Path,
     rng: np.random.Generator,
     rows: np.ndarray,
-    names: list[str],
-    table: np.ndarray,
-    formats: list[str],
+    columns: dict[str, tuple[np.ndarray, str]],
     id_width: int,
 ) -> None:
+    """Write the given customers (rows of the universe) in a fresh random order."""
     order = rng.permutation(rows)
-    data = np.column_stack([order.astype(np.float64), table[:, order].T])
-    header = ",".join([ID_COLUMN, *names])
-    fmt = ",".join([f"C%0{id_width}d", *formats])
-    np.savetxt(path, data, fmt=fmt, header=header, comments="", newline="\n")
+    texts = [list(map(f"C%0{id_width}d".__mod__, order.tolist()))]
+    texts += [_text(values[order], fmt) for values, fmt in columns.values()]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write(",".join([ID_COLUMN, *columns]) + "\n")
+        handle.writelines(line + "\n" for line in map(",".join, zip(*texts, strict=True)))
 
 
 def write_institutions(
@@ -179,28 +201,16 @@ def write_institutions(
     held = _membership(rng, n_customers, overlap)
     id_width = max(7, len(str(n_customers - 1)))
 
-    def fmt(name: str) -> str:
-        if name in {"share_electronics", "share_groceries", "share_luxury"}:
-            return "%.4f"
-        if name in {"return_rate", "late_night_share", "utility_on_time_rate"}:
-            return "%.4f"
-        if name in {"card_repayment_ratio"}:
-            return "%.4f"
-        if name in {"avg_basket", "monthly_outflow", "avg_balance"}:
-            return "%.2f"
-        return "%d"
-
+    cols[LABEL_COLUMN] = label
     layout = {
         "lender": [*LENDER_COLUMNS, LABEL_COLUMN],
         "ecommerce": list(ECOMMERCE_COLUMNS),
         "payments": list(PAYMENTS_COLUMNS),
     }
-    cols[LABEL_COLUMN] = label
     paths: dict[str, Path] = {}
     for party, (name, names) in enumerate(layout.items()):
         path = out / f"{name}.csv"
-        table = np.stack([cols[column] for column in names])
-        rows = np.flatnonzero(held[party])
-        _write(path, rng, rows, names, table, [fmt(column) for column in names], id_width)
+        columns = {column: (cols[column], _FORMATS.get(column, "%d")) for column in names}
+        _write(path, rng, np.flatnonzero(held[party]), columns, id_width)
         paths[name] = path
     return paths

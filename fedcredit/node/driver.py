@@ -22,6 +22,7 @@ import grpc
 
 from fedcredit.config import Federation
 from fedcredit.errors import ConfigError, ProtocolError
+from fedcredit.node.binning_driver import run_binning
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
 from fedcredit.protocol.party import write_json_atomic
@@ -101,6 +102,7 @@ class Driver:
         aligned = self._align()
         self.timings["align"] = time.monotonic() - align_started
         self._check_sizes(setup, aligned)
+        binned = run_binning(self, aligned, out_dir) if self.fed.binning is not None else {}
         state = self._resume_state(out_dir, setup) if resume else TrainingState()
         train_started = time.monotonic()
         self._train(state, aligned, out_dir)
@@ -125,6 +127,7 @@ class Driver:
             parties=manifest["parties"],
             job_id=self.job_id,
         )
+        metrics.update(binned)
         write_json_atomic(out_dir / "metrics.json", metrics)
         return metrics
 

@@ -15,12 +15,14 @@ import grpc
 from fedcredit.config import Federation
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
+from fedcredit.node.binning_service import BinningServicer
 from fedcredit.node.party_node import PartyNode
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.server import NodeServer, build_server
 from fedcredit.node.services import CoordinatorServicer, PartyServicer
 from fedcredit.node.tls import load_channel_credentials, load_server_credentials
-from fedcredit.proto.v1 import coordinator_pb2_grpc, party_pb2_grpc
+from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc, party_pb2_grpc
+from fedcredit.protocol.binning import with_category_codes
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
@@ -80,6 +82,8 @@ def build_node(fed: Federation, options: NodeOptions) -> NodeServer:
     if options.model_dir is not None:
         node.load_model(options.model_dir)
     server.add(party_pb2_grpc.add_PartyServicer_to_server, PartyServicer(node))
+    binning = BinningServicer(node, fed.binning, fed.party(options.name).categorical)
+    server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)
     return server
 
 
@@ -96,15 +100,19 @@ def make_party_node(
         id_column=config.id_column,
         label_column=config.label_column,
         features=list(config.features) if config.features else None,
+        categorical=config.categorical,
     )
+    if config.categorical and fed.binning is None:
+        raise ConfigError(f"party {name!r}: categorical columns need a [binning] table")
+    x, names = with_category_codes(data.X, data.feature_names, data.categorical)
     settings = fed.train
 
     def factory() -> FeatureParty:
         if config.is_lender:
             if data.y is None:
                 raise ConfigError(f"party {name!r} names no label column")
-            return LabelParty(name, data.ids, data.X, data.feature_names, data.y, settings)
-        return FeatureParty(name, data.ids, data.X, data.feature_names, settings)
+            return LabelParty(name, data.ids, x, names, data.y, settings)
+        return FeatureParty(name, data.ids, x, names, settings)
 
     def peers_factory(addresses: dict[str, str]) -> Peers:
         return Peers(addresses, fed.lender.name, credentials=credentials, own_name=name)

@@ -15,6 +15,9 @@ import numpy as np
 Z_SCALE_BITS = 20
 # Scores are bounded: |z| < 2**Z_BOUND_BITS (a logistic model far past that has diverged).
 Z_BOUND_BITS = 12
+# The slope sigma'(u) of the "local" sigmoid approximation carries 24 fractional bits.
+SLOPE_SCALE_BITS = 24
+SIGMOIDS = ("local", "taylor")
 # Standardized feature values are clipped to +-CLIP before quantization.
 CLIP = 8.0
 
@@ -24,10 +27,15 @@ def quantize(values: np.ndarray, scale_bits: int) -> np.ndarray:
     return np.rint(np.asarray(values, dtype=np.float64) * float(1 << scale_bits)).astype(np.int64)
 
 
-def gradient_value_bits(rows: int, max_abs_x: int) -> int:
+def residual_scale_bits(sigmoid: str) -> int:
+    """The fixed scale of the residual vector [[4d]] for a sigmoid approximation."""
+    return Z_SCALE_BITS + (SLOPE_SCALE_BITS if sigmoid == "local" else 0)
+
+
+def gradient_value_bits(rows: int, max_abs_x: int, residual_scale: int) -> int:
     """A bound, in bits, on |X_int.T @ 4d| for a batch: rows * max|x| * |4d|."""
     row_bits = max(1, math.ceil(math.log2(max(rows, 2))))
-    return row_bits + max(1, int(max_abs_x).bit_length()) + Z_SCALE_BITS + Z_BOUND_BITS + 2
+    return row_bits + max(1, int(max_abs_x).bit_length()) + residual_scale + Z_BOUND_BITS + 2
 
 
 def score_value_bits() -> int:

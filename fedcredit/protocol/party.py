@@ -44,6 +44,7 @@ from fedcredit.protocol.fixedpoint import (
     Z_SCALE_BITS,
     gradient_value_bits,
     quantize,
+    residual_scale_bits,
 )
 from fedcredit.protocol.split import Split, batch_count, batch_rows, split_rows
 
@@ -229,13 +230,15 @@ class FeatureParty:
     ) -> tuple[PackedCiphertexts, PendingMasks]:
         """Mask and pack ``X.T @ [[4d]]`` for the coordinator to decrypt."""
         rows = self.rows_of("train", epoch, batch)
+        if residual4.scale_bits != residual_scale_bits(self.settings.sigmoid):
+            raise ProtocolError(f"party {self.name!r}: residual at an unexpected scale")
         if len(residual4) != len(rows):
             raise ProtocolError(
                 f"party {self.name!r}: residual has {len(residual4)} values, batch has {len(rows)}"
             )
         x = self._x_int[rows]
         encrypted = matvec_t(x, self.x_scale_bits, residual4)
-        bits = gradient_value_bits(len(rows), int(np.abs(x).max(initial=1)))
+        bits = gradient_value_bits(len(rows), int(np.abs(x).max(initial=1)), residual4.scale_bits)
         packed, masks = mask_and_pack(encrypted, bits)
         return packed, PendingMasks(masks, encrypted.scale_bits, len(rows))
 
@@ -282,6 +285,11 @@ class FeatureParty:
         }
 
     def load_model_part(self, part: Mapping[str, Any]) -> None:
+        if part.get("encoder") is not None:
+            # Imported here: fedcredit.protocol.binning builds on this module.
+            from fedcredit.protocol.binning import BinEncoder
+
+            self.set_encoder(BinEncoder.from_dict(part["encoder"]))
         if list(part["feature_names"]) != self.feature_names:
             raise ConfigError(
                 f"party {self.name!r}: model columns {part['feature_names']} differ from the "

@@ -32,6 +32,7 @@ HASH_DOMAIN = b"fedcredit/psi/v1/hash-to-ristretto255"
 """Domain-separation tag: a point hashed here is never a point hashed by another protocol."""
 
 _PARALLEL_MIN = 2048
+_IDENTITY = bytes(POINT_BYTES)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -155,7 +156,8 @@ def check_points(points: Sequence[bytes], *, workers: int | None = None) -> None
         for index, point in enumerate(chunk):
             if not isinstance(point, bytes) or len(point) != POINT_BYTES:
                 raise _invalid(offset + index, "not 32 bytes")
-            if not rbcl.crypto_core_ristretto255_is_valid_point(point):
+            # libsodium accepts the identity as a valid encoding; it is never H(x)^k.
+            if point == _IDENTITY or not rbcl.crypto_core_ristretto255_is_valid_point(point):
                 raise _invalid(offset + index, "not a canonical non-identity point")
         return []
 

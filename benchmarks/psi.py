@@ -1,0 +1,148 @@
+"""Ring ECDH-PSI on ristretto255: every party's work in this one process.
+
+    python benchmarks/psi.py --json OUT.json [--quick] [--max-seconds 600]
+
+Full run: two parties with 100,000 ids each, then 1,000,000 each (or, when the
+100k run predicts that 1M would exceed ``--max-seconds``, the largest multiple of
+100,000 that fits); then three parties with 100,000 each. ``--quick``: 1,000 and
+10,000 ids, two and three parties. 80 % of each party's ids are shared.
+
+All parties run in this process and share its cores, so ``seconds`` is the sum of
+every party's work plus the coordinator's on one machine (deployed, each party
+computes on its own machine in parallel). JSON ``runs``: ``n`` (ids per party),
+``parties``, ``seconds`` (wall), ``cpu_seconds`` (all threads), ``per_id_us``
+(``seconds / n``), ``intersection``, ``phases`` (wall seconds per step). The load
+average at start of each run is recorded: on a busy machine the wall times mean
+little and ``cpu_seconds`` is the steadier figure. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fedcredit.psi import PSIParty, intersect, next_holder, worker_count
+
+SHARED = 0.8
+
+
+def log(message: str) -> None:
+    print(f"[psi] {message}", file=sys.stderr, flush=True)
+
+
+def id_sets(n: int, parties: int, seed: int) -> list[list[str]]:
+    """``parties`` sets of ``n`` ids; ``SHARED * n`` of them common to all, each shuffled."""
+    rng = random.Random(seed)
+    shared = int(SHARED * n)
+    own = n - shared
+    sets = []
+    for party in range(parties):
+        start = shared + party * own
+        numbers = [*range(shared), *range(start, start + own)]
+        rng.shuffle(numbers)
+        sets.append([f"C{number:08d}" for number in numbers])
+    return sets
+
+
+def run(n: int, parties: int, seed: int = 1) -> dict[str, Any]:
+    """One timed run of the same steps as ``run_local_psi``, phase by phase."""
+    sets = id_sets(n, parties, seed)
+    load = os.getloadavg()[0]
+    phases: dict[str, float] = {}
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+
+    def mark(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(now - since, 3)
+        log(f"  n={n} parties={parties}: {name} {now - since:.2f} s")
+        return now
+
+    members = [PSIParty(ids, f"bench-{n}-{parties}", parties) for ids in sets]
+    lists = [member.start() for member in members]
+    step = mark("hash_and_blind", wall0)
+    for hop in range(1, parties):
+        lists = [members[next_holder(i, hop, parties)].relay(lists[i]) for i in range(parties)]
+    step = mark("relay", step)
+    f_sets = [member.finish(points) for member, points in zip(members, lists, strict=True)]
+    step = mark("finish", step)
+    common = intersect(f_sets)
+    step = mark("intersect", step)
+    results = [member.resolve(common) for member in members]
+    mark("resolve", step)
+    seconds = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+
+    expected = int(SHARED * n)
+    if any(result.intersection_size != expected for result in results):
+        raise SystemExit(f"wrong intersection: {results[0].intersection_size} != {expected}")
+    if any(result.ids != results[0].ids for result in results):
+        raise SystemExit("parties disagree on the order of the common ids")
+    return {
+        "n": n,
+        "parties": parties,
+        "seconds": round(seconds, 3),
+        "cpu_seconds": round(cpu, 3),
+        "per_id_us": round(seconds / n * 1e6, 2),
+        "intersection": expected,
+        "phases": phases,
+        "load_average_at_start": round(load, 2),
+    }
+
+
+def largest_fitting(per_id_seconds: float, wanted: int, budget: float) -> int:
+    """``wanted``, or the largest multiple of 100,000 predicted to run within ``budget``."""
+    # 20 % headroom: sorting and dictionaries grow a little faster than linearly.
+    if per_id_seconds * wanted * 1.2 <= budget:
+        return wanted
+    return max(100_000, int(budget / (per_id_seconds * 1.2)) // 100_000 * 100_000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", required=True, type=Path, help="where to write the results")
+    parser.add_argument("--quick", action="store_true", help="small sizes only")
+    parser.add_argument("--max-seconds", type=float, default=600.0, help="budget of the big run")
+    args = parser.parse_args()
+
+    runs: list[dict[str, Any]] = []
+    if args.quick:
+        plan = [(1_000, 2), (10_000, 2), (10_000, 3)]
+        for n, parties in plan:
+            log(f"run n={n} parties={parties}")
+            runs.append(run(n, parties))
+    else:
+        log("run n=100000 parties=2")
+        runs.append(run(100_000, 2))
+        per_id = runs[-1]["seconds"] / 100_000
+        big = largest_fitting(per_id, 1_000_000, args.max_seconds)
+        log(f"run n={big} parties=2 (predicted {per_id * big:.0f} s)")
+        runs.append(run(big, 2))
+        log("run n=100000 parties=3")
+        runs.append(run(100_000, 3))
+    for entry in runs:
+        log(f"n={entry['n']} parties={entry['parties']}: {entry['seconds']} s wall")
+
+    report = {
+        "benchmark": "psi",
+        "quick": args.quick,
+        "workers": worker_count(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "runs": runs,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    log(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""fedcredit.psi: ring ECDH-PSI on ristretto255, run in one process."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import rbcl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedcredit.errors import ConfigError, CryptoError, DataError, ProtocolError
+from fedcredit.psi import (
+    POINT_BYTES,
+    PSIKey,
+    PSIParty,
+    blind,
+    check_points,
+    hash_ids,
+    intersect,
+    next_holder,
+    run_local_psi,
+)
+
+# A canonical encoding must be below p = 2**255 - 19; all-0xff is not, and an
+# odd ("negative") field element is never canonical.
+NON_CANONICAL = b"\xff" * 31 + b"\x7f"
+IDENTITY = bytes(32)
+
+
+def ids(prefix: str, numbers: range) -> list[str]:
+    return [f"{prefix}{n:05d}" for n in numbers]
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ([["a", "b", "c"], ["c", "d", "b"]], ["b", "c"]),
+        ([["a", "b", "c", "d"], ["d", "c", "x"], ["y", "c", "d", "a"]], ["c", "d"]),
+        (
+            [["1", "2", "3", "4", "5"], ["5", "4", "3"], ["3", "5", "9"], ["5", "3", "0"]],
+            ["3", "5"],
+        ),
+    ],
+    ids=["two-parties", "three-parties", "four-parties"],
+)
+def test_every_party_gets_the_exact_intersection(
+    sets: list[list[str]], expected: list[str]
+) -> None:
+    results = run_local_psi(sets, "job-1")
+
+    assert [result.ids for result in results] == [expected] * len(sets)
+    assert [result.own_size for result in results] == [len(s) for s in sets]
+    assert all(result.intersection_size == len(expected) for result in results)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.sets(st.text(alphabet="abcdef", min_size=1, max_size=3), max_size=12),
+        min_size=2,
+        max_size=4,
+    )
+)
+def test_result_equals_the_plain_set_intersection(sets: list[set[str]]) -> None:
+    results = run_local_psi([sorted(s) for s in sets], "job-prop")
+
+    expected = sorted(set.intersection(*sets))
+    assert all(result.ids == expected for result in results)
+
+
+def test_larger_sets_intersect_exactly_in_the_same_order_everywhere() -> None:
+    rng = random.Random(5)
+    universe = ids("C", range(6000))
+    sets = [rng.sample(universe, 4500) for _ in range(3)]
+    expected = sorted(set(sets[0]) & set(sets[1]) & set(sets[2]))
+
+    results = run_local_psi(sets, "job-2", workers=2)
+
+    assert results[0].ids == expected
+    assert results[1].ids == results[0].ids == results[2].ids
+
+
+def test_disjoint_sets_give_an_empty_intersection() -> None:
+    results = run_local_psi([["a", "b"], ["c", "d"], ["a", "d"]], "job-3")
+
+    assert [result.ids for result in results] == [[], [], []]
+
+
+def test_ids_sort_as_strings_not_numbers() -> None:
+    results = run_local_psi([["10", "9", "100"], ["9", "100", "10"]], "job-4")
+
+    assert results[0].ids == ["10", "100", "9"]
+
+
+def test_duplicate_ids_are_refused() -> None:
+    with pytest.raises(DataError, match="duplicate id 'b' at index 2"):
+        run_local_psi([["a", "b", "b"], ["a"]], "job-5")
+
+
+def test_a_single_party_is_refused() -> None:
+    with pytest.raises(ProtocolError):
+        run_local_psi([["a"]], "job-6")
+
+
+def test_empty_job_id_is_refused() -> None:
+    with pytest.raises(ConfigError):
+        hash_ids(["a"], "")
+
+
+def test_hashing_depends_on_the_job_id_and_is_deterministic() -> None:
+    first = hash_ids(["a", "b"], "job-a")
+
+    assert hash_ids(["a", "b"], "job-a") == first
+    assert hash_ids(["a", "b"], "job-b")[0] != first[0]
+    assert all(rbcl.crypto_core_ristretto255_is_valid_point(p) for p in first)
+
+
+def test_blinding_commutes_so_order_of_keys_does_not_matter() -> None:
+    points = hash_ids(ids("x", range(50)), "job-7")
+    k1, k2 = PSIKey.generate(), PSIKey.generate()
+
+    assert blind(blind(points, k1), k2) == blind(blind(points, k2), k1)
+
+
+def test_blinding_with_the_inverse_key_undoes_it() -> None:
+    points = hash_ids(ids("x", range(20)), "job-8")
+    key = PSIKey.generate()
+
+    assert blind(blind(points, key), key.inverse()) == points
+
+
+def test_parallel_blinding_matches_serial_and_keeps_order() -> None:
+    points = hash_ids(ids("p", range(5000)), "job-9", workers=2)
+    key = PSIKey.generate()
+
+    assert blind(points, key, workers=2) == blind(points, key, workers=1)
+
+
+@pytest.mark.parametrize("bad", [NON_CANONICAL, IDENTITY, b"\x01" * 31, b"x" * 33])
+def test_blinding_refuses_invalid_points_naming_the_index(bad: bytes) -> None:
+    points = hash_ids(["a", "b", "c"], "job-10")
+    points[1] = bad
+
+    with pytest.raises(CryptoError, match="index 1"):
+        blind(points, PSIKey.generate())
+
+
+@pytest.mark.parametrize("bad", [NON_CANONICAL, IDENTITY, b"\x01" * 31])
+def test_check_points_refuses_invalid_points(bad: bytes) -> None:
+    with pytest.raises(CryptoError, match="index 0"):
+        check_points([bad])
+
+
+def test_relay_refuses_an_invalid_point_from_a_peer() -> None:
+    party = PSIParty(["a"], "job-11", 3)
+
+    with pytest.raises(CryptoError, match="invalid ristretto255 point at index 0"):
+        party.relay([NON_CANONICAL])
+
+
+def test_intersect_refuses_invalid_points() -> None:
+    good = sorted(hash_ids(["a", "b"], "job-12"))
+    bad = sorted([good[0], NON_CANONICAL])
+
+    with pytest.raises(CryptoError, match="PSI set 1"):
+        intersect([good, bad])
+
+
+def test_intersect_refuses_unsorted_or_repeated_sets() -> None:
+    points = sorted(hash_ids(["a", "b"], "job-13"))
+
+    with pytest.raises(ProtocolError, match="set 1 is not sorted"):
+        intersect([points, points[::-1]])
+    with pytest.raises(ProtocolError, match="set 0 repeats at position 1"):
+        intersect([[points[0], points[0]], points])
+
+
+def test_intersect_returns_common_values_sorted() -> None:
+    a, b, c = sorted(hash_ids(["a", "b", "c"], "job-14"))
+
+    assert intersect([[a, b, c], [a, c]]) == [a, c]
+
+
+def test_party_steps_out_of_order_are_refused() -> None:
+    party = PSIParty(["a"], "job-15", 2)
+
+    with pytest.raises(ProtocolError, match="out of order"):
+        party.finish([])
+    party.start()
+    with pytest.raises(ProtocolError, match="came back with 0 points"):
+        party.finish([])
+
+
+def test_resolve_refuses_a_value_the_party_never_sent() -> None:
+    first, second = PSIParty(["a"], "job-16", 2), PSIParty(["a"], "job-16", 2)
+    first_list, second_list = first.start(), second.start()
+    first.finish(second.relay(first_list))
+    stranger = hash_ids(["zzz"], "job-16")
+
+    with pytest.raises(ProtocolError, match="never sent"):
+        first.resolve(stranger)
+    assert len(second_list) == 1
+
+
+def test_three_party_lists_leave_masked_so_the_last_relay_cannot_match_them() -> None:
+    # Party 2 is the last to blind party 0's list; with the one-time mask its output
+    # must not equal the final F value of the shared id, which party 2 also holds.
+    parties = [PSIParty(["shared"], "job-17", 3) for _ in range(3)]
+    lists = [party.start() for party in parties]
+    for hop in (1, 2):
+        lists = [parties[next_holder(i, hop, 3)].relay(lists[i]) for i in range(3)]
+    seen_by_party_2 = lists[0]
+    finals = [party.finish(points) for party, points in zip(parties, lists, strict=True)]
+
+    assert finals[0] == finals[1] == finals[2]
+    assert seen_by_party_2 != finals[2]
+
+
+def test_ring_routing_visits_every_other_party_once() -> None:
+    holders = [next_holder(1, hop, 4) for hop in range(1, 4)]
+
+    assert holders == [2, 3, 0]
+    with pytest.raises(ProtocolError):
+        next_holder(0, 4, 4)
+
+
+def test_keys_are_validated() -> None:
+    with pytest.raises(CryptoError):
+        PSIKey(bytes(32))
+    with pytest.raises(CryptoError):
+        PSIKey(b"\xff" * 32)
+    assert len(PSIKey.generate().scalar) == POINT_BYTES
+    assert "scalar" not in repr(PSIKey.generate()).split("(", 1)[1]
