@@ -54,7 +54,9 @@ def read_table(path: Path) -> dict[str, list[str]]:
     return columns
 
 
-def write_party(path: Path, ids: list[str], columns: dict[str, list[str]], names: list[str]) -> None:
+def write_party(
+    path: Path, ids: list[str], columns: dict[str, list[str]], names: list[str]
+) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["ID", *names])
@@ -62,10 +64,17 @@ def write_party(path: Path, ids: list[str], columns: dict[str, list[str]], names
             writer.writerow([pid, *(columns[n][i] for n in names)])
 
 
-def federation_text(parties: dict[str, tuple[str, Path, str | None]], args: argparse.Namespace) -> str:
-    lines = [f'[federation]\nname = "quality"\nkey_bits = {args.key_bits}\n', '[coordinator]\naddress = "127.0.0.1:50050"\n']
+def federation_text(
+    parties: dict[str, tuple[str, Path, str | None]], args: argparse.Namespace
+) -> str:
+    lines = [
+        f'[federation]\nname = "quality"\nkey_bits = {args.key_bits}\n',
+        '[coordinator]\naddress = "127.0.0.1:50050"\n',
+    ]
     for i, (name, (role, path, label)) in enumerate(parties.items()):
-        lines.append(f'[[party]]\nname = "{name}"\nrole = "{role}"\naddress = "127.0.0.1:{50051 + i}"\ndata = "{path}"\nid_column = "ID"')
+        lines.append(
+            f'[[party]]\nname = "{name}"\nrole = "{role}"\naddress = "127.0.0.1:{50051 + i}"\ndata = "{path}"\nid_column = "ID"'
+        )
         if label:
             lines.append(f'label_column = "{label}"')
         lines.append("")
@@ -77,7 +86,9 @@ def federation_text(parties: dict[str, tuple[str, Path, str | None]], args: argp
     return "\n".join(lines)
 
 
-def pooled_baselines(x: dict[str, np.ndarray], y: np.ndarray, lender: str, l2: float) -> dict[str, Any]:
+def pooled_baselines(
+    x: dict[str, np.ndarray], y: np.ndarray, lender: str, l2: float
+) -> dict[str, Any]:
     """sklearn on exactly the federated train/test rows (aligned order: ids sorted as text)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -90,11 +101,16 @@ def pooled_baselines(x: dict[str, np.ndarray], y: np.ndarray, lender: str, l2: f
         model = LogisticRegression(C=1.0 / (l2 * len(split.train)), max_iter=2000)
         model.fit(scaler.transform(matrix[split.train]), y[split.train])
         z = model.decision_function(scaler.transform(matrix[split.test]))
-        out[label] = {"auc": round(auc(y[split.test], z), 4), "ks": round(ks(y[split.test], z)[0], 4)}
+        out[label] = {
+            "auc": round(auc(y[split.test], z), 4),
+            "ks": round(ks(y[split.test], z)[0], 4),
+        }
     return out
 
 
-def prepare_uci(root: Path, folder: Path) -> tuple[dict[str, tuple[str, Path, str | None]], dict[str, np.ndarray], np.ndarray]:
+def prepare_uci(
+    root: Path, folder: Path
+) -> tuple[dict[str, tuple[str, Path, str | None]], dict[str, np.ndarray], np.ndarray]:
     table = read_table(root / "uci_default_credit" / "UCI_Credit_Card.csv")
     ids = table["ID"]
     parties: dict[str, tuple[str, Path, str | None]] = {}
@@ -102,14 +118,23 @@ def prepare_uci(root: Path, folder: Path) -> tuple[dict[str, tuple[str, Path, st
         path = folder / f"{name}.csv"
         names = cols + ([UCI_LABEL] if name == "lender" else [])
         write_party(path, ids, table, names)
-        parties[name] = ("lending" if name == "lender" else name, path, UCI_LABEL if name == "lender" else None)
+        parties[name] = (
+            "lending" if name == "lender" else name,
+            path,
+            UCI_LABEL if name == "lender" else None,
+        )
     order = sorted(range(len(ids)), key=lambda i: ids[i])
-    x = {n: np.array([[float(table[c][i]) for c in cols] for i in order]) for n, cols in UCI_SPLIT.items()}
+    x = {
+        n: np.array([[float(table[c][i]) for c in cols] for i in order])
+        for n, cols in UCI_SPLIT.items()
+    }
     y = np.array([int(float(table[UCI_LABEL][i])) for i in order])
     return parties, x, y
 
 
-def prepare_fate(root: Path, folder: Path) -> tuple[dict[str, tuple[str, Path, str | None]], dict[str, np.ndarray], np.ndarray]:
+def prepare_fate(
+    root: Path, folder: Path
+) -> tuple[dict[str, tuple[str, Path, str | None]], dict[str, np.ndarray], np.ndarray]:
     guest = read_table(root / "fate_examples" / "default_credit_hetero_guest.csv")
     host = read_table(root / "fate_examples" / "default_credit_hetero_host.csv")
     g_cols = [c for c in guest if c not in ("id", "y")]
@@ -140,8 +165,19 @@ def run_case(name: str, prepare: Any, root: Path, args: argparse.Namespace) -> d
         fed_path.write_text(federation_text(parties, args), encoding="utf-8")
         fed = load_federation(fed_path, allow_small_keys=args.key_bits < 2048)
         started = time.monotonic()
-        metrics = run_job(fed, folder / "run", resume=False, quiet=args.json is not None and not sys.stderr.isatty(), allow_small_keys=args.key_bits < 2048)
-        federated = {"auc": round(metrics["auc"], 4), "ks": round(metrics["ks"], 4), "epochs": metrics["epochs"], "seconds": round(time.monotonic() - started, 1)}
+        metrics = run_job(
+            fed,
+            folder / "run",
+            resume=False,
+            quiet=args.json is not None and not sys.stderr.isatty(),
+            allow_small_keys=args.key_bits < 2048,
+        )
+        federated = {
+            "auc": round(metrics["auc"], 4),
+            "ks": round(metrics["ks"], 4),
+            "epochs": metrics["epochs"],
+            "seconds": round(time.monotonic() - started, 1),
+        }
     lender = next(n for n, p in parties.items() if p[2])
     baselines = pooled_baselines(x, y, lender, args.l2)
     return {
@@ -155,7 +191,9 @@ def run_case(name: str, prepare: Any, root: Path, args: argparse.Namespace) -> d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--epochs", type=int, default=8)
@@ -163,7 +201,9 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=0.15)
     parser.add_argument("--l2", type=float, default=0.001)
     parser.add_argument("--x-scale-bits", type=int, default=16)
-    parser.add_argument("--quick", action="store_true", help="1024-bit keys, 3 epochs (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="1024-bit keys, 3 epochs (a smoke run)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.key_bits, args.epochs = 1024, 3
@@ -171,8 +211,17 @@ def main() -> int:
     if not (root / "uci_default_credit" / "UCI_Credit_Card.csv").exists():
         print(f"skipped: shared data not found at {root} (set FEDCREDIT_DATA)", file=sys.stderr)
         return 0
-    results = [run_case("uci_three_institutions", prepare_uci, root, args), run_case("fate_two_party", prepare_fate, root, args)]
-    report = {"benchmark": "quality", "key_bits": args.key_bits, "epochs": args.epochs, "l2": args.l2, "results": results}
+    results = [
+        run_case("uci_three_institutions", prepare_uci, root, args),
+        run_case("fate_two_party", prepare_fate, root, args),
+    ]
+    report = {
+        "benchmark": "quality",
+        "key_bits": args.key_bits,
+        "epochs": args.epochs,
+        "l2": args.l2,
+        "results": results,
+    }
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -28,7 +28,9 @@ from fedcredit.proto.v1 import party_pb2
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--key-bits", type=int, default=2048)
@@ -37,13 +39,18 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fedcredit-scoring-") as tmp:
         folder = Path(tmp)
         data = write_institutions(folder / "data", 5000, seed=11)
-        fed = load_federation(write_demo_federation(folder, data, key_bits=args.key_bits, epochs=1), allow_small_keys=small)
+        fed = load_federation(
+            write_demo_federation(folder, data, key_bits=args.key_bits, epochs=1),
+            allow_small_keys=small,
+        )
         print("training a small model ...", file=sys.stderr)
         run_job(fed, folder / "run", resume=False, quiet=True, allow_small_keys=small)
         ids = [line.split(",")[0] for line in data["lender"].read_text().splitlines()[1:]]
         latencies = []
         errors = 0
-        with scoring_service(fed, folder / "run" / "model", folder / "scoring", allow_small_keys=small) as stub:
+        with scoring_service(
+            fed, folder / "run" / "model", folder / "scoring", allow_small_keys=small
+        ) as stub:
             for warm in ids[:5]:
                 stub.Score(party_pb2.ScoreRequest(ids=[warm]), timeout=30)
             for i in range(args.requests):
@@ -51,7 +58,7 @@ def main() -> int:
                 try:
                     reply = stub.Score(party_pb2.ScoreRequest(ids=[ids[i % len(ids)]]), timeout=30)
                     errors += int(bool(reply.applicants[0].error))
-                except Exception:  # noqa: BLE001 - a benchmark counts every failure
+                except Exception:
                     errors += 1
                 latencies.append((time.perf_counter() - started) * 1000)
     ms = np.array(latencies)

@@ -33,7 +33,7 @@ from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import UCI_LABEL, UCI_SPLIT, data_dir, read_table  # noqa: E402
+from quality import UCI_LABEL, UCI_SPLIT, data_dir, read_table
 
 
 def uci_parties(settings: TrainSettings) -> tuple[LabelParty, list[FeatureParty]]:
@@ -44,21 +44,30 @@ def uci_parties(settings: TrainSettings) -> tuple[LabelParty, list[FeatureParty]
         return np.array([[float(table[c][i]) for c in cols] for i in range(len(ids))])
 
     y = np.array([int(float(v)) for v in table[UCI_LABEL]])
-    lender = LabelParty("lender", ids, matrix(UCI_SPLIT["lender"]), UCI_SPLIT["lender"], y, settings)
-    hosts = [FeatureParty(n, ids, matrix(UCI_SPLIT[n]), UCI_SPLIT[n], settings) for n in ("ecommerce", "payments")]
+    lender = LabelParty(
+        "lender", ids, matrix(UCI_SPLIT["lender"]), UCI_SPLIT["lender"], y, settings
+    )
+    hosts = [
+        FeatureParty(n, ids, matrix(UCI_SPLIT[n]), UCI_SPLIT[n], settings)
+        for n in ("ecommerce", "payments")
+    ]
     common = sorted(ids)
     for party in (lender, *hosts):
         party.align(common)
     return lender, hosts
 
 
-def synthetic_parties(customers: int, settings: TrainSettings, folder: Path) -> tuple[LabelParty, list[FeatureParty]]:
+def synthetic_parties(
+    customers: int, settings: TrainSettings, folder: Path
+) -> tuple[LabelParty, list[FeatureParty]]:
     from fedcredit.data.loader import load_party_csv
     from fedcredit.data.synthetic import write_institutions
 
     paths = write_institutions(folder, customers, seed=3)
     lender_data = load_party_csv(paths["lender"], id_column="id", label_column="default")
-    lender = LabelParty("lender", lender_data.ids, lender_data.X, lender_data.feature_names, lender_data.y, settings)
+    lender = LabelParty(
+        "lender", lender_data.ids, lender_data.X, lender_data.feature_names, lender_data.y, settings
+    )
     hosts = []
     for name in ("ecommerce", "payments"):
         data = load_party_csv(paths[name], id_column="id")
@@ -69,7 +78,9 @@ def synthetic_parties(customers: int, settings: TrainSettings, folder: Path) -> 
     return lender, hosts
 
 
-def fedcredit_epoch(lender: LabelParty, hosts: list[FeatureParty], keys: KeyHolder) -> dict[str, Any]:
+def fedcredit_epoch(
+    lender: LabelParty, hosts: list[FeatureParty], keys: KeyHolder
+) -> dict[str, Any]:
     """One epoch, in process, with seconds per phase."""
     phases: dict[str, float] = defaultdict(float)
     started = time.perf_counter()
@@ -88,10 +99,16 @@ def fedcredit_epoch(lender: LabelParty, hosts: list[FeatureParty], keys: KeyHold
             slots = keys.decrypt_masked(packed)
             phases["decrypt"] += time.perf_counter() - t
             party.apply_gradient(slots, masks, 0)
-    return {"seconds": time.perf_counter() - started, "batches": batches, "phases": {k: round(v, 2) for k, v in phases.items()}}
+    return {
+        "seconds": time.perf_counter() - started,
+        "batches": batches,
+        "phases": {k: round(v, 2) for k, v in phases.items()},
+    }
 
 
-def phe_batches(lender: LabelParty, hosts: list[FeatureParty], key_bits: int, count: int) -> tuple[float, int]:
+def phe_batches(
+    lender: LabelParty, hosts: list[FeatureParty], key_bits: int, count: int
+) -> tuple[float, int]:
     """The same protocol with plain phe objects on ``count`` batches; seconds and rows."""
     public, private = paillier.generate_paillier_keypair(n_length=key_bits)
     parties = [lender, *hosts]
@@ -101,11 +118,17 @@ def phe_batches(lender: LabelParty, hosts: list[FeatureParty], key_bits: int, co
         xs = [p._x_int[rows].astype(np.float64) / float(1 << p.x_scale_bits) for p in parties]
         y = lender.labels(rows)
         started = time.perf_counter()
-        encrypted = [[public.encrypt(float(v)) for v in x @ p.weights] for x, p in zip(xs, parties, strict=True)]
+        encrypted = [
+            [public.encrypt(float(v)) for v in x @ p.weights]
+            for x, p in zip(xs, parties, strict=True)
+        ]
         z = [sum(parts[1:], parts[0]) for parts in zip(*encrypted, strict=True)]
         d = [zi * 0.25 + (0.5 - float(yi)) for zi, yi in zip(z, y, strict=True)]
         for x in xs:
-            gradient = [sum((e * float(v) for v, e in zip(col, d, strict=True)), public.encrypt(0.0)) for col in x.T]
+            gradient = [
+                sum((e * float(v) for v, e in zip(col, d, strict=True)), public.encrypt(0.0))
+                for col in x.T
+            ]
             [private.decrypt(g) for g in gradient]
         seconds += time.perf_counter() - started
         rows_done += len(rows)
@@ -113,7 +136,9 @@ def phe_batches(lender: LabelParty, hosts: list[FeatureParty], key_bits: int, co
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--phe-batches", type=int, default=1)
@@ -158,9 +183,22 @@ def main() -> int:
                 for party in (l2, *h2):
                     party.public_key = public
                 result = fedcredit_epoch(l2, h2, keys)
-                scaling.append({"customers": customers, "rows_train": len(l2.split.train), "epoch_s": round(result["seconds"], 1)})
+                scaling.append(
+                    {
+                        "customers": customers,
+                        "rows_train": len(l2.split.train),
+                        "epoch_s": round(result["seconds"], 1),
+                    }
+                )
         per_row = scaling[-1]["epoch_s"] / scaling[-1]["rows_train"]
-        scaling.append({"customers": 1_000_000, "rows_train": int(scaling[-1]["rows_train"] * 10), "epoch_s": round(per_row * scaling[-1]["rows_train"] * 10, 0), "extrapolated": True})
+        scaling.append(
+            {
+                "customers": 1_000_000,
+                "rows_train": int(scaling[-1]["rows_train"] * 10),
+                "epoch_s": round(per_row * scaling[-1]["rows_train"] * 10, 0),
+                "extrapolated": True,
+            }
+        )
         report["scaling"] = scaling
     text = json.dumps(report, indent=2)
     print(text)

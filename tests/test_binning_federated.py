@@ -53,7 +53,9 @@ def make_parties(job_key):  # type: ignore[no-untyped-def]
     y = (rng.random(N) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
     settings = TrainSettings(batch_size=200, test_fraction=0.2, seed=3)
     order = rng.permutation(N)
-    lender = LabelParty("lender", [ids[i] for i in order], lender_x[order], ["a", "b"], y[order], settings)
+    lender = LabelParty(
+        "lender", [ids[i] for i in order], lender_x[order], ["a", "b"], y[order], settings
+    )
     x, names = with_category_codes(host_x, ["h0", "h1"], {"cat": list(cats)})
     host = FeatureParty("host", ids, x, names, settings)
     for party in (lender, host):
@@ -94,11 +96,17 @@ def test_woe_and_iv_equal_a_plain_computation_after_monotonic_merging(job_key) -
     lender, host = make_parties(job_key)
     raw, y = pooled_rows(lender, host)
     columns = fit_columns(host, SETTINGS, ["cat"])
-    result = run_binning_local(lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True)
+    result = run_binning_local(
+        lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
+    )
     report = {(r["party"], r["column"]): r for r in result.report}
     for column in columns:
         rows, events = bin_counts(column.bins_of(raw), y, column.binning.n_bins)
-        groups = [[k] for k in range(len(rows) - 1)] if column.categorical else merge_monotonic(rows[:-1], events[:-1])
+        groups = (
+            [[k] for k in range(len(rows) - 1)]
+            if column.categorical
+            else merge_monotonic(rows[:-1], events[:-1])
+        )
         merged_rows = np.append(group_counts(rows[:-1], groups), rows[-1])
         merged_events = np.append(group_counts(events[:-1], groups), events[-1])
         _, iv = woe_iv(merged_rows, merged_events)
@@ -112,7 +120,9 @@ def test_woe_and_iv_equal_a_plain_computation_after_monotonic_merging(job_key) -
 
 def test_the_strong_columns_are_kept_and_the_noise_column_dropped(job_key) -> None:  # type: ignore[no-untyped-def]
     lender, host = make_parties(job_key)
-    result = run_binning_local(lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True)
+    result = run_binning_local(
+        lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
+    )
     kept = {(r["party"], r["column"]) for r in result.report if r["kept"]}
     assert {("lender", "a"), ("host", "h0"), ("host", "cat")} <= kept
     assert ("host", "h1") not in kept and ("lender", "b") not in kept
@@ -123,7 +133,9 @@ def test_the_strong_columns_are_kept_and_the_noise_column_dropped(job_key) -> No
 
 def test_partners_are_one_hot_without_a_reference_bin_and_the_lender_woe(job_key) -> None:  # type: ignore[no-untyped-def]
     lender, host = make_parties(job_key)
-    run_binning_local(lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True)
+    run_binning_local(
+        lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
+    )
     assert host.encoder is not None and lender.encoder is not None
     x = host.encoder.transform(train_raw(host))
     assert set(np.unique(x)) <= {0.0, 1.0}
@@ -164,7 +176,13 @@ def test_geometric_noise_has_the_documented_scale() -> None:
 def test_the_lender_refuses_event_counts_above_the_rows(job_key) -> None:  # type: ignore[no-untyped-def]
     lender, host = make_parties(job_key)
     lender_side, _, sums = encrypted_stats(lender, host)
-    forged = EncryptedBinSums(sums.names, tuple(tuple(0 for _ in r) for r in sums.rows), sums.events, False, sums.unordered)
+    forged = EncryptedBinSums(
+        sums.names,
+        tuple(tuple(0 for _ in r) for r in sums.rows),
+        sums.events,
+        False,
+        sums.unordered,
+    )
     with pytest.raises(ProtocolError, match="out of range"):
         open_bin_sums(lender_side._private, "host", forged, len(train_raw(lender)))  # type: ignore[arg-type]
 
@@ -172,7 +190,10 @@ def test_the_lender_refuses_event_counts_above_the_rows(job_key) -> None:  # typ
 def test_a_partner_refuses_a_merge_of_non_adjacent_numeric_bins(job_key) -> None:  # type: ignore[no-untyped-def]
     lender, host = make_parties(job_key)
     _, partner, _ = encrypted_stats(lender, host)
-    plans = [ColumnPlan(c.name, True, tuple((k,) for k in range(c.binning.n_regular))) for c in partner.columns]
+    plans = [
+        ColumnPlan(c.name, True, tuple((k,) for k in range(c.binning.n_regular)))
+        for c in partner.columns
+    ]
     n = partner.columns[0].binning.n_regular
     plans[0] = ColumnPlan("h0", True, ((0, 2), (1,), *((k,) for k in range(3, n))))
     with pytest.raises(ProtocolError, match="bad merge"):
@@ -190,7 +211,9 @@ def test_a_partner_refuses_labels_under_a_key_weaker_than_the_job_key(job_key) -
 
 def test_the_encoder_round_trips_through_the_model_part(job_key) -> None:  # type: ignore[no-untyped-def]
     lender, host = make_parties(job_key)
-    run_binning_local(lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True)
+    run_binning_local(
+        lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
+    )
     host.weights = np.linspace(-1, 1, host.n_weights)
     part = host.model_part()
     assert {row["column"] for row in part["encoder"]["points"]["rows"]} == {"h0", "cat"}
@@ -205,7 +228,9 @@ def test_the_encoder_round_trips_through_the_model_part(job_key) -> None:  # typ
 
 def test_points_follow_the_scorecard_convention(job_key) -> None:  # type: ignore[no-untyped-def]
     lender, host = make_parties(job_key)
-    run_binning_local(lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True)
+    run_binning_local(
+        lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
+    )
     lender.weights = np.array([0.8, -1.2])
     points = lender.model_part()["encoder"]["points"]
     factor = 20.0 / np.log(2.0)

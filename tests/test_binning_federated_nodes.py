@@ -51,7 +51,10 @@ class Federation:
         addresses = {}
         allowed = set(self.fed.all_names)
         coordinator = build_server("127.0.0.1:0", credentials=None, allowed_parties=allowed)
-        coordinator.add(coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(KeyHolder(allow_small_keys=True)))
+        coordinator.add(
+            coordinator_pb2_grpc.add_CoordinatorServicer_to_server,
+            CoordinatorServicer(KeyHolder(allow_small_keys=True)),
+        )
         addresses["coordinator"] = f"127.0.0.1:{coordinator.start()}"
         self.servers.append(coordinator)
         for party in self.fed.parties:
@@ -71,7 +74,9 @@ class Federation:
 
 
 @pytest.fixture(scope="module")
-def binned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Federation, dict[str, Any], Path]]:
+def binned(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Federation, dict[str, Any], Path]]:
     folder = tmp_path_factory.mktemp("binning-nodes")
     federation = Federation(small_federation(folder))
     driver = federation.driver
@@ -90,7 +95,9 @@ def _partner_secrets(federation: Federation, name: str) -> tuple[set[bytes], set
     values = {float(v) for v in np.unique(train_raw(party))}
     edges = {float(e) for c in side.columns for e in c.binning.edges}
     interesting = {v for v in values | edges if v not in (0.0, 1.0) and abs(v) > 1e-9}
-    patterns = {struct.pack("<d", v) for v in interesting} | {struct.pack(">d", v) for v in interesting}
+    patterns = {struct.pack("<d", v) for v in interesting} | {
+        struct.pack(">d", v) for v in interesting
+    }
     texts = {repr(v) for v in edges} | {f"{v:g}" for v in edges if len(f"{v:g}") > 3}
     return patterns, texts
 
@@ -128,7 +135,11 @@ def test_partners_receive_only_ciphertexts_and_their_plan(binned) -> None:  # ty
         own_columns = {c.name for c in federation.binning[host.name]._side().columns}
         assert {c.name for c in plan.columns} == own_columns
         for column in plan.columns:
-            assert set(column.ListFields()[i][0].name for i in range(len(column.ListFields()))) <= {"name", "keep", "group_of_bin"}
+            assert set(column.ListFields()[i][0].name for i in range(len(column.ListFields()))) <= {
+                "name",
+                "keep",
+                "group_of_bin",
+            }
 
 
 def test_the_driver_gets_the_iv_report_and_writes_it(binned) -> None:  # type: ignore[no-untyped-def]
@@ -152,7 +163,12 @@ def test_a_partner_refuses_labels_from_anyone_but_the_lender(binned) -> None:  #
 
     from fedcredit.node.client import open_channel
 
-    channel = open_channel(federation.driver.addresses[host], party_name=host, credentials=None, self_name="coordinator")
+    channel = open_channel(
+        federation.driver.addresses[host],
+        party_name=host,
+        credentials=None,
+        self_name="coordinator",
+    )
     stub = binning_pb2_grpc.BinningStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         stub.PutLabels(binning_pb2.LabelVector(env=federation.driver.env()), timeout=10)
@@ -160,9 +176,11 @@ def test_a_partner_refuses_labels_from_anyone_but_the_lender(binned) -> None:  #
     channel.close()
 
 
-# -- end to end with real node processes ------------------------------------------------------------
+# -- end to end with real node processes ---------------------------------------------------
 def fedcredit(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedcredit", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "fedcredit", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -211,15 +229,20 @@ def test_statlog_german_split_across_three_parties_runs_end_to_end(tmp_path: Pat
     if not GERMAN.is_file():
         pytest.skip(f"Statlog German data not found at {GERMAN}")
     parties = write_german(tmp_path)
-    text = ['[federation]\nname = "german"\nkey_bits = 1024\nmin_overlap = 100\n', '[coordinator]\naddress = "127.0.0.1:50050"\n']
+    text = [
+        '[federation]\nname = "german"\nkey_bits = 1024\nmin_overlap = 100\n',
+        '[coordinator]\naddress = "127.0.0.1:50050"\n',
+    ]
     for i, (name, (path, categorical)) in enumerate(parties.items()):
         role = "lending" if name == "lender" else name
-        text.append(f'[[party]]\nname = "{name}"\nrole = "{role}"\naddress = "127.0.0.1:{50051 + i}"\ndata = "{path}"\nid_column = "id"')
+        text.append(f'[[party]]\nname = "{name}"\nrole = "{role}"\ndata = "{path}"')
+        text.append(f'address = "127.0.0.1:{50051 + i}"\nid_column = "id"')
         text.append(f"categorical = {json.dumps(categorical)}")
         if name == "lender":
             text.append('label_column = "default"')
         text.append("")
-    text.append("[train]\nepochs = 4\nbatch_size = 250\nlearning_rate = 0.15\nl2 = 0.01\ntest_fraction = 0.25\nseed = 7\n")
+    text.append("[train]\nepochs = 4\nbatch_size = 250\nlearning_rate = 0.15\nl2 = 0.01")
+    text.append("test_fraction = 0.25\nseed = 7\n")
     text.append("[binning]\nbins = 5\nmin_bin_share = 0.05\n")
     fed = tmp_path / "federation.toml"
     fed.write_text("\n".join(text), encoding="utf-8")

@@ -21,7 +21,10 @@ def test_generated_protobuf_code_matches_the_protos() -> None:
     env = dict(os.environ, PYTHON=sys.executable)
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "gen_protos.sh"), "--check"],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
 
@@ -50,8 +53,10 @@ def test_lower_layers_never_import_higher_ones() -> None:
                 other = _layer(name)
                 if other is not None and other > own:
                     offenders.append(f"{rel}: imports {name}")
-            if isinstance(node, ast.Import | ast.ImportFrom) and any(
-                n == "grpc" or n.startswith("grpc.") for n in names
-            ) and own < 3:
+            if (
+                isinstance(node, ast.Import | ast.ImportFrom)
+                and any(n == "grpc" or n.startswith("grpc.") for n in names)
+                and own < 3
+            ):
                 offenders.append(f"{rel}: imports grpc below the node layer")
     assert offenders == []

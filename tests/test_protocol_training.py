@@ -40,7 +40,9 @@ def make_federation(n_hosts: int, keypair, settings: TrainSettings | None = None
     host_x = [rng.normal(size=(N, w)) for w in HOST_WIDTHS[:n_hosts]]
     logit = lender_x[:, 0] - 0.2 * lender_x[:, 1] + sum(h[:, 0] for h in host_x) + 1.0
     y = (rng.random(N) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
-    settings = settings or TrainSettings(batch_size=200, test_fraction=0.2, validation_fraction=0.1, seed=3, x_scale_bits=16)
+    settings = settings or TrainSettings(
+        batch_size=200, test_fraction=0.2, validation_fraction=0.1, seed=3, x_scale_bits=16
+    )
     public = keypair[0]
 
     def shuffled(x: np.ndarray, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -52,7 +54,9 @@ def make_federation(n_hosts: int, keypair, settings: TrainSettings | None = None
     hosts = []
     for k, hx in enumerate(host_x):
         hid, hxx, _ = shuffled(hx, 10 + k)
-        hosts.append(FeatureParty(f"host{k}", hid, hxx, [f"h{k}_{j}" for j in range(hx.shape[1])], settings))
+        hosts.append(
+            FeatureParty(f"host{k}", hid, hxx, [f"h{k}_{j}" for j in range(hx.shape[1])], settings)
+        )
     common = sorted(ids)
     for party in (lender, *hosts):
         party.public_key = public
@@ -60,7 +64,9 @@ def make_federation(n_hosts: int, keypair, settings: TrainSettings | None = None
     return lender, hosts
 
 
-def plaintext_gradients(lender: LabelParty, hosts: list[FeatureParty], epoch: int, batch: int) -> list[np.ndarray]:
+def plaintext_gradients(
+    lender: LabelParty, hosts: list[FeatureParty], epoch: int, batch: int
+) -> list[np.ndarray]:
     """X_p.T d / B of every party in floating point, d = approximated sigma(z) - y."""
     rows = lender.rows_of("train", epoch, batch)
     parties = [lender, *hosts]
@@ -84,7 +90,14 @@ def set_random_weights(parties: list[FeatureParty], seed: int) -> None:
 @pytest.mark.parametrize("sigmoid", ["local", "taylor"])
 @pytest.mark.parametrize("n_hosts", [1, 2])
 def test_masked_gradient_equals_plaintext_gradient(n_hosts: int, sigmoid: str, keypair) -> None:  # type: ignore[no-untyped-def]
-    settings = TrainSettings(batch_size=200, test_fraction=0.2, validation_fraction=0.1, seed=3, x_scale_bits=16, sigmoid=sigmoid)
+    settings = TrainSettings(
+        batch_size=200,
+        test_fraction=0.2,
+        validation_fraction=0.1,
+        seed=3,
+        x_scale_bits=16,
+        sigmoid=sigmoid,
+    )
     lender, hosts = make_federation(n_hosts, keypair, settings)
     parties = [lender, *hosts]
     set_random_weights(parties, 5)
@@ -97,7 +110,9 @@ def test_masked_gradient_equals_plaintext_gradient(n_hosts: int, sigmoid: str, k
         packed, pending = party.gradient_request(residual, 0, 1)
         from fedcredit.crypto import unmask
 
-        got = unmask(keys.decrypt_masked(packed), pending.masks, pending.scale_bits) / (4.0 * pending.rows)
+        got = unmask(keys.decrypt_masked(packed), pending.masks, pending.scale_bits) / (
+            4.0 * pending.rows
+        )
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
 
 
@@ -162,7 +177,16 @@ def test_training_is_identical_under_the_same_seed_even_with_other_keys(keypair)
 
 
 def test_federated_training_matches_plaintext_training_of_the_same_protocol(keypair) -> None:  # type: ignore[no-untyped-def]
-    settings = TrainSettings(batch_size=150, test_fraction=0.2, seed=9, x_scale_bits=16, optimizer="sgd", momentum=0.5, learning_rate=0.3, sigmoid="taylor")
+    settings = TrainSettings(
+        batch_size=150,
+        test_fraction=0.2,
+        seed=9,
+        x_scale_bits=16,
+        optimizer="sgd",
+        momentum=0.5,
+        learning_rate=0.3,
+        sigmoid="taylor",
+    )
     lender, hosts = make_federation(2, keypair, settings)
     parties = [lender, *hosts]
     keys = make_keys(keypair)

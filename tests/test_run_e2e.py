@@ -26,7 +26,9 @@ def fedcredit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
     )
 
 
-def small_federation(folder: Path, *, customers: int = 1500, epochs: int = 2, key_bits: int = 1024, batch: int = 400) -> Path:
+def small_federation(
+    folder: Path, *, customers: int = 1500, epochs: int = 2, key_bits: int = 1024, batch: int = 400
+) -> Path:
     data = write_institutions(folder / "data", customers, seed=5)
     path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs)
     text = path.read_text().replace("batch_size = 4096", f"batch_size = {batch}")
@@ -51,12 +53,17 @@ def test_run_writes_metrics_model_and_plots(trained: tuple[Path, Path]) -> None:
         assert key in metrics
     assert set(metrics["seconds_per_phase"]) >= {"align", "train", "evaluate"}
     assert 0.6 < metrics["auc"] <= 1.0
-    assert metrics["rows_train"] + metrics["rows_validation"] + metrics["rows_test"] == metrics["rows_aligned"]
+    assert (
+        metrics["rows_train"] + metrics["rows_validation"] + metrics["rows_test"]
+        == metrics["rows_aligned"]
+    )
     manifest = json.loads((out / "model" / "manifest.json").read_text())
     assert set(manifest["parties"]) == {"lender", "ecommerce", "payments"}
     for party in manifest["parties"]:
         part = json.loads((out / "model" / f"{party}.json").read_text())
-        assert part["public_key_fingerprint"] == manifest["parties"][party]["public_key_fingerprint"]
+        assert (
+            part["public_key_fingerprint"] == manifest["parties"][party]["public_key_fingerprint"]
+        )
     for name in ("roc.png", "ks.png", "scores.png", "report.html"):
         assert (out / name).stat().st_size > 1000
 
@@ -66,7 +73,18 @@ def test_json_mode_prints_only_json(trained: tuple[Path, Path], tmp_path: Path) 
     ids = tmp_path / "ids.csv"
     ids.write_text("id\nC0000001\nC0000002\nNOBODY\n")
     scores = tmp_path / "scores.csv"
-    result = fedcredit("score", str(fed), "--model", str(out / "model"), "--ids", str(ids), "--out", str(scores), "--json", "--allow-small-keys")
+    result = fedcredit(
+        "score",
+        str(fed),
+        "--model",
+        str(out / "model"),
+        "--ids",
+        str(ids),
+        "--out",
+        str(scores),
+        "--json",
+        "--allow-small-keys",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["scored"] == 3
     rows = list(csv.DictReader(scores.open()))
@@ -107,19 +125,35 @@ def test_small_key_is_refused_outside_tests(tmp_path: Path) -> None:
 
 
 def _final_weights(out: Path) -> dict[str, list[float]]:
-    return {p: json.loads((out / "model" / f"{p}.json").read_text())["weights"] for p in ("lender", "ecommerce", "payments")}
+    return {
+        p: json.loads((out / "model" / f"{p}.json").read_text())["weights"]
+        for p in ("lender", "ecommerce", "payments")
+    }
 
 
 @pytest.mark.parametrize("victim", ["ecommerce", "coordinator"])
-def test_resume_after_a_killed_node_equals_an_uninterrupted_run(trained: tuple[Path, Path], tmp_path: Path, victim: str) -> None:
+def test_resume_after_a_killed_node_equals_an_uninterrupted_run(
+    trained: tuple[Path, Path], tmp_path: Path, victim: str
+) -> None:
     fed, reference = trained
     text = fed.read_text()
     fed2 = tmp_path / "federation.toml"
     fed2.write_text(text)
     out = tmp_path / "run"
     process = subprocess.Popen(
-        [sys.executable, "-m", "fedcredit", "run", str(fed2), "--out", str(out), "--allow-small-keys"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "fedcredit",
+            "run",
+            str(fed2),
+            "--out",
+            str(out),
+            "--allow-small-keys",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     progress = out / "progress.json"
     deadline = time.monotonic() + 240
@@ -134,7 +168,9 @@ def test_resume_after_a_killed_node_equals_an_uninterrupted_run(trained: tuple[P
     assert time.monotonic() - killed_at < 10
     assert victim in stderr.splitlines()[-1]
 
-    resumed = fedcredit("run", str(fed2), "--out", str(out), "--resume", "--json", "--allow-small-keys")
+    resumed = fedcredit(
+        "run", str(fed2), "--out", str(out), "--resume", "--json", "--allow-small-keys"
+    )
     assert resumed.returncode == 0, resumed.stderr
     got, want = _final_weights(out), _final_weights(reference)
     for party in want:

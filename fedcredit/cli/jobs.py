@@ -17,9 +17,9 @@ from fedcredit.errors import ConfigError, DataError
 from fedcredit.node.client import call, open_channel, wait_for_ready
 from fedcredit.node.driver import Driver
 from fedcredit.node.launcher import LocalNodes
-from fedcredit.node.peers import COORDINATOR
+from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.tls import init_certs, load_channel_credentials
-from fedcredit.proto.v1 import party_pb2, party_pb2_grpc
+from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_TIMEOUT_S = 60.0
@@ -132,7 +132,11 @@ def read_ids(path: Path) -> list[str]:
 
 @contextlib.contextmanager
 def scoring_service(
-    fed: Federation, model_dir: Path, run_dir: Path, *, insecure: bool = False,
+    fed: Federation,
+    model_dir: Path,
+    run_dir: Path,
+    *,
+    insecure: bool = False,
     allow_small_keys: bool = False,
 ) -> Iterator[party_pb2_grpc.PartyStub]:
     """Local nodes loaded with a model, a fresh coordinator key, and a stub of the lender's
@@ -141,8 +145,13 @@ def scoring_service(
     names = local_names(fed)
     lender = fed.lender.name
     with LocalNodes(
-        fed.path, names, run_dir, cert_dir=cert_dir, insecure=insecure,
-        allow_small_keys=allow_small_keys, model_dir=model_dir,
+        fed.path,
+        names,
+        run_dir,
+        cert_dir=cert_dir,
+        insecure=insecure,
+        allow_small_keys=allow_small_keys,
+        model_dir=model_dir,
     ) as nodes:
         addresses = {n: fed.endpoint(n).address for n in fed.all_names}
         addresses.update(nodes.start(last=lender))
@@ -155,7 +164,9 @@ def scoring_service(
         )
         operator.close()
         credentials = _driver_credentials(fed, cert_dir, lender)
-        channel = open_channel(addresses[lender], party_name=lender, credentials=credentials, self_name=lender)
+        channel = open_channel(
+            addresses[lender], party_name=lender, credentials=credentials, self_name=lender
+        )
         try:
             yield party_pb2_grpc.PartyStub(channel)
         finally:
@@ -163,8 +174,14 @@ def scoring_service(
 
 
 def score_batch(
-    fed: Federation, model_dir: Path, ids: list[str], out_csv: Path, *, quiet: bool,
-    insecure: bool = False, allow_small_keys: bool = False,
+    fed: Federation,
+    model_dir: Path,
+    ids: list[str],
+    out_csv: Path,
+    *,
+    quiet: bool,
+    insecure: bool = False,
+    allow_small_keys: bool = False,
 ) -> int:
     """Batch scoring through the lender's Score RPC, as the lender's operator.
 
@@ -175,20 +192,35 @@ def score_batch(
     lender = fed.lender.name
     tmp = out_csv.with_name(f".{out_csv.name}.tmp")
     written = 0
-    with scoring_service(fed, model_dir, run_dir, insecure=insecure, allow_small_keys=allow_small_keys) as stub:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["id", "probability", "score", "grade", "reasons", "error"])
-            for start in range(0, len(ids), SCORE_CHUNK):
-                chunk = ids[start : start + SCORE_CHUNK]
-                reply = call(stub.Score, party_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0)
-                for item in reply.applicants:
-                    if item.error:
-                        writer.writerow([item.id, "", "", "", "", item.error])
-                    else:
-                        writer.writerow([item.id, f"{item.probability:.6f}", f"{item.score:.1f}", item.grade, item.reasons, ""])
-                    written += 1
-                progress("phase", {"message": f"  scored {written:,}/{len(ids):,} applicants"})
+    with (
+        scoring_service(
+            fed, model_dir, run_dir, insecure=insecure, allow_small_keys=allow_small_keys
+        ) as stub,
+        open(tmp, "w", newline="", encoding="utf-8") as handle,
+    ):
+        writer = csv.writer(handle)
+        writer.writerow(["id", "probability", "score", "grade", "reasons", "error"])
+        for start in range(0, len(ids), SCORE_CHUNK):
+            chunk = ids[start : start + SCORE_CHUNK]
+            reply = call(
+                stub.Score, party_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0
+            )
+            for item in reply.applicants:
+                if item.error:
+                    writer.writerow([item.id, "", "", "", "", item.error])
+                else:
+                    writer.writerow(
+                        [
+                            item.id,
+                            f"{item.probability:.6f}",
+                            f"{item.score:.1f}",
+                            item.grade,
+                            item.reasons,
+                            "",
+                        ]
+                    )
+                written += 1
+            progress("phase", {"message": f"  scored {written:,}/{len(ids):,} applicants"})
     os.replace(tmp, out_csv)
     shutil.rmtree(run_dir, ignore_errors=True)
     return written

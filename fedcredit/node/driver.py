@@ -92,6 +92,25 @@ class Driver:
         futures = {p: self._pool.submit(self.call, p, method, make(p)) for p in parties}
         return {p: f.result() for p, f in futures.items()}
 
+    def step(
+        self,
+        parties: list[str],
+        method: str,
+        epoch: int,
+        batch: int,
+        phase: str,
+        *,
+        want_loss: bool = False,
+    ) -> dict[str, Any]:
+        """One protocol step on several parties at once (each request its own sequence number)."""
+        return self.call_all(
+            parties,
+            method,
+            lambda _: party_pb2.StepRequest(
+                env=self.env(epoch, batch), phase=phase, want_loss=want_loss
+            ),
+        )
+
     # -- the job ---------------------------------------------------------------------------
     def run(self, out_dir: Path, *, resume: bool = False) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -270,53 +289,22 @@ class Driver:
             epoch = state.epoch
             epoch_started = time.monotonic()
             for batch in range(batches):
-                last = batch == batches - 1
-                self.call_all(
-                    hosts,
-                    "ComputePartial",
-                    lambda p: party_pb2.StepRequest(env=self.env(epoch, batch), phase="train"),
-                )
-                self.call(
-                    lender,
+                self.step(hosts, "ComputePartial", epoch, batch, "train")
+                self.step(
+                    [lender],
                     "ComputeResidual",
-                    party_pb2.StepRequest(
-                        env=self.env(epoch, batch), phase="train", want_loss=last
-                    ),
+                    epoch,
+                    batch,
+                    "train",
+                    want_loss=batch == batches - 1,
                 )
-                self.call_all(
-                    self.peers.parties,
-                    "ComputeGradient",
-                    lambda p: party_pb2.StepRequest(env=self.env(epoch, batch), phase="train"),
-                )
-                self.progress(
-                    "batch",
-                    {
-                        "epoch": epoch + 1,
-                        "epochs": settings.epochs,
-                        "batch": batch + 1,
-                        "batches": batches,
-                    },
-                )
+                self.step(self.peers.parties, "ComputeGradient", epoch, batch, "train")
+                progress = {"epoch": epoch + 1, "epochs": settings.epochs, "batch": batch + 1}
+                self.progress("batch", {**progress, "batches": batches})
             if aligned["validation"]:
-                self.call_all(
-                    hosts,
-                    "ComputePartial",
-                    lambda p: party_pb2.StepRequest(
-                        env=self.env(epoch, batches), phase="validation"
-                    ),
-                )
-                self.call(
-                    lender,
-                    "ComputeResidual",
-                    party_pb2.StepRequest(
-                        env=self.env(epoch, batches), phase="validation", want_loss=True
-                    ),
-                )
-            replies = self.call_all(
-                self.peers.parties,
-                "EndEpoch",
-                lambda p: party_pb2.StepRequest(env=self.env(epoch, batches + 1)),
-            )
+                self.step(hosts, "ComputePartial", epoch, batches, "validation")
+                self.step([lender], "ComputeResidual", epoch, batches, "validation", want_loss=True)
+            replies = self.step(self.peers.parties, "EndEpoch", epoch, batches + 1, "")
             self._record_epoch(state, replies[lender], out_dir, time.monotonic() - epoch_started)
 
     def _record_epoch(
@@ -360,16 +348,8 @@ class Driver:
 
     def _evaluate(self, epoch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
         self.progress("phase", {"phase": "evaluate", "message": "scoring the held-out customers"})
-        self.call_all(
-            self.peers.hosts,
-            "ComputePartial",
-            lambda p: party_pb2.StepRequest(env=self.env(epoch + 1, 0), phase="test"),
-        )
-        reply = self.call(
-            self.peers.lender,
-            "Evaluate",
-            party_pb2.StepRequest(env=self.env(epoch + 1, 0), phase="test"),
-        )
+        self.step(self.peers.hosts, "ComputePartial", epoch + 1, 0, "test")
+        reply = self.step([self.peers.lender], "Evaluate", epoch + 1, 0, "test")[self.peers.lender]
         return dict(json.loads(reply.metrics_json)), dict(reply.files)
 
     def _save_model(

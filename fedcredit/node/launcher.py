@@ -95,7 +95,7 @@ class LocalNodes:
         for name in names:
             (self.run_dir / "ports" / name).unlink(missing_ok=True)
             self.state_dir(name).mkdir(parents=True, exist_ok=True)
-            log = open(self.log_path(name), "ab")
+            log = open(self.log_path(name), "ab")  # noqa: SIM115 - the child keeps it open
             env = dict(os.environ, PYTHONUNBUFFERED="1")
             self.processes[name] = subprocess.Popen(
                 self.command(name),
@@ -106,7 +106,9 @@ class LocalNodes:
             )
             log.close()
             # The pid file lets an operator (or a fault test) find a node process.
-            (self.run_dir / "ports" / f"{name}.pid").write_text(str(self.processes[name].pid), encoding="utf-8")
+            (self.run_dir / "ports" / f"{name}.pid").write_text(
+                str(self.processes[name].pid), encoding="utf-8"
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         for name in names:
             self.addresses[name] = self._wait_port(name, deadline)

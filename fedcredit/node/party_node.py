@@ -25,7 +25,7 @@ from fedcredit.model.scorecard import Scorecard
 from fedcredit.node import convert
 from fedcredit.node.peers import Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
-from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
+from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty, write_json_atomic

@@ -46,7 +46,7 @@ def score_applicants(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
             )
         )
     z_enc = own
-    for host, reply in replies:
+    for _host, reply in replies:
         z_enc = z_enc.add(
             convert.vector_from_proto(reply.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
         )

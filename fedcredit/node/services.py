@@ -113,7 +113,8 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
         fn: Callable[[], R],
     ) -> R:
         caller = self._from_driver(context)
-        return self.guard.run_once(caller, method, convert.header_of(env), fn)
+        result: R = self.guard.run_once(caller, method, convert.header_of(env), fn)
+        return result
 
     @rpc
     def Setup(

@@ -34,7 +34,7 @@ class SequenceGuard(Generic[T]):
 
     def __init__(self) -> None:
         self._job_id: str | None = None
-        self._last: dict[tuple[str, str], tuple[int, T | None]] = {}
+        self._last: dict[tuple[str, str], tuple[int, T]] = {}
         self._lock = threading.Lock()
         self._call_locks: dict[tuple[str, str], threading.Lock] = {}
 
@@ -71,7 +71,8 @@ class SequenceGuard(Generic[T]):
             last = self._last.get(key)
             if last is not None:
                 last_seq, reply = last
-                if header.seq == last_seq and reply is not None:
+                # A step that returns None (an Ack) is cached too: its retry must succeed.
+                if header.seq == last_seq:
                     return reply
                 if header.seq <= last_seq:
                     raise ProtocolError(

@@ -40,7 +40,9 @@ def train_batch(
     return loss
 
 
-def held_out_scores(lender: LabelParty, hosts: Sequence[FeatureParty], keys: KeyHolder) -> np.ndarray:
+def held_out_scores(
+    lender: LabelParty, hosts: Sequence[FeatureParty], keys: KeyHolder
+) -> np.ndarray:
     """The final scores z of the test rows, as the lender learns them."""
     partials = {h.name: h.partial("test", 0, 0) for h in hosts}
     z = lender.encrypted_scores("test", 0, 0, partials)

@@ -121,7 +121,9 @@ class FeatureParty:
     @property
     def n_columns(self) -> int:
         """Columns of the design matrix before any intercept."""
-        return len(self.encoder.feature_names) if self.encoder is not None else int(self._raw.shape[1])
+        return (
+            len(self.encoder.feature_names) if self.encoder is not None else int(self._raw.shape[1])
+        )
 
     @property
     def n_weights(self) -> int:
