@@ -34,7 +34,7 @@ class SequenceGuard(Generic[T]):
 
     def __init__(self) -> None:
         self._job_id: str | None = None
-        self._last: dict[tuple[str, str], tuple[int, T]] = {}
+        self._last: dict[tuple[str, str], tuple[int, tuple[int, int], T | None]] = {}
         self._lock = threading.Lock()
         self._call_locks: dict[tuple[str, str], threading.Lock] = {}
 
@@ -69,16 +69,22 @@ class SequenceGuard(Generic[T]):
             lock = self._call_locks.setdefault(key, threading.Lock())
         with lock:
             last = self._last.get(key)
+            round_ = (header.epoch, header.batch)
             if last is not None:
-                last_seq, reply = last
+                last_seq, last_round, reply = last
                 # A step that returns None (an Ack) is cached too: its retry must succeed.
                 if header.seq == last_seq:
-                    return reply
+                    return reply  # type: ignore[return-value]
                 if header.seq <= last_seq:
                     raise ProtocolError(
                         f"replayed or stale sequence number {header.seq} from {caller!r} "
                         f"for {method} (last served {last_seq})"
                     )
+                if round_ < last_round:
+                    raise ProtocolError(
+                        f"stale round {round_} from {caller!r} for {method} "
+                        f"(already at {last_round})"
+                    )
             result = step()
-            self._last[key] = (header.seq, result)
+            self._last[key] = (header.seq, round_, result)
             return result
