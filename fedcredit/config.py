@@ -86,6 +86,18 @@ class TrainSettings:
     seed: int = 7
     x_scale_bits: int = 16
     sigmoid: str = "local"  # "local" (expansion at the lender's own score) or "taylor" (FATE)
+    threshold: float = 0.5  # probability of default above which evaluation counts a "bad"
+
+
+@dataclass(frozen=True)
+class ScorecardSettings:
+    """Score = offset - factor * ln(odds of default); see fedcredit.model.scorecard."""
+
+    base_score: float = 600.0
+    base_odds: float = 50.0  # good:bad odds at the base score
+    pdo: float = 20.0  # points to double the odds
+    min_score: float = 350.0
+    max_score: float = 950.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,7 @@ class Federation:
     tls: TLSSettings | None
     path: Path
     min_overlap: int = 100
+    scorecard: ScorecardSettings = ScorecardSettings()
 
     def party(self, name: str) -> PartyConfig:
         """The party called ``name``; ConfigError when there is none."""
@@ -318,6 +331,7 @@ class _Parser:
             tls=self.tls(doc["tls"]) if "tls" in doc else None,
             path=path,
             min_overlap=fed.integer("min_overlap", 100, low=1),
+            scorecard=self.scorecard(doc.get("scorecard", {})),
         )
         self.check_parties(federation)
         return federation
@@ -419,6 +433,7 @@ class _Parser:
             seed=t.integer("seed", d.seed, low=0),
             x_scale_bits=t.integer("x_scale_bits", d.x_scale_bits, low=1, high=48),
             sigmoid=t.choice("sigmoid", ("local", "taylor"), d.sigmoid),
+            threshold=t.number("threshold", d.threshold, 0.0, 1.0, low_open=True, high_open=True),
         )
         if settings.test_fraction + settings.validation_fraction >= 1.0:
             raise t.error(
@@ -437,6 +452,20 @@ class _Parser:
             noise_epsilon=b.number("noise_epsilon", d.noise_epsilon, 0.0),
         )
 
+    def scorecard(self, raw: Any) -> ScorecardSettings:
+        t = _Table(self.file, "[scorecard]", raw, _SCORECARD_KEYS)
+        d = ScorecardSettings()
+        settings = ScorecardSettings(
+            base_score=t.number("base_score", d.base_score, -1e6, 1e6),
+            base_odds=t.number("base_odds", d.base_odds, 0.0, low_open=True),
+            pdo=t.number("pdo", d.pdo, 0.0, low_open=True),
+            min_score=t.number("min_score", d.min_score, -1e6, 1e6),
+            max_score=t.number("max_score", d.max_score, -1e6, 1e6),
+        )
+        if settings.min_score >= settings.max_score:
+            raise t.error("max_score", "must be above min_score")
+        return settings
+
     def tls(self, raw: Any) -> TLSSettings:
         t = _Table(self.file, "[tls]", raw, ("ca", "cert_dir"))
         cert_dir = self.path(t, "cert_dir", "certs")
@@ -444,7 +473,8 @@ class _Parser:
         return TLSSettings(ca=ca if ca is not None else cert_dir / "ca.pem", cert_dir=cert_dir)
 
 
-_TOP_KEYS: Final = ("federation", "coordinator", "party", "train", "binning", "tls")
+_TOP_KEYS: Final = ("federation", "coordinator", "party", "train", "binning", "scorecard", "tls")
+_SCORECARD_KEYS: Final = ("base_score", "base_odds", "pdo", "min_score", "max_score")
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",

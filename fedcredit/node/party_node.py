@@ -298,7 +298,7 @@ class PartyNode:
         scores = LabelParty.finish_scores(self._decrypt(header, packed), pending)
         y = lender.labels(lender.rows_of("test", 0, 0))
         p = 1.0 / (1.0 + np.exp(-scores))
-        metrics = evaluate(y, p)
+        metrics = evaluate(y, p, threshold=float(lender.settings.threshold))
         files = evaluation_files(y, p, self.scorecard)
         return party_pb2.EvaluateReply(
             env=convert.envelope(header), metrics_json=json.dumps(metrics), files=files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from fedcredit.config import Federation
+from fedcredit.model.scorecard import Scorecard
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
 from fedcredit.node.binning_service import BinningServicer
@@ -118,6 +120,7 @@ def make_party_node(
         return Peers(addresses, fed.lender.name, credentials=credentials, own_name=name)
 
     node = PartyNode(name, factory, peers_factory)
+    node.scorecard = Scorecard(**dataclasses.asdict(fed.scorecard))
     static = {p.name: p.address for p in fed.parties}
     static[COORDINATOR] = fed.coordinator.address
     static.update(overrides)
