@@ -25,6 +25,7 @@ LENDER_ROLE: Final = "lending"
 OPTIMIZERS: Final = ("adam", "sgd")
 BINNING_METHODS: Final = ("quantile", "equal_width")
 MIN_KEY_BITS: Final = 2048
+MAX_KEY_BITS: Final = 8192
 # Party names become certificate common names and DNS subject alternative names, so they must
 # be valid DNS labels.
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
@@ -317,6 +318,8 @@ class _Parser:
             raise fed.error(
                 "key_bits", f"must be at least {min_key_bits} for real use, got {key_bits}"
             )
+        if key_bits > MAX_KEY_BITS:
+            raise fed.error("key_bits", f"must be at most {MAX_KEY_BITS}, got {key_bits}")
         coordinator = _Table(
             self.file, "[coordinator]", self._required(doc, "coordinator"), ("address",)
         )

@@ -25,6 +25,10 @@ class ProtocolError(FedCreditError):
     """A peer sent something the protocol does not allow (wrong job, stale round, replay)."""
 
 
+class StorageError(FedCreditError):
+    """A file or folder could not be written or read (full disk, permissions, a file in the way)."""
+
+
 class PartyUnavailableError(FedCreditError):
     """A party did not answer in time or refused the connection."""
 

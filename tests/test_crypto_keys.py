@@ -287,3 +287,10 @@ def test_private_key_refuses_equal_factors() -> None:
     public = PublicKey(SMALL_P * SMALL_P, rng=random.Random(0))
     with pytest.raises(CryptoError, match="differ"):
         PrivateKey(public, SMALL_P, SMALL_P)
+
+
+def test_absurd_key_size_is_refused_at_once() -> None:
+    from fedcredit.crypto.keys import MAX_KEY_BITS
+
+    with pytest.raises(CryptoError, match="above 8192"):
+        generate_keypair(MAX_KEY_BITS + 2)

@@ -308,7 +308,6 @@ def test_oversize_message_is_refused_and_the_node_serves_the_next_call(
     with grpc.secure_channel(nodes.addresses["lender"], creds, options=options) as channel:
         stub = party_pb2_grpc.PartyStub(channel)
         code = code_of(lambda: stub.PutPartial(request, timeout=60))
-    del vector, request
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert put_partial(nodes, valid_partial(nodes)).env.job_id == nodes.job_id
 

@@ -27,6 +27,9 @@ from fedcredit.errors import CryptoError
 MIN_KEY_BITS = 2048
 #: Below this even ``allow_small`` refuses: packing and codec margins stop making sense.
 ABSOLUTE_MIN_KEY_BITS = 512
+#: Largest modulus accepted: beyond it key generation alone would take hours (a peer's
+#: absurd request must not tie up a node).
+MAX_KEY_BITS = 8192
 #: Shortest exponent ``short_exponent_bits`` accepts.
 MIN_SHORT_EXPONENT_BITS = 256
 
@@ -292,6 +295,8 @@ def generate_keypair(
         raise CryptoError(f"key size {bits} is below {MIN_KEY_BITS} bits; refusing")
     if bits < ABSOLUTE_MIN_KEY_BITS:
         raise CryptoError(f"key size {bits} is below {ABSOLUTE_MIN_KEY_BITS} bits even for tests")
+    if bits > MAX_KEY_BITS:
+        raise CryptoError(f"key size {bits} is above {MAX_KEY_BITS} bits; refusing")
     source = rng or _SYSTEM_RANDOM
     half = bits // 2
     while True:

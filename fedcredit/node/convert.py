@@ -15,13 +15,19 @@ from fedcredit.crypto import (
     vector_from_bytes,
     vector_to_bytes,
 )
-from fedcredit.errors import CryptoError
+from fedcredit.errors import CryptoError, ProtocolError
 from fedcredit.proto.v1 import common_pb2
 from fedcredit.protocol.guard import Header
 
+MAX_JOB_ID_CHARS = 200
+
 
 def header_of(env: common_pb2.Envelope) -> Header:
-    return Header(job_id=env.job_id, epoch=env.epoch, batch=env.batch, seq=env.seq)
+    """The envelope's header; a missing, overlong or unprintable job id is refused."""
+    job_id = env.job_id
+    if not job_id or len(job_id) > MAX_JOB_ID_CHARS or not job_id.isprintable():
+        raise ProtocolError(f"envelope has no valid job id (1-{MAX_JOB_ID_CHARS} printable chars)")
+    return Header(job_id=job_id, epoch=env.epoch, batch=env.batch, seq=env.seq)
 
 
 def envelope(header: Header) -> common_pb2.Envelope:

@@ -3,19 +3,23 @@
 Thin servicers: each RPC checks who calls (from the TLS client certificate), converts the
 protobuf message into a ``fedcredit.debt`` domain message, calls one function and converts the
 answer back. The coordinator's ``Query`` fans out ``DecryptMasked`` to every other lender.
-Peers see one-line ``ProtocolError`` messages (they hold no secret) and opaque ciphertext
+A lender's upload may say, in the ``x-fedcredit-debt-address`` header, where its node listens
+(its name comes from its certificate, so it can only speak for itself): nodes started on
+ephemeral ports are found that way. Peers see one-line ``ProtocolError`` messages (they hold no secret) and opaque ciphertext
 errors; details of the latter go to the local log.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 
+from fedcredit.config import Endpoint
 from fedcredit.crypto import PublicKey
 from fedcredit.debt import (
     DebtCoordinator,
@@ -34,8 +38,8 @@ from fedcredit.debt import (
 )
 from fedcredit.debt.encoding import SUM_BYTES
 from fedcredit.debt.oprf import POINT_BYTES, TAG_BYTES
-from fedcredit.errors import CryptoError, FedCreditError, ProtocolError
-from fedcredit.node.client import RemoteCallError, call
+from fedcredit.errors import CryptoError, FedCreditError, PartyUnavailableError, ProtocolError
+from fedcredit.node.client import Metadata, RemoteCallError, call
 from fedcredit.node.convert import (
     ints_from_bytes,
     ints_to_bytes,
@@ -49,7 +53,38 @@ from fedcredit.proto.v1 import debt_pb2, debt_pb2_grpc
 
 LOG = logging.getLogger(__name__)
 UPLOAD_CHUNK_ROWS = 4096
+ADDRESS_METADATA = "x-fedcredit-debt-address"
+"""Header of an upload: ``host:port`` where the uploading lender's node serves DebtService."""
 _T = TypeVar("_T")
+
+
+class LenderStubs(Protocol):
+    """The coordinator's way to reach each lender (``node.debt_node.LenderDirectory``)."""
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every lender of the consortium."""
+        ...
+
+    def stub(self, name: str) -> debt_pb2_grpc.DebtServiceStub: ...
+
+    def announce(self, name: str, address: str) -> None:
+        """Lender ``name`` (authenticated) says where its node listens."""
+        ...
+
+
+class FixedStubs:
+    """Stubs made in advance (in-process consortia): announced addresses are ignored."""
+
+    def __init__(self, stubs: Mapping[str, debt_pb2_grpc.DebtServiceStub]) -> None:
+        self._stubs = dict(stubs)
+        self.names = frozenset(stubs)
+
+    def stub(self, name: str) -> debt_pb2_grpc.DebtServiceStub:
+        return self._stubs[name]
+
+    def announce(self, name: str, address: str) -> None:
+        return None
 
 
 def _split(data: bytes, width: int, count: int, what: str) -> tuple[bytes, ...]:
@@ -128,26 +163,40 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
     def __init__(
         self,
         coordinator: DebtCoordinator,
-        lenders: Mapping[str, debt_pb2_grpc.DebtServiceStub],
+        lenders: Mapping[str, debt_pb2_grpc.DebtServiceStub] | LenderStubs,
         timeout_s: float = 120.0,
     ) -> None:
         self._coordinator = coordinator
-        self._lenders = dict(lenders)
+        self._lenders: LenderStubs = (
+            FixedStubs(lenders) if isinstance(lenders, Mapping) else lenders
+        )
         self._timeout_s = timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(lenders)))
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self._lenders.names)))
         self.last_lender_bytes = 0
         """Bytes exchanged with lenders by the last query (for benchmarks)."""
 
     def UploadTable(
         self, request_iterator: Iterator[debt_pb2.DebtUploadChunk], context: grpc.ServicerContext
     ) -> Any:
-        caller = _require(context, self._lenders.__contains__, "UploadTable")
+        caller = _require(context, self._lenders.names.__contains__, "UploadTable")
+        address = _announced_address(context)
         upload = _run(context, lambda: upload_from_chunks(request_iterator))
         table = _run(context, lambda: self._coordinator.accept_upload(caller, upload))
+        if address is not None:
+            self._lenders.announce(caller, address)
+        LOG.info("lender %s uploaded %d rows (epoch %d)", caller, table.customers, table.epoch)
         return debt_pb2.DebtUploadAck(epoch=table.epoch, rows=table.customers)
 
     def Query(self, request: debt_pb2.DebtQueryRequest, context: grpc.ServicerContext) -> Any:
-        caller = _require(context, self._lenders.__contains__, "Query")
+        caller = _require(context, self._lenders.names.__contains__, "Query")
+        loaded = set(self._coordinator.lenders)
+        missing = sorted(n for n in self._lenders.names if n != caller and n not in loaded)
+        if missing:
+            # Lender nodes upload in the background once they start: ask again shortly.
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"waiting for the table(s) of lender(s) {', '.join(missing)}: not uploaded yet",
+            )
         domain = _run(context, lambda: query_from_proto(request))
         prepared = _run(context, lambda: self._coordinator.prepare(caller, domain))
 
@@ -160,7 +209,10 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
                 packed=packed_to_proto(batch.packed, table.public_key),
             )
             reply = call(
-                self._lenders[name].DecryptMasked, message, party=name, timeout_s=self._timeout_s
+                self._lenders.stub(name).DecryptMasked,
+                message,
+                party=name,
+                timeout_s=self._timeout_s,
             )
             self.last_lender_bytes += message.ByteSize() + reply.ByteSize()
             return name, SealedShares(box=bytes(reply.box))
@@ -181,6 +233,21 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
         self, request: debt_pb2.DebtMaskedBatch, context: grpc.ServicerContext
     ) -> Any:
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "the coordinator holds no lender key")
+
+
+def _announced_address(context: grpc.ServicerContext) -> str | None:
+    """The ``host:port`` an uploading lender announces, checked; None when absent."""
+    values = [v for k, v in context.invocation_metadata() if k == ADDRESS_METADATA]
+    if not values:
+        return None
+    address = values[-1]
+    try:
+        if not isinstance(address, str):
+            raise ValueError("not text")
+        Endpoint("lender", address).port  # noqa: B018 - parsing is the check
+    except ValueError:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{ADDRESS_METADATA} must be host:port")
+    return address
 
 
 # Conversions between protobuf messages and domain messages.
@@ -275,14 +342,25 @@ def send_upload(
     pending: PendingUpload,
     coordinator: debt_pb2_grpc.DebtServiceStub,
     timeout_s: float = 600.0,
+    metadata: Metadata | None = None,
 ) -> int:
-    """Stream an upload to the coordinator and switch to its key once accepted; rows stored."""
+    """Stream an upload to the coordinator and switch to its key once accepted; rows stored.
+
+    Raises ``PartyUnavailableError`` when the coordinator cannot be reached (try again later)
+    and ``RemoteCallError`` when it refuses the upload.
+    """
     try:
-        ack = coordinator.UploadTable(upload_to_chunks(pending.table), timeout=timeout_s)
+        ack = coordinator.UploadTable(
+            upload_to_chunks(pending.table),
+            timeout=timeout_s,
+            metadata=tuple(metadata) if metadata is not None else None,
+        )
     except grpc.RpcError as exc:
         code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-        raise RemoteCallError("coordinator", code, details or "") from exc
+        details = (exc.details() if isinstance(exc, grpc.Call) else str(exc)) or ""
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise PartyUnavailableError("coordinator", f"{code.name}: {details}") from exc
+        raise RemoteCallError("coordinator", code, details) from exc
     lender.confirm_upload(pending)
     return int(ack.rows)
 
@@ -315,12 +393,42 @@ def ask(
     timeout_s: float = 300.0,
     pool: ThreadPoolExecutor | None = None,
     stats: dict[str, int] | None = None,
+    ready_timeout_s: float = 0.0,
+    on_wait: Callable[[], None] | None = None,
 ) -> list[DebtResult]:
     """Run one query as a lender against the other ``lenders``; one result per applicant.
 
     A lender that re-uploaded between the OPRF step and the query makes the coordinator
-    refuse with a stale epoch: the query is then run once more from the start.
+    refuse with a stale epoch: the query is then run once more from the start. While a node
+    is unreachable, or the coordinator still waits for a lender's table, the query is tried
+    again for up to ``ready_timeout_s`` seconds (``on_wait`` runs before each new try and may
+    raise, e.g. when a local node process died).
     """
+    deadline = time.monotonic() + ready_timeout_s
+    delay = 0.2
+    while True:
+        try:
+            return _ask_once(
+                applicants, lenders, coordinator, min_count_for_total, timeout_s, pool, stats
+            )
+        except PartyUnavailableError:
+            if time.monotonic() + delay > deadline:
+                raise
+        if on_wait is not None:
+            on_wait()
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)
+
+
+def _ask_once(
+    applicants: Sequence[str],
+    lenders: Mapping[str, debt_pb2_grpc.DebtServiceStub],
+    coordinator: debt_pb2_grpc.DebtServiceStub,
+    min_count_for_total: int,
+    timeout_s: float,
+    pool: ThreadPoolExecutor | None,
+    stats: dict[str, int] | None,
+) -> list[DebtResult]:
     for attempt in (1, 2):
         query = DebtQuery(applicants, min_count_for_total)
         request = points_to_proto(query.oprf_request().points)

@@ -12,7 +12,7 @@ anyone can forge: it exists for local debugging only and must never face a netwo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -123,3 +123,65 @@ def _guarded(behaviour: Behaviour, guard: Guard, on_done: Callable[[], None] | N
         return behaviour(request, context)
 
     return run
+
+
+class DecodeInterceptor(ServerInterceptorBase):
+    """Parses requests inside the call, so that bytes that are no valid message get
+    INVALID_ARGUMENT (gRPC's own deserialization answers INTERNAL) after the identity check."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return decode_handler(handler, handler_call_details.method)
+
+
+def decode_handler(
+    handler: grpc.RpcMethodHandler[Any, Any], method: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler taking raw bytes and parsing them itself (INVALID_ARGUMENT if corrupt)."""
+    h: Any = handler
+    parse = h.request_deserializer
+    if parse is None:
+        return handler
+
+    def one(data: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            return parse(data)
+        except Exception:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: not a valid message")
+
+    def many(requests: Iterable[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
+        for data in requests:
+            yield one(data, context)
+
+    def unary(behaviour: Behaviour) -> Behaviour:
+        return lambda data, context: behaviour(one(data, context), context)
+
+    def stream(behaviour: Behaviour) -> Behaviour:
+        return lambda data, context: behaviour(many(data, context), context)
+
+    kinds: tuple[
+        tuple[
+            str, Callable[..., grpc.RpcMethodHandler[Any, Any]], Callable[[Behaviour], Behaviour]
+        ],
+        ...,
+    ] = (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler, unary),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler, unary),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler, stream),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler, stream),
+    )
+    for attribute, make, wrap in kinds:
+        behaviour: Behaviour | None = getattr(h, attribute)
+        if behaviour is not None:
+            return make(
+                wrap(behaviour),
+                request_deserializer=None,
+                response_serializer=h.response_serializer,
+            )
+    return handler

@@ -25,7 +25,7 @@ from fedcredit.model.scorecard import Scorecard
 from fedcredit.node import convert
 from fedcredit.node.peers import Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
-from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
+from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty, write_json_atomic
@@ -235,9 +235,8 @@ class PartyNode:
         if caller != job.peers.lender:
             raise ProtocolError(f"residuals from {caller!r}, which is not the lender")
         rows = len(job.party.rows_of("train", header.epoch, header.batch))
-        vector = convert.vector_from_proto(
-            message, self._key(), scale_bits=Z_SCALE_BITS, count=rows
-        )
+        scale = residual_scale_bits(job.party.settings.sigmoid)
+        vector = convert.vector_from_proto(message, self._key(), scale_bits=scale, count=rows)
         with self._lock:
             job.residuals[(header.epoch, header.batch)] = vector
 

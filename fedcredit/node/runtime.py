@@ -14,10 +14,15 @@ from pathlib import Path
 import grpc
 
 from fedcredit.config import Federation
-from fedcredit.model.scorecard import Scorecard
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
+from fedcredit.model.scorecard import Scorecard
 from fedcredit.node.binning_service import BinningServicer
+from fedcredit.node.debt_node import (
+    LendingPartyServicer,
+    serve_coordinator_debt,
+    serve_lender_debt,
+)
 from fedcredit.node.party_node import PartyNode
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.server import NodeServer, build_server
@@ -79,11 +84,17 @@ def build_node(fed: Federation, options: NodeOptions) -> NodeServer:
         server.add(
             coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(keys)
         )
+        serve_coordinator_debt(server, fed, dict(options.peers), channel_creds)
         return server
     node = make_party_node(fed, options.name, channel_creds, dict(options.peers))
     if options.model_dir is not None:
         node.load_model(options.model_dir)
-    server.add(party_pb2_grpc.add_PartyServicer_to_server, PartyServicer(node))
+    # A party with a loans file also serves the loan-stacking check (docs/DEBT.md).
+    debt = serve_lender_debt(
+        server, fed, node, allow_small_keys=options.allow_small_keys, insecure=options.insecure
+    )
+    party = PartyServicer(node) if debt is None else LendingPartyServicer(node, debt)
+    server.add(party_pb2_grpc.add_PartyServicer_to_server, party)
     binning = BinningServicer(node, fed.binning, fed.party(options.name).categorical)
     server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)
     return server

@@ -4,31 +4,84 @@ The lender asks each partner for its encrypted partial scores, adds its own, mas
 has the coordinator decrypt the masked slots. It learns the final score and, per applicant, the
 partners' contribution as one aggregate (never per partner). A partner that does not hold an
 applicant answers the mean (zero) silently, so the lender does not learn who is its customer.
+
+A lender of a loan-stacking consortium (``debt``) also asks, in parallel, how many other
+lenders each applicant owes and how much (docs/DEBT.md); the two aggregates go next to the
+score. A failed debt check leaves them out with a reason and never fails the score.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from fedcredit.errors import ProtocolError
+from fedcredit.debt import DebtResult
+from fedcredit.errors import FedCreditError, ProtocolError
 from fedcredit.node import convert
 from fedcredit.node.party_node import PartyNode
 from fedcredit.proto.v1 import common_pb2, party_pb2
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.lender import LabelParty
 
+log = logging.getLogger("fedcredit.node")
+
 SCORE_TIMEOUT_S = 30.0
 MAX_SCORE_BATCH = 100_000
 
+DebtCheck = Callable[[Sequence[str]], list[DebtResult]]
+"""Asks the consortium about applicants: one result per applicant, in order."""
 
-def score_applicants(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
-    """Probability, score, grade and reasons for each applicant, in the order given."""
+
+def score_applicants(
+    node: PartyNode, ids: list[str], debt: DebtCheck | None = None
+) -> party_pb2.ScoreReply:
+    """Probability, score, grade and reasons for each applicant, in the order given.
+
+    With ``debt``, each applicant also gets ``other_lenders``, ``total_outstanding`` and
+    ``debt_reason`` (or only a reason, when the check failed).
+    """
     if not ids:
         return party_pb2.ScoreReply()
     if len(ids) > MAX_SCORE_BATCH:
         raise ProtocolError(f"at most {MAX_SCORE_BATCH} applicants per call, got {len(ids)}")
+    if debt is None:
+        return _score(node, ids)
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="debt-check")
+    try:
+        pending = pool.submit(debt, ids)
+        reply = _score(node, ids)
+    finally:
+        # A failed score does not wait for the debt check (it ends on its own deadlines).
+        pool.shutdown(wait=False)
+    add_debt(reply, pending)
+    return reply
+
+
+def add_debt(reply: party_pb2.ScoreReply, pending: Future[list[DebtResult]]) -> None:
+    """Put each applicant's debt aggregates (or why they are missing) into the reply."""
+    try:
+        results = pending.result()
+    except FedCreditError as exc:
+        log.warning("debt check failed: %s", exc)
+        reason = f"debt check unavailable: {exc}"
+    except Exception:  # An optional addition must never fail the score.
+        log.exception("debt check failed")
+        reason = "debt check unavailable: internal error (see the lender node's log)"
+    else:
+        for item, result in zip(reply.applicants, results, strict=True):
+            item.other_lenders = result.other_lenders
+            if result.total_outstanding_cents is not None:
+                item.total_outstanding = result.total_outstanding
+            item.debt_reason = result.reason
+        return
+    for item in reply.applicants:
+        item.debt_reason = reason
+
+
+def _score(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
     lender = node.scoring_party()
     if not isinstance(lender, LabelParty):
         raise ProtocolError(f"party {node.name!r} is not the lender: it does not score")

@@ -20,7 +20,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcredit.errors import ConfigError
-from fedcredit.node.identity import IdentityInterceptor, ServerInterceptorBase, guard_handler
+from fedcredit.node.identity import (
+    DecodeInterceptor,
+    IdentityInterceptor,
+    ServerInterceptorBase,
+    guard_handler,
+)
 
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 _HEALTH_PREFIX = "/grpc.health.v1.Health/"
@@ -184,6 +189,7 @@ def build_server(
         interceptors=[
             IdentityInterceptor(allowed_parties, secure=credentials is not None),
             _DrainInterceptor(drain),
+            DecodeInterceptor(),
         ],
         options=server_options(max_message_bytes),
     )

@@ -21,6 +21,7 @@ from fedcredit.errors import (
     FedCreditError,
     PartyUnavailableError,
     ProtocolError,
+    StorageError,
 )
 from fedcredit.node import convert
 from fedcredit.node.identity import caller_party
@@ -47,6 +48,7 @@ STATUS: list[tuple[type[FedCreditError], grpc.StatusCode]] = [
     (DataError, grpc.StatusCode.INVALID_ARGUMENT),
     (ProtocolError, grpc.StatusCode.FAILED_PRECONDITION),
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StorageError, grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 
@@ -122,10 +124,11 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
     ) -> party_pb2.SetupReply:
         self._from_driver(context)
         header = convert.header_of(request.env)
-        self.guard.start_job(header.job_id)
         reply = self.node.setup(
             header, request.public_key_json, dict(request.peers), request.resume, request.state_dir
         )
+        # Only a setup that succeeded moves the node to the new job.
+        self.guard.start_job(header.job_id)
         reply.env.CopyFrom(request.env)
         return reply
 

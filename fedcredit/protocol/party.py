@@ -17,6 +17,7 @@ scores; the coordinator learns masked values only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,7 +37,7 @@ from fedcredit.crypto import (
     matvec_t,
     unmask,
 )
-from fedcredit.errors import ConfigError, ProtocolError
+from fedcredit.errors import ConfigError, ProtocolError, StorageError
 from fedcredit.model.optim import make_optimizer
 from fedcredit.protocol.fixedpoint import (
     CLIP,
@@ -339,17 +340,20 @@ def _hash_data(ids: list[str], values: np.ndarray) -> str:
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a crash leaves the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        # When the folder itself is gone or unwritable, nothing was left in it.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 __all__ = [

@@ -462,12 +462,24 @@ class ScoredApplicant(_message.Message):
     GRADE_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    OTHER_LENDERS_FIELD_NUMBER: _builtins.int
+    TOTAL_OUTSTANDING_FIELD_NUMBER: _builtins.int
+    DEBT_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     probability: _builtins.float
     score: _builtins.float
     grade: _builtins.str
     reasons: _builtins.str
     error: _builtins.str
+    other_lenders: _builtins.int
+    """Loan stacking (docs/DEBT.md), set only when the lender's node has a loans file: how many
+    other lenders of the consortium have an outstanding balance for this applicant, and their
+    total in currency units with two decimals (exact; absent when withheld by the count rule).
+    debt_reason says why a total is withheld, or why the check could not run (then both
+    aggregates are absent); a failed check never fails the score.
+    """
+    total_outstanding: _builtins.str
+    debt_reason: _builtins.str
     def __init__(
         self,
         *,
@@ -477,12 +489,22 @@ class ScoredApplicant(_message.Message):
         grade: _builtins.str = ...,
         reasons: _builtins.str = ...,
         error: _builtins.str = ...,
+        other_lenders: _builtins.int | None = ...,
+        total_outstanding: _builtins.str | None = ...,
+        debt_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_other_lenders", b"_other_lenders", "_total_outstanding", b"_total_outstanding", "other_lenders", b"other_lenders", "total_outstanding", b"total_outstanding"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "grade", b"grade", "id", b"id", "probability", b"probability", "reasons", b"reasons", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_other_lenders", b"_other_lenders", "_total_outstanding", b"_total_outstanding", "debt_reason", b"debt_reason", "error", b"error", "grade", b"grade", "id", b"id", "other_lenders", b"other_lenders", "probability", b"probability", "reasons", b"reasons", "score", b"score", "total_outstanding", b"total_outstanding"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__other_lenders: _TypeAlias = _typing.Literal["other_lenders"]  # noqa: Y015
+    _WhichOneofArgType__other_lenders: _TypeAlias = _typing.Literal["_other_lenders", b"_other_lenders"]  # noqa: Y015
+    _WhichOneofReturnType__total_outstanding: _TypeAlias = _typing.Literal["total_outstanding"]  # noqa: Y015
+    _WhichOneofArgType__total_outstanding: _TypeAlias = _typing.Literal["_total_outstanding", b"_total_outstanding"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__other_lenders) -> _WhichOneofReturnType__other_lenders | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__total_outstanding) -> _WhichOneofReturnType__total_outstanding | None: ...
 
 Global___ScoredApplicant: _TypeAlias = ScoredApplicant  # noqa: Y015
 
