@@ -2,15 +2,14 @@
 TLS, 1024-bit keys) refuse malformed ciphertexts, foreign jobs, replays, oversize messages,
 unknown transports and random bytes with the right status, and serve the next valid call.
 
-Random-byte fuzzing sends ``FUZZ_TOTAL`` requests spread over every RPC of both services: a few
-thousand by default, 10,000 with ``FEDCREDIT_FUZZ_FULL=1``.
+Random-byte fuzzing sends ``FUZZ_TOTAL`` = 10,000 requests, spread evenly over every RPC of both
+services (each test counts what it sent).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +43,22 @@ from fedcredit.proto.v1 import (
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.split import batch_rows, split_rows
 
-FUZZ_FULL = os.environ.get("FEDCREDIT_FUZZ_FULL") == "1"
-FUZZ_TOTAL = 10_000 if FUZZ_FULL else 2_400
+FUZZ_TOTAL = 10_000
 PARTY_METHODS = list(party_pb2.DESCRIPTOR.services_by_name["Party"].methods_by_name)
 COORDINATOR_METHODS = list(
     coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].methods_by_name
 )
-FUZZ_PER_METHOD = FUZZ_TOTAL // (len(PARTY_METHODS) + len(COORDINATOR_METHODS))
+FUZZ_METHODS = [f"Party/{m}" for m in PARTY_METHODS] + [
+    f"Coordinator/{m}" for m in COORDINATOR_METHODS
+]
+
+
+def fuzz_budget(method: str) -> int:
+    """This RPC's share of FUZZ_TOTAL; the shares of all RPCs add up to exactly FUZZ_TOTAL."""
+    share, extra = divmod(FUZZ_TOTAL, len(FUZZ_METHODS))
+    return share + (FUZZ_METHODS.index(method) < extra)
+
+
 # What a refusal of a malformed or unauthorized request may look like; never INTERNAL/UNKNOWN.
 REFUSALS = {
     grpc.StatusCode.INVALID_ARGUMENT,
@@ -375,12 +383,19 @@ def _check_fuzz_answer(fn: Callable[[], Any]) -> None:
         assert exc.code() in REFUSALS, (exc.code(), exc.details())  # type: ignore[attr-defined]
 
 
-FUZZ_SETTINGS = settings(
-    max_examples=FUZZ_PER_METHOD,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+def fuzz_settings(method: str) -> settings:
+    return settings(
+        max_examples=fuzz_budget(method),
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def test_the_fuzz_budget_is_ten_thousand_requests_over_every_rpc() -> None:
+    budgets = [fuzz_budget(m) for m in FUZZ_METHODS]
+    assert sum(budgets) == FUZZ_TOTAL == 10_000
+    assert max(budgets) - min(budgets) <= 1
 
 
 @pytest.mark.parametrize("method", PARTY_METHODS)
@@ -390,12 +405,16 @@ def test_party_node_answers_random_bytes_with_a_refusal_and_stays_healthy(
     callers = ["coordinator", "ecommerce", "lender"]
     calls = {c: _raw(nodes.channel(c, "lender"), f"/fedcredit.v1.Party/{method}") for c in callers}
 
-    @FUZZ_SETTINGS
+    sent = itertools.count()
+
+    @fuzz_settings(f"Party/{method}")
     @given(caller=st.sampled_from(callers), payload=st.binary(max_size=1024))
     def fuzz(caller: str, payload: bytes) -> None:
+        next(sent)
         _check_fuzz_answer(lambda: calls[caller](payload, timeout=30))
 
     fuzz()
+    assert next(sent) == fuzz_budget(f"Party/{method}")
     assert _health(nodes.channel("ecommerce", "lender")).status == SERVING
     assert put_partial(nodes, valid_partial(nodes)).env.job_id == nodes.job_id
 
@@ -411,12 +430,16 @@ def test_coordinator_answers_random_bytes_with_a_refusal_and_stays_healthy(
         for c in callers
     }
 
-    @FUZZ_SETTINGS
+    sent = itertools.count()
+
+    @fuzz_settings(f"Coordinator/{method}")
     @given(caller=st.sampled_from(callers), payload=st.binary(max_size=1024))
     def fuzz(caller: str, payload: bytes) -> None:
+        next(sent)
         _check_fuzz_answer(lambda: calls[caller](payload, timeout=30))
 
     fuzz()
+    assert next(sent) == fuzz_budget(f"Coordinator/{method}")
     assert _health(nodes.channel("lender", "coordinator")).status == SERVING
     assert decrypt(nodes, valid_packed(nodes)).count == 4
 

@@ -164,8 +164,10 @@ def test_resume_after_a_killed_node_equals_an_uninterrupted_run(
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
     _, stderr = process.communicate(timeout=60)
+    detected_after = time.monotonic() - killed_at
+    print(f"killed {victim} noticed after {detected_after:.1f} s")
     assert process.returncode == 2
-    assert time.monotonic() - killed_at < 10
+    assert detected_after < 10
     assert victim in stderr.splitlines()[-1]
 
     resumed = fedcredit(

@@ -228,10 +228,15 @@ class Driver:
         }
 
     def _check_sizes(self, setup: Mapping[str, Any], aligned: Mapping[str, int]) -> None:
+        if aligned["common"] == 0:
+            raise ConfigError(
+                "no customer is common to all parties: check that every party's id column "
+                "holds the same customer ids"
+            )
         if aligned["common"] < self.fed.min_overlap:
             raise ConfigError(
                 f"only {aligned['common']} customers are common to all parties; the federation "
-                f"requires at least {self.fed.min_overlap}"
+                f"requires at least {self.fed.min_overlap} (min_overlap in [federation])"
             )
         counts = {p: int(r.features) for p, r in setup.items()}
         self.fed.check_batch_size(counts)

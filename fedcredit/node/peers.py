@@ -37,6 +37,8 @@ class Peers:
         self._channels: dict[str, grpc.Channel] = {}
         self._lock = threading.Lock()
         self._key: PublicKey | None = None
+        # Apart from ``_lock``: the key is fetched with a call, which takes ``_lock``.
+        self._key_lock = threading.Lock()
         self.coordinator_job = ""
         self._seq = itertools.count(1)
 
@@ -74,12 +76,23 @@ class Peers:
         )
 
     def coordinator_key(self) -> PublicKey:
-        """The coordinator's current public key (and job id), asked once and cached."""
-        if self._key is None:
-            reply = self.call_coordinator("GetPublicKey", coordinator_pb2.PublicKeyRequest(), 30.0)
-            self._key = PublicKey.from_json(reply.public_key_json)
-            self.coordinator_job = reply.env.job_id
-        return self._key
+        """The coordinator's current public key (and job id), asked once and cached.
+
+        Safe under concurrent callers (a lender scores many applicants at once): the first asks,
+        the others wait for its answer, and nobody sees the key without its job id.
+        """
+        key = self._key
+        if key is not None:
+            return key
+        with self._key_lock:
+            if self._key is None:
+                reply = self.call_coordinator(
+                    "GetPublicKey", coordinator_pb2.PublicKeyRequest(), 30.0
+                )
+                # The job id first: a reader that sees the key must also see its job.
+                self.coordinator_job = reply.env.job_id
+                self._key = PublicKey.from_json(reply.public_key_json)
+            return self._key
 
     def decrypt_masked(self, env: common_pb2.Envelope, packed: PackedCiphertexts) -> list[int]:
         reply = self.call_coordinator(

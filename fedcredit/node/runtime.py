@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from fedcredit.node.debt_node import (
     serve_coordinator_debt,
     serve_lender_debt,
 )
+from fedcredit.node.identity import ServerInterceptorBase
 from fedcredit.node.party_node import PartyNode
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.server import NodeServer, build_server
@@ -70,15 +72,26 @@ def credentials_for(
     return load_server_credentials(ca, cert, key), load_channel_credentials(ca, cert, key)
 
 
-def build_node(fed: Federation, options: NodeOptions) -> NodeServer:
-    """A started-to-be server for node ``options.name`` (a party or the coordinator)."""
+def build_node(
+    fed: Federation,
+    options: NodeOptions,
+    *,
+    interceptors: Sequence[ServerInterceptorBase] = (),
+) -> NodeServer:
+    """A started-to-be server for node ``options.name`` (a party or the coordinator).
+
+    ``interceptors`` are extra server interceptors, added after the built-in ones
+    (``build_server``); tests use them to record what crosses the wire.
+    """
     if options.insecure:
         server_creds, channel_creds = None, None
     else:
         server_creds, channel_creds = credentials_for(fed, options.name, options.cert_dir)
     address = options.listen or fed.endpoint(options.name).address
     allowed = set(fed.all_names)
-    server = build_server(address, credentials=server_creds, allowed_parties=allowed)
+    server = build_server(
+        address, credentials=server_creds, allowed_parties=allowed, interceptors=interceptors
+    )
     if options.name == COORDINATOR:
         keys = KeyHolder(allow_small_keys=options.allow_small_keys)
         server.add(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -172,12 +172,15 @@ def build_server(
     allowed_parties: set[str],
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_workers: int = 16,
+    interceptors: Sequence[ServerInterceptorBase] = (),
 ) -> NodeServer:
     """A node server for ``address`` (not yet bound; ``start`` binds it).
 
     ``credentials`` from ``tls.load_server_credentials``; None means insecure mode, for local
     debugging only, and prints a warning to stderr. Only callers in ``allowed_parties`` are
-    served (PERMISSION_DENIED otherwise), health checks included.
+    served (PERMISSION_DENIED otherwise), health checks included. ``interceptors`` are extra
+    server interceptors, added after the built-in ones (identity check, drain, decoding); tests
+    use them to record every message that crosses the wire.
     """
     if credentials is None:
         print(INSECURE_WARNING.format(address=address), file=sys.stderr)
@@ -190,6 +193,7 @@ def build_server(
             IdentityInterceptor(allowed_parties, secure=credentials is not None),
             _DrainInterceptor(drain),
             DecodeInterceptor(),
+            *interceptors,
         ],
         options=server_options(max_message_bytes),
     )
