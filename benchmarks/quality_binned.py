@@ -164,7 +164,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--learning-rate", type=float, default=0.15)
     parser.add_argument("--l2", type=float, default=0.001)
-    parser.add_argument("--x-scale-bits", type=int, default=16)
+    parser.add_argument("--x-scale-bits", type=int, default=8)
     parser.add_argument("--sigmoid", choices=["local", "taylor"], default=None)
     parser.add_argument("--only", choices=["uci", "fate"], default=None)
     parser.add_argument("--quick", action="store_true", help="1024-bit keys, 3 epochs (smoke run)")
