@@ -9,14 +9,14 @@ import random
 import pytest
 from scipy import stats
 
+from fedcredit.crypto.digits import DIGIT_MASK_SECURITY_BITS, group_sizes
 from fedcredit.debt import LocalFederation, Transcript, run_local_query
-from fedcredit.debt.cipher import decrypt_masked_slots
-from fedcredit.debt.encoding import SUM_BITS, VALUE_BITS, row_value
+from fedcredit.debt.cipher import decrypt_masked_numbers, decrypt_masked_slots
+from fedcredit.debt.encoding import DIGIT_BITS, SUM_BITS, row_value
 from fedcredit.debt.messages import QueryRequest, UploadTable
 from fedcredit.debt.oprf import hash_to_point
 
 KEY_BITS = 1024
-MASK_LOW = 1 << (VALUE_BITS + 40)
 ALPHA = 0.001  # A false alarm once in a thousand runs; a broken mask fails at p ~ 0.
 
 
@@ -36,17 +36,22 @@ def watched() -> tuple[LocalFederation, list[str], list[str]]:
 
 def lender_view(
     federation: LocalFederation, applicants: list[str], batch: bool
-) -> tuple[list[int], list[float], list[tuple[int, ...]]]:
-    """Decrypted masked values, blinded points (as ints) and message shapes 'watched' saw."""
+) -> tuple[list[float], list[int], list[float], list[tuple[int, ...]]]:
+    """What 'watched' saw: each decrypted masked number as its position in its mask range,
+    the 80-bit digits it seals, blinded points (as fractions) and message shapes."""
     transcript = Transcript()
     groups = [applicants] if batch else [[pid] for pid in applicants]
     for group in groups:
         run_local_query(federation, "querier", group, transcript=transcript)
     secret = federation.lenders["watched"]._private_key
-    values: list[int] = []
+    numbers: list[float] = []
+    digits: list[int] = []
     for masked in transcript.masked_batches["watched"]:
-        values.extend(decrypt_masked_slots(secret, masked.packed)[: masked.size])
-    # The decrypted values are big integers; what is compared is their position in the mask range.
+        packed = masked.packed
+        sizes = group_sizes(packed.count, packed.group)
+        for number, used in zip(decrypt_masked_numbers(secret, packed), sizes, strict=True):
+            numbers.append(number / 2 ** (DIGIT_BITS * used + DIGIT_MASK_SECURITY_BITS))
+        digits.extend(decrypt_masked_slots(secret, packed))
     points = [
         int.from_bytes(p, "little") / 2**255
         for request in transcript.oprf_requests["watched"]
@@ -57,27 +62,27 @@ def lender_view(
             masked.size,
             len(masked.recipient_key),
             len(masked.packed.ciphertexts),
-            masked.packed.slot_bits,
+            masked.packed.digit_bits,
+            masked.packed.group,
             *(c.bit_length() > KEY_BITS for c in masked.packed.ciphertexts),
         )
         for masked in transcript.masked_batches["watched"]
     ] + [(len(r.points), *map(len, r.points)) for r in transcript.oprf_requests["watched"]]
-    return values, points, shapes
+    return numbers, digits, points, shapes
 
 
 def test_masked_values_a_lender_decrypts_look_the_same_for_customers_and_strangers(watched) -> None:  # type: ignore[no-untyped-def]
     federation, customers, strangers = watched
 
-    mine, _, _ = lender_view(federation, customers, batch=True)
-    theirs, _, _ = lender_view(federation, strangers, batch=True)
+    mine, mine_digits, _, _ = lender_view(federation, customers, batch=True)
+    theirs, their_digits, _, _ = lender_view(federation, strangers, batch=True)
 
-    scaled_mine = [(v - MASK_LOW) / MASK_LOW for v in mine]
-    scaled_theirs = [(v - MASK_LOW) / MASK_LOW for v in theirs]
-    assert all(0 <= v < 1.0 + 1e-9 for v in scaled_mine + scaled_theirs)
-    assert stats.ks_2samp(scaled_mine, scaled_theirs).pvalue > ALPHA
-    # The low 80 bits (what the lender seals for the querier) are uniform in both groups.
-    low_mine = [(v % (1 << SUM_BITS)) / (1 << SUM_BITS) for v in mine]
-    low_theirs = [(v % (1 << SUM_BITS)) / (1 << SUM_BITS) for v in theirs]
+    assert all(0 <= v < 1.0 + 1e-9 for v in mine + theirs)
+    assert stats.ks_2samp(mine, theirs).pvalue > ALPHA
+    # The 80-bit digits (what the lender seals for the querier) are uniform in both groups.
+    low_mine = [v / (1 << SUM_BITS) for v in mine_digits]
+    low_theirs = [v / (1 << SUM_BITS) for v in their_digits]
+    assert len(low_mine) == len(customers)
     assert stats.ks_2samp(low_mine, low_theirs).pvalue > ALPHA
     assert stats.kstest(low_mine, "uniform").pvalue > ALPHA
 
@@ -85,25 +90,19 @@ def test_masked_values_a_lender_decrypts_look_the_same_for_customers_and_strange
 def test_a_lender_sees_the_same_message_sizes_and_random_points_either_way(watched) -> None:  # type: ignore[no-untyped-def]
     federation, customers, strangers = watched
 
-    mine_values, mine_points, mine_shapes = lender_view(federation, customers[:60], batch=False)
-    their_values, their_points, their_shapes = lender_view(federation, strangers[:60], batch=False)
+    mine_values, _, mine_points, mine_shapes = lender_view(federation, customers[:60], False)
+    their_values, _, their_points, their_shapes = lender_view(federation, strangers[:60], False)
 
     assert set(mine_shapes) == set(their_shapes)
     assert len(set(mine_shapes)) == 2  # one shape of masked batch, one of OPRF request
     assert stats.ks_2samp(mine_points, their_points).pvalue > ALPHA
-    assert (
-        stats.ks_2samp(
-            [(v - MASK_LOW) / MASK_LOW for v in mine_values],
-            [(v - MASK_LOW) / MASK_LOW for v in their_values],
-        ).pvalue
-        > ALPHA
-    )
+    assert stats.ks_2samp(mine_values, their_values).pvalue > ALPHA
 
 
 def test_the_same_applicant_is_blinded_differently_every_time(watched) -> None:  # type: ignore[no-untyped-def]
     federation, customers, _ = watched
 
-    _, points, _ = lender_view(federation, [customers[0]] * 20, batch=False)
+    _, _, points, _ = lender_view(federation, [customers[0]] * 20, batch=False)
 
     assert len(set(points)) == 20
 

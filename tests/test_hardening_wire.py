@@ -148,6 +148,8 @@ def start_federation(folder: Path, *, customers: int = 400) -> InProcessFederati
             cert_dir=folder / "certs",
             allow_small_keys=True,
             peers=tuple(addresses.items()),
+            # Where a fuzzed Setup or SaveModel naming no folder makes the node write.
+            state_dir=folder / "home" / name,
         )
         servers[name] = build_node(fed, options)
         addresses[name] = f"127.0.0.1:{servers[name].start()}"

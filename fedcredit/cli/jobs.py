@@ -24,6 +24,8 @@ from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_TIMEOUT_S = 60.0
 SCORE_CHUNK = 2000
+SCORE_COLUMNS = ("id", "probability", "score", "grade", "reasons", "error")
+DEBT_COLUMNS = ("other_lenders", "total_outstanding", "debt_reason")
 
 
 def local_names(fed: Federation) -> list[str]:
@@ -185,7 +187,9 @@ def score_batch(
 ) -> int:
     """Batch scoring through the lender's Score RPC, as the lender's operator.
 
-    SCORES.csv is written through a temporary file and renamed: never half-written.
+    SCORES.csv is written through a temporary file and renamed: never half-written. When the
+    lender's node runs the loan-stacking check (docs/DEBT.md), three more columns follow:
+    ``other_lenders``, ``total_outstanding`` (empty when withheld) and ``debt_reason``.
     """
     progress = Progress(quiet=quiet)
     run_dir = out_csv.parent / f".{out_csv.stem}-nodes"
@@ -199,28 +203,44 @@ def score_batch(
         open(tmp, "w", newline="", encoding="utf-8") as handle,
     ):
         writer = csv.writer(handle)
-        writer.writerow(["id", "probability", "score", "grade", "reasons", "error"])
+        debt: bool | None = None  # Whether the lender's node answers the debt columns.
         for start in range(0, len(ids), SCORE_CHUNK):
             chunk = ids[start : start + SCORE_CHUNK]
             reply = call(
                 stub.Score, party_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0
             )
+            if debt is None:
+                debt = any(has_debt(item) for item in reply.applicants)
+                writer.writerow([*SCORE_COLUMNS, *(DEBT_COLUMNS if debt else ())])
             for item in reply.applicants:
-                if item.error:
-                    writer.writerow([item.id, "", "", "", "", item.error])
-                else:
-                    writer.writerow(
-                        [
-                            item.id,
-                            f"{item.probability:.6f}",
-                            f"{item.score:.1f}",
-                            item.grade,
-                            item.reasons,
-                            "",
-                        ]
-                    )
+                writer.writerow(score_row(item, debt))
                 written += 1
             progress("phase", {"message": f"  scored {written:,}/{len(ids):,} applicants"})
     os.replace(tmp, out_csv)
     shutil.rmtree(run_dir, ignore_errors=True)
     return written
+
+
+def has_debt(item: party_pb2.ScoredApplicant) -> bool:
+    """Whether the lender's node ran (or tried) the loan-stacking check for this applicant."""
+    return item.HasField("other_lenders") or bool(item.debt_reason)
+
+
+def score_row(item: party_pb2.ScoredApplicant, debt: bool) -> list[str]:
+    """One SCORES.csv row; the debt columns only when ``debt``."""
+    if item.error:
+        row = [item.id, "", "", "", "", item.error]
+    else:
+        row = [
+            item.id,
+            f"{item.probability:.6f}",
+            f"{item.score:.1f}",
+            item.grade,
+            item.reasons,
+            "",
+        ]
+    if debt:
+        lenders = str(item.other_lenders) if item.HasField("other_lenders") else ""
+        total = item.total_outstanding if item.HasField("total_outstanding") else ""
+        row += [lenders, total, item.debt_reason]
+    return row

@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--party", required=True)
     node.add_argument("--listen", default=None, help="host:port (default: the file's address)")
     node.add_argument("--port-file", type=Path, default=None)
-    node.add_argument("--state-dir", type=Path, default=None)
+    node.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the node's own folder for checkpoints and its model part when the run names none"
+        " (default ./state-NAME)",
+    )
     node.add_argument("--model", type=Path, default=None, help="model folder to score with")
     node.add_argument(
         "--certs", type=Path, default=None, help="folder with ca.pem, NAME.pem, NAME.key"

@@ -5,6 +5,15 @@ The safe API other packages import is listed in ``__all__``; raw primitives
 """
 
 from fedcredit.crypto.codec import decode, encode
+from fedcredit.crypto.digits import (
+    DigitPacked,
+    decrypt_digit_numbers,
+    decrypt_digits,
+    digits_from_bytes,
+    digits_per_ciphertext,
+    digits_to_bytes,
+    mask_and_pack_digits,
+)
 from fedcredit.crypto.keys import (
     PrivateKey,
     PublicKey,
@@ -24,19 +33,26 @@ from fedcredit.crypto.serde import (
 from fedcredit.crypto.vector import EncryptedVector, decrypt_vector, encrypt_vector
 
 __all__ = [
+    "DigitPacked",
     "EncryptedVector",
     "PackedCiphertexts",
     "PrivateKey",
     "PublicKey",
     "decode",
+    "decrypt_digit_numbers",
+    "decrypt_digits",
     "decrypt_packed",
     "decrypt_vector",
+    "digits_from_bytes",
+    "digits_per_ciphertext",
+    "digits_to_bytes",
     "encode",
     "encrypt_vector",
     "generate_keypair",
     "get_workers",
     "load_private_key",
     "mask_and_pack",
+    "mask_and_pack_digits",
     "matvec_t",
     "packed_from_bytes",
     "packed_to_bytes",

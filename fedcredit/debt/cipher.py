@@ -1,34 +1,38 @@
 """The few Paillier operations the loan-stacking protocol needs, on top of ``fedcredit.crypto``.
 
 Only this module of ``fedcredit.debt`` touches the Paillier engine, so the protocol reads as
-plain steps: a lender encrypts its row values, the coordinator selects and masks them, a lender
-decrypts masked slots.
+plain steps: a lender encrypts its row values, the coordinator selects, packs and masks them, a
+lender decrypts the masked numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 from fedcredit.crypto import (
+    DigitPacked,
     EncryptedVector,
-    PackedCiphertexts,
     PrivateKey,
     PublicKey,
-    decrypt_packed,
+    decrypt_digit_numbers,
+    decrypt_digits,
+    digits_per_ciphertext,
     encrypt_vector,
-    mask_and_pack,
+    mask_and_pack_digits,
 )
-from fedcredit.debt.encoding import VALUE_BITS
+from fedcredit.debt.encoding import DIGIT_BITS
 
 __all__ = [
+    "DigitPacked",
     "EncryptedVector",
-    "PackedCiphertexts",
     "PrivateKey",
     "PublicKey",
+    "decrypt_masked_numbers",
     "decrypt_masked_slots",
     "encrypt_values",
+    "group_size",
     "mask_selected",
 ]
 
@@ -38,17 +42,29 @@ def encrypt_values(public_key: PublicKey, values: Sequence[int]) -> EncryptedVec
     return encrypt_vector(public_key, np.zeros(len(values)), 0).add_plain_ints(list(values))
 
 
+def group_size(keys: Iterable[PublicKey]) -> int:
+    """Applicants per ciphertext for a query: what the smallest of the lenders' keys holds
+    (the same for every lender, so that the querier can add the lenders' numbers)."""
+    return min((digits_per_ciphertext(key.bits, DIGIT_BITS) for key in keys), default=1)
+
+
 def mask_selected(
-    rows: EncryptedVector, indices: Sequence[int]
-) -> tuple[PackedCiphertexts, list[int]]:
-    """Select rows, add a fresh mask to each, pack and rerandomize.
+    rows: EncryptedVector, indices: Sequence[int], group: int
+) -> tuple[DigitPacked, list[int]]:
+    """Select rows, pack ``group`` per ciphertext as 80-bit digits, mask each number once,
+    rerandomize.
 
-    The key owner who decrypts the result sees only ``value + mask`` per slot, with the mask
-    uniform on a range ``2**80`` times wider than any value; the caller keeps the masks.
+    The key owner who decrypts the result sees ``V + R`` per ciphertext, with the mask ``R``
+    ``2**80`` times wider than the packed values ``V``; the caller keeps the masks.
     """
-    return mask_and_pack(rows.take(list(indices)), VALUE_BITS)
+    return mask_and_pack_digits(rows.take(list(indices)), DIGIT_BITS, group)
 
 
-def decrypt_masked_slots(private_key: PrivateKey, packed: PackedCiphertexts) -> list[int]:
-    """The masked slot values of a packed message (non-negative integers)."""
-    return [int(v) for v in decrypt_packed(private_key, packed)]
+def decrypt_masked_slots(private_key: PrivateKey, packed: DigitPacked) -> list[int]:
+    """Per applicant, the 80-bit digit of the masked number (each exactly uniform)."""
+    return decrypt_digits(private_key, packed)
+
+
+def decrypt_masked_numbers(private_key: PrivateKey, packed: DigitPacked) -> list[int]:
+    """The whole masked numbers, one per ciphertext: everything the key owner learns."""
+    return decrypt_digit_numbers(private_key, packed)

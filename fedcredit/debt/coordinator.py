@@ -16,13 +16,19 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from fedcredit.debt.cipher import EncryptedVector, PublicKey, encrypt_values, mask_selected
+from fedcredit.debt.cipher import (
+    EncryptedVector,
+    PublicKey,
+    encrypt_values,
+    group_size,
+    mask_selected,
+)
 from fedcredit.debt.encoding import (
     MATCH_WITHHELD,
     MAX_LENDERS,
     NO_MATCH,
     SUM_BYTES,
-    SUM_MODULUS,
+    split_groups,
 )
 from fedcredit.debt.lender import MAX_BATCH
 from fedcredit.debt.messages import (
@@ -63,6 +69,7 @@ class PreparedQuery:
     batches: Mapping[str, MaskedBatch] = field(repr=False)
     mask_sums: tuple[int, ...] = field(repr=False)
     min_count_for_total: int
+    group_size: int
 
     def answer(self, shares: Mapping[str, SealedShares]) -> QueryAnswer:
         """Check every lender replied with a box of the right size, shuffle them, answer."""
@@ -74,7 +81,7 @@ class PreparedQuery:
         if any(len(box) != expected for box in boxes):
             raise ProtocolError(f"a lender's sealed shares are not {expected} bytes long")
         secrets.SystemRandom().shuffle(boxes)
-        return QueryAnswer(tuple(boxes), self.mask_sums, self.min_count_for_total)
+        return QueryAnswer(tuple(boxes), self.mask_sums, self.min_count_for_total, self.group_size)
 
 
 class DebtCoordinator:
@@ -135,7 +142,7 @@ class DebtCoordinator:
         return {name: entry.tags for name, entry in asked.items()}
 
     def prepare(self, caller: str, request: QueryRequest) -> PreparedQuery:
-        """Select each lender's matched rows (or Enc(0)), mask and pack them, sum the masks."""
+        """Select each lender's matched rows (or Enc(0)), pack and mask them, sum the masks."""
         tags = self._check(caller, request)
         matches = {
             name: [self._tables[name].index.get(tag) for tag in lender_tags]
@@ -144,7 +151,9 @@ class DebtCoordinator:
         counts = [sum(m[i] is not None for m in matches.values()) for i in range(request.size)]
         threshold = max(request.min_count_for_total, self.min_count_floor)
         batches: dict[str, MaskedBatch] = {}
-        mask_sums = [0] * request.size
+        # Every lender packs the same groups, so that the querier can add the lenders' numbers.
+        group = group_size(self._tables[name].public_key for name in matches)
+        mask_sums = [0] * -(-request.size // group)
         for name, rows in matches.items():
             table = self._tables[name]
             zero, withheld = len(table.index), len(table.index) + 1
@@ -152,7 +161,8 @@ class DebtCoordinator:
                 zero if row is None else (row if counts[i] >= threshold else withheld)
                 for i, row in enumerate(rows)
             ]
-            packed, masks = mask_selected(table.rows, indices)
-            mask_sums = [(s + m) % SUM_MODULUS for s, m in zip(mask_sums, masks, strict=True)]
+            packed, masks = mask_selected(table.rows, indices, group)
+            mask_sums = [s + m for s, m in zip(mask_sums, masks, strict=True)]
             batches[name] = MaskedBatch(request.size, request.recipient_key, packed)
-        return PreparedQuery(caller, request.size, batches, tuple(mask_sums), threshold)
+        digits = split_groups(mask_sums, request.size, group)
+        return PreparedQuery(caller, request.size, batches, tuple(digits), threshold, group)

@@ -6,12 +6,15 @@ yields the count of lenders in the low bits and the total balance above them. An
 is not a customer contributes 0; a customer whose balance must be withheld contributes 1.
 
 Sums are taken modulo ``2**SUM_BITS``; with ``BALANCE_BITS + COUNT_BITS`` bits per lender and
-at most ``MAX_LENDERS`` lenders the true sum is below that modulus, so nothing wraps.
+at most ``MAX_LENDERS`` lenders the true sum is below that modulus, so nothing wraps. For a
+batch, the values of ``g`` applicants travel as the 80-bit digits of one number per ciphertext
+(``DIGIT_BITS``); the querier adds the lenders' numbers per group, and since no applicant's sum
+reaches ``2**80`` the digits never carry into each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from fedcredit.data.loans import MAX_BALANCE_CENTS
 from fedcredit.errors import ProtocolError
@@ -22,11 +25,11 @@ SUM_BITS = 80
 SUM_BYTES = SUM_BITS // 8
 SUM_MODULUS = 1 << SUM_BITS
 MAX_LENDERS = (1 << COUNT_BITS) - 1
-VALUE_BITS = SUM_BITS + 24
-"""Bound handed to ``mask_and_pack``: masks are drawn from ``[2**(VALUE_BITS+40),
-2**(VALUE_BITS+41))``, a range that is a multiple of ``2**SUM_BITS`` (so a mask reduced modulo
-``2**SUM_BITS`` is exactly uniform) and ``2**80`` times larger than any row value (so the masked
-value a lender decrypts is within statistical distance ``2**-80`` of one for a non-customer)."""
+DIGIT_BITS = SUM_BITS
+"""Bits per applicant in a packed plaintext: row values are packed as digits of one number
+per ciphertext (``fedcredit.crypto.digits``), masked by one number ``2**80`` times larger
+than the packed values, so what a lender decrypts is within statistical distance ``2**-80`` of
+the mask alone, and the digits it forwards (the number modulo ``2**(80 g)``) are uniform."""
 
 NO_MATCH = 0
 MATCH_WITHHELD = 1
@@ -59,14 +62,47 @@ def split_sum(total: int) -> tuple[int, int]:
     return total & ((1 << COUNT_BITS) - 1), total >> COUNT_BITS
 
 
-def sum_shares(columns: Iterable[list[int]]) -> list[int]:
-    """Elementwise sum modulo ``2**SUM_BITS`` of equally long share vectors."""
-    totals: list[int] | None = None
+def _sizes(count: int, group: int) -> list[int]:
+    return [min(group, count - start) for start in range(0, count, group)]
+
+
+def join_groups(digits: Sequence[int], group: int) -> list[int]:
+    """Digits (high first) joined into one number per group of ``group``."""
+    numbers = []
+    for start in range(0, len(digits), group):
+        number = 0
+        for digit in digits[start : start + group]:
+            number = (number << DIGIT_BITS) | digit
+        numbers.append(number)
+    return numbers
+
+
+def split_groups(numbers: Sequence[int], count: int, group: int) -> list[int]:
+    """Each group's number, reduced modulo ``2**(80 used)``, cut into digits (high first)."""
+    sizes = _sizes(count, group)
+    if len(numbers) != len(sizes):
+        raise ProtocolError(f"{count} applicants in groups of {group} need {len(sizes)} numbers")
+    out: list[int] = []
+    for number, used in zip(numbers, sizes, strict=True):
+        out.extend(
+            (number >> (DIGIT_BITS * k)) & (SUM_MODULUS - 1) for k in range(used - 1, -1, -1)
+        )
+    return out
+
+
+def unmask_groups(
+    columns: Sequence[Sequence[int]], mask_digits: Sequence[int], group: int
+) -> list[int]:
+    """Per applicant, the sum over lenders of the row values: each lender's digits are joined
+    per group, the groups added as numbers, the mask sum subtracted modulo ``2**(80 used)``."""
+    count = len(mask_digits)
+    if group < 1:
+        raise ProtocolError("the group size of an answer must be at least 1")
+    if any(len(column) != count for column in columns):
+        raise ProtocolError("share vectors of different lengths")
+    sizes = _sizes(count, group)
+    totals = [-m for m in join_groups(mask_digits, group)]
     for column in columns:
-        if totals is None:
-            totals = [v % SUM_MODULUS for v in column]
-            continue
-        if len(column) != len(totals):
-            raise ProtocolError("share vectors of different lengths")
-        totals = [(a + b) % SUM_MODULUS for a, b in zip(totals, column, strict=True)]
-    return totals or []
+        totals = [t + v for t, v in zip(totals, join_groups(column, group), strict=True)]
+    reduced = [t % (1 << (DIGIT_BITS * used)) for t, used in zip(totals, sizes, strict=True)]
+    return split_groups(reduced, count, group)

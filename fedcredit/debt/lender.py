@@ -17,7 +17,7 @@ from nacl.public import PublicKey as BoxPublicKey
 from nacl.public import SealedBox
 
 from fedcredit.debt.cipher import PrivateKey, PublicKey, decrypt_masked_slots, encrypt_values
-from fedcredit.debt.encoding import VALUE_BITS, encode_share, row_value
+from fedcredit.debt.encoding import DIGIT_BITS, encode_share, row_value
 from fedcredit.debt.messages import (
     MaskedBatch,
     OPRFAnswer,
@@ -82,16 +82,17 @@ class DebtLender:
         return OPRFAnswer(epoch=key.epoch, points=tuple(key.evaluate(request.points)))
 
     def decrypt_masked(self, batch: MaskedBatch) -> SealedShares:
-        """Decrypt masked slots, reduce them modulo ``2**80`` and seal them to the querier.
+        """Decrypt the masked numbers, reduce each modulo ``2**(80 g)`` (``g`` applicants in
+        it), cut them into 80-bit digits, one per applicant, and seal those to the querier.
 
-        The coordinator cannot open the box; the querier cannot unmask one lender's value
+        The coordinator cannot open the box; the querier cannot unmask one lender's values
         because it learns only the sum of the masks over all lenders.
         """
         if not 0 < batch.size <= MAX_BATCH:
             raise ProtocolError(f"a masked batch must hold 1 to {MAX_BATCH} values")
-        if batch.packed.value_bits != VALUE_BITS or batch.packed.count != batch.size:
+        if batch.packed.digit_bits != DIGIT_BITS or batch.packed.count != batch.size:
             raise ProtocolError(
-                f"a masked batch must carry {batch.size} slots masked for {VALUE_BITS}-bit values"
+                f"a masked batch must carry {batch.size} values packed as {DIGIT_BITS}-bit digits"
             )
         slots = decrypt_masked_slots(self._private_key, batch.packed)
         if len(slots) < batch.size:

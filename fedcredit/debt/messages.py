@@ -6,16 +6,17 @@ coordinator A (each arrow is one message; every vector has ``B`` entries):
 1. ``L_i -> A``   ``UploadTable``: shuffled (tag, Enc_i(row value)) pairs, refreshed on change.
 2. ``Q -> L_i``   ``OPRFRequest``: blinded points; ``L_i -> Q`` ``OPRFAnswer``: ``k_i`` applied.
 3. ``Q -> A``     ``QueryRequest``: per lender the ``B`` tags, and a one-time X25519 key.
-4. ``A -> L_i``   ``MaskedBatch``: packed Enc_i(row value or 0 + mask), exactly ``B`` slots.
-   ``L_i -> A``   ``SealedShares``: its ``B`` masked values modulo ``2**80``, sealed to Q.
-5. ``A -> Q``     ``QueryAnswer``: the sealed boxes (shuffled) and the per-applicant mask sums.
+4. ``A -> L_i``   ``MaskedBatch``: Enc_i(row value or 0), ``g`` applicants per ciphertext as
+   80-bit digits of one number, each number plus one mask; exactly ``B`` values.
+   ``L_i -> A``   ``SealedShares``: its ``B`` digits of the numbers modulo ``2**(80 g)``, sealed to Q.
+5. ``A -> Q``     ``QueryAnswer``: the sealed boxes (shuffled) and the mask sums per group.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fedcredit.debt.cipher import EncryptedVector, PackedCiphertexts, PublicKey
+from fedcredit.debt.cipher import DigitPacked, EncryptedVector, PublicKey
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,12 @@ class QueryRequest:
 
 @dataclass(frozen=True)
 class MaskedBatch:
-    """What the coordinator sends a lender: ``size`` masked slots and the querier's seal key."""
+    """What the coordinator sends a lender: ``size`` values packed as masked 80-bit digits
+    (``packed.group`` per ciphertext) and the querier's seal key."""
 
     size: int
     recipient_key: bytes
-    packed: PackedCiphertexts = field(repr=False)
+    packed: DigitPacked = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -80,11 +82,13 @@ class SealedShares:
 
 @dataclass(frozen=True)
 class QueryAnswer:
-    """What the querier gets back: shuffled sealed boxes and the sum of masks per applicant."""
+    """What the querier gets back: shuffled sealed boxes and, per group of ``group_size``
+    applicants, the sum of the lenders' masks as one 80-bit digit per applicant."""
 
     boxes: tuple[bytes, ...]
     mask_sums: tuple[int, ...]
     min_count_for_total: int
+    group_size: int = 1
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from nacl.exceptions import CryptoError as NaclCryptoError
 from nacl.public import PrivateKey as BoxPrivateKey
 from nacl.public import SealedBox
 
-from fedcredit.debt.encoding import SUM_MODULUS, decode_shares, split_sum, sum_shares
+from fedcredit.debt.encoding import decode_shares, split_sum, unmask_groups
 from fedcredit.debt.lender import MAX_BATCH
 from fedcredit.debt.messages import (
     DebtResult,
@@ -68,7 +68,8 @@ class DebtQuery:
         )
 
     def finish(self, answer: QueryAnswer) -> list[DebtResult]:
-        """Open the sealed boxes, add them up, subtract the mask sums and split count/total."""
+        """Open the sealed boxes, add them up per group, subtract the mask sums and split
+        count/total."""
         if len(answer.mask_sums) != self.size:
             raise ProtocolError(f"the answer holds {len(answer.mask_sums)} sums, not {self.size}")
         opener = SealedBox(self._box_key)
@@ -78,11 +79,11 @@ class DebtQuery:
                 columns.append(decode_shares(opener.decrypt(box), self.size))
             except NaclCryptoError as exc:
                 raise ProtocolError("a sealed share box could not be opened") from exc
-        totals = sum_shares(columns) if columns else [0] * self.size
+        sums = unmask_groups(columns, answer.mask_sums, answer.group_size)
         threshold = answer.min_count_for_total
         results = []
-        for masked, mask_sum in zip(totals, answer.mask_sums, strict=True):
-            count, cents = split_sum((masked - mask_sum) % SUM_MODULUS)
+        for total in sums:
+            count, cents = split_sum(total)
             if count == 0 or count >= threshold:
                 results.append(DebtResult(count, cents))
             else:

@@ -5,7 +5,8 @@ there are at least two). Its node validates the file at startup (a bad file stop
 with one line naming file, row and column), makes its own Paillier key pair for the check,
 serves ``DebtLenderServicer``, and uploads its book to the coordinator from a background
 thread: first as soon as it serves, retrying until the coordinator accepts, then again
-whenever the coordinator was unreachable for a while (a restarted coordinator has no tables).
+whenever the coordinator no longer holds its table (it watches the coordinator's health
+service, where each accepted table is listed: a restarted coordinator lists none).
 The coordinator node serves ``DebtCoordinatorServicer`` and connects to a lender on first use,
 at the address given with ``--peer``, else the one the lender announced with its upload, else
 the federation file's. See docs/DEBT.md.
@@ -46,9 +47,21 @@ from fedcredit.proto.v1 import debt_pb2_grpc, party_pb2
 log = logging.getLogger("fedcredit.node")
 
 WATCH_S = 5.0
-"""How often a lending node checks that the coordinator is still there."""
+"""How often a lending node checks that the coordinator still holds its table."""
 QUERY_CHUNK = 10_000
 """Applicants per query: larger batches are asked in chunks."""
+READY_TIMEOUT_S = 60.0
+"""After a lending node starts, how long its checks wait for the consortium's tables."""
+CALL_TIMEOUT_S = 30.0
+PER_APPLICANT_S = 0.02
+"""Deadline of one call of a query: ``CALL_TIMEOUT_S`` plus this much per applicant (a batch of
+10,000 keeps the coordinator and lenders busy for tens of seconds at 2048 bits)."""
+TABLE_HEALTH_PREFIX = "fedcredit.v1.DebtService/table/"
+
+
+def table_health_service(lender: str) -> str:
+    """The coordinator's health service name that is SERVING once it holds ``lender``'s table."""
+    return TABLE_HEALTH_PREFIX + lender
 
 
 def lending_parties(fed: Federation) -> list[str]:
@@ -120,7 +133,13 @@ def serve_coordinator_debt(
         overrides=overrides,
         credentials=credentials,
     )
-    servicer = DebtCoordinatorServicer(DebtCoordinator(), directory)
+
+    def listed(lender: str) -> None:
+        # Lenders watch this entry: a coordinator that restarted (even within one watch
+        # period) lists no table, so every lender uploads again.
+        server.health.set(table_health_service(lender), health_pb2.HealthCheckResponse.SERVING)
+
+    servicer = DebtCoordinatorServicer(DebtCoordinator(), directory, on_upload=listed)
     server.add(debt_pb2_grpc.add_DebtServiceServicer_to_server, servicer)
 
 
@@ -153,6 +172,7 @@ def serve_lender_debt(
     host = fed.endpoint(node.name).host
     host = f"[{host}]" if ":" in host else host
     uploader = BookUploader(
+        node.name,
         lender,
         book,
         lambda: peers.channel(COORDINATOR),
@@ -160,7 +180,7 @@ def serve_lender_debt(
         party_header=node.name if insecure else None,
     )
     uploader.start()
-    return ConsortiumQuerier(node.name, lenders, peers)
+    return ConsortiumQuerier(node.name, lenders, peers, ready_timeout_s=READY_TIMEOUT_S)
 
 
 def _bound_address(server: NodeServer, host: str) -> str | None:
@@ -171,11 +191,12 @@ def _bound_address(server: NodeServer, host: str) -> str | None:
 
 
 class BookUploader:
-    """Uploads a lender's book to the coordinator from a daemon thread, and again after the
-    coordinator was lost (a restarted coordinator holds no table)."""
+    """Uploads a lender's book to the coordinator from a daemon thread, and again once the
+    coordinator no longer lists the lender's table (a restarted coordinator holds none)."""
 
     def __init__(
         self,
+        name: str,
         lender: DebtLender,
         book: Mapping[str, int],
         coordinator: Callable[[], grpc.Channel],
@@ -183,6 +204,7 @@ class BookUploader:
         *,
         party_header: str | None = None,
     ) -> None:
+        self._service = table_health_service(name)
         self._lender = lender
         self._book = dict(book)
         self._coordinator = coordinator
@@ -231,9 +253,13 @@ class BookUploader:
     def _watch_until_lost(self) -> None:
         while not self._stop.wait(WATCH_S):
             stub = health_pb2_grpc.HealthStub(self._coordinator())
+            request = health_pb2.HealthCheckRequest(service=self._service)
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=WATCH_S)
-            except grpc.RpcError:
+                reply = stub.Check(request, timeout=WATCH_S)
+            except grpc.RpcError as exc:
+                if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.NOT_FOUND:
+                    log.warning("the coordinator holds no loan book of ours: uploading again")
+                    return
                 reply = None
             if reply is None or reply.status != health_pb2.HealthCheckResponse.SERVING:
                 log.warning("lost the coordinator: the loan book is uploaded again once it is back")
@@ -250,8 +276,8 @@ class ConsortiumQuerier:
         peers: Peers,
         *,
         min_count_for_total: int = 2,
-        timeout_s: float = 30.0,
-        ready_timeout_s: float = 60.0,
+        timeout_s: float = CALL_TIMEOUT_S,
+        ready_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
         if name not in lenders:
             raise ConfigError(f"{name!r} is not a lending party (one with a loans file)")
@@ -273,12 +299,13 @@ class ConsortiumQuerier:
         coordinator = debt_pb2_grpc.DebtServiceStub(self._peers.channel(COORDINATOR))
         results: list[DebtResult] = []
         for start in range(0, len(ids), QUERY_CHUNK):
+            chunk = ids[start : start + QUERY_CHUNK]
             results += ask(
-                ids[start : start + QUERY_CHUNK],
+                chunk,
                 others,
                 coordinator,
                 min_count_for_total=self._min_count,
-                timeout_s=self._timeout_s,
+                timeout_s=self._timeout_s + PER_APPLICANT_S * len(chunk),
                 pool=self._pool,
                 ready_timeout_s=max(0.0, self._ready_until - time.monotonic()),
                 on_wait=on_wait,

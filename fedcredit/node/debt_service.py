@@ -20,7 +20,7 @@ from typing import Any, NoReturn, Protocol, TypeVar
 import grpc
 
 from fedcredit.config import Endpoint
-from fedcredit.crypto import PublicKey
+from fedcredit.crypto import DigitPacked, PublicKey, digits_from_bytes, digits_to_bytes
 from fedcredit.debt import (
     DebtCoordinator,
     DebtLender,
@@ -43,13 +43,11 @@ from fedcredit.node.client import Metadata, RemoteCallError, call
 from fedcredit.node.convert import (
     ints_from_bytes,
     ints_to_bytes,
-    packed_from_proto,
-    packed_to_proto,
     vector_from_proto,
     vector_to_proto,
 )
 from fedcredit.node.identity import caller_party
-from fedcredit.proto.v1 import debt_pb2, debt_pb2_grpc
+from fedcredit.proto.v1 import common_pb2, debt_pb2, debt_pb2_grpc
 
 LOG = logging.getLogger(__name__)
 UPLOAD_CHUNK_ROWS = 4096
@@ -142,7 +140,7 @@ class DebtLenderServicer(debt_pb2_grpc.DebtServiceServicer):
         _require(context, self._coordinator.__eq__, "DecryptMasked")
 
         def step() -> debt_pb2.DebtSealedShares:
-            packed = packed_from_proto(request.packed, self._lender.public_key)
+            packed = digits_from_proto(request, self._lender.public_key)
             batch = MaskedBatch(request.size, bytes(request.recipient_key), packed)
             return debt_pb2.DebtSealedShares(box=self._lender.decrypt_masked(batch).box)
 
@@ -165,8 +163,10 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
         coordinator: DebtCoordinator,
         lenders: Mapping[str, debt_pb2_grpc.DebtServiceStub] | LenderStubs,
         timeout_s: float = 120.0,
+        on_upload: Callable[[str], None] | None = None,
     ) -> None:
         self._coordinator = coordinator
+        self._on_upload = on_upload
         self._lenders: LenderStubs = (
             FixedStubs(lenders) if isinstance(lenders, Mapping) else lenders
         )
@@ -184,6 +184,8 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
         table = _run(context, lambda: self._coordinator.accept_upload(caller, upload))
         if address is not None:
             self._lenders.announce(caller, address)
+        if self._on_upload is not None:
+            self._on_upload(caller)
         LOG.info("lender %s uploaded %d rows (epoch %d)", caller, table.customers, table.epoch)
         return debt_pb2.DebtUploadAck(epoch=table.epoch, rows=table.customers)
 
@@ -206,7 +208,8 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
             message = debt_pb2.DebtMaskedBatch(
                 size=batch.size,
                 recipient_key=batch.recipient_key,
-                packed=packed_to_proto(batch.packed, table.public_key),
+                packed=digits_to_proto(batch.packed, table.public_key),
+                group_size=batch.packed.group,
             )
             reply = call(
                 self._lenders.stub(name).DecryptMasked,
@@ -251,6 +254,31 @@ def _announced_address(context: grpc.ServicerContext) -> str | None:
 
 
 # Conversions between protobuf messages and domain messages.
+
+
+def digits_to_proto(packed: DigitPacked, public_key: PublicKey) -> common_pb2.PackedCiphers:
+    return common_pb2.PackedCiphers(
+        key_fingerprint=packed.fingerprint,
+        slot_bits=packed.digit_bits,
+        count=packed.count,
+        data=digits_to_bytes(packed, public_key),
+    )
+
+
+def digits_from_proto(message: debt_pb2.DebtMaskedBatch, public_key: PublicKey) -> DigitPacked:
+    """Validate and load a masked batch's ciphertexts (CryptoError when malformed)."""
+    packed = message.packed
+    if packed.key_fingerprint != public_key.fingerprint:
+        raise CryptoError("packed ciphertexts were made under another public key")
+    if packed.count != message.size:
+        raise ProtocolError(f"a masked batch must carry {message.size} values")
+    return digits_from_bytes(
+        packed.data,
+        public_key,
+        digit_bits=packed.slot_bits,
+        group=message.group_size,
+        count=packed.count,
+    )
 
 
 def points_to_proto(points: Sequence[bytes], epoch: int = 0) -> debt_pb2.DebtPoints:
@@ -321,6 +349,7 @@ def answer_to_proto(answer: QueryAnswer) -> debt_pb2.DebtQueryAnswer:
         boxes=list(answer.boxes),
         mask_sums=ints_to_bytes(list(answer.mask_sums), SUM_BYTES),
         min_count_for_total=answer.min_count_for_total,
+        group_size=answer.group_size,
     )
 
 
@@ -329,8 +358,13 @@ def answer_from_proto(message: debt_pb2.DebtQueryAnswer, size: int) -> QueryAnsw
         sums = ints_from_bytes(message.mask_sums, SUM_BYTES, size)
     except CryptoError as exc:
         raise ProtocolError(f"the coordinator's mask sums are malformed: {exc}") from exc
+    if message.group_size < 1:
+        raise ProtocolError("the coordinator's answer carries no group size")
     return QueryAnswer(
-        tuple(bytes(b) for b in message.boxes), tuple(sums), message.min_count_for_total
+        tuple(bytes(b) for b in message.boxes),
+        tuple(sums),
+        message.min_count_for_total,
+        message.group_size,
     )
 
 

@@ -60,8 +60,11 @@ class PartyNode:
         name: str,
         party_factory: Callable[[], FeatureParty],
         peers_factory: Callable[[dict[str, str]], Peers],
+        home: Path | None = None,
     ) -> None:
         self.name = name
+        self.home = home if home is not None else Path(".") / f"state-{name}"
+        """The node's own folder: checkpoints and model part when the driver names none."""
         self._party_factory = party_factory
         self._peers_factory = peers_factory
         self._job: JobState | None = None
@@ -109,7 +112,7 @@ class PartyNode:
     ) -> party_pb2.SetupReply:
         party = self._party_factory()
         party.public_key = PublicKey.from_json(public_key_json)
-        directory = Path(state_dir) if state_dir else Path(".") / f"state-{self.name}"
+        directory = Path(state_dir) if state_dir else self.home
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self._job is not None:
@@ -306,7 +309,8 @@ class PartyNode:
     def save_model(self, model_dir: str) -> str:
         part = self.job.party.model_part()
         part["public_key_fingerprint"] = self._key().fingerprint
-        write_json_atomic(Path(model_dir) / f"{self.name}.json", part)
+        directory = Path(model_dir) if model_dir else self.home / "model"
+        write_json_atomic(directory / f"{self.name}.json", part)
         summary = {
             k: part[k] for k in ("party", "has_label", "data_hash", "public_key_fingerprint")
         }

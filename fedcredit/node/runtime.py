@@ -99,7 +99,7 @@ def build_node(
         )
         serve_coordinator_debt(server, fed, dict(options.peers), channel_creds)
         return server
-    node = make_party_node(fed, options.name, channel_creds, dict(options.peers))
+    node = make_party_node(fed, options.name, channel_creds, dict(options.peers), options.state_dir)
     if options.model_dir is not None:
         node.load_model(options.model_dir)
     # A party with a loans file also serves the loan-stacking check (docs/DEBT.md).
@@ -118,6 +118,7 @@ def make_party_node(
     name: str,
     credentials: grpc.ChannelCredentials | None,
     overrides: dict[str, str],
+    home: Path | None = None,
 ) -> PartyNode:
     """Load and validate the party's data (DataError names file, row, column) and wrap it."""
     config = fed.party(name)
@@ -143,7 +144,7 @@ def make_party_node(
     def peers_factory(addresses: dict[str, str]) -> Peers:
         return Peers(addresses, fed.lender.name, credentials=credentials, own_name=name)
 
-    node = PartyNode(name, factory, peers_factory)
+    node = PartyNode(name, factory, peers_factory, home)
     node.scorecard = Scorecard(**dataclasses.asdict(fed.scorecard))
     static = {p.name: p.address for p in fed.parties}
     static[COORDINATOR] = fed.coordinator.address

@@ -169,20 +169,26 @@ class DebtMaskedBatch(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     RECIPIENT_KEY_FIELD_NUMBER: _builtins.int
     PACKED_FIELD_NUMBER: _builtins.int
+    GROUP_SIZE_FIELD_NUMBER: _builtins.int
     size: _builtins.int
     recipient_key: _builtins.bytes
+    group_size: _builtins.int
+    """values per ciphertext (the last may hold fewer)"""
     @_builtins.property
-    def packed(self) -> _common_pb2.PackedCiphers: ...
+    def packed(self) -> _common_pb2.PackedCiphers:
+        """slot_bits = digit bits (80), value_bits unused (0)"""
+
     def __init__(
         self,
         *,
         size: _builtins.int = ...,
         recipient_key: _builtins.bytes = ...,
         packed: _common_pb2.PackedCiphers | None = ...,
+        group_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["packed", b"packed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["packed", b"packed", "recipient_key", b"recipient_key", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_size", b"group_size", "packed", b"packed", "recipient_key", b"recipient_key", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,9 +221,12 @@ class DebtQueryAnswer(_message.Message):
     BOXES_FIELD_NUMBER: _builtins.int
     MASK_SUMS_FIELD_NUMBER: _builtins.int
     MIN_COUNT_FOR_TOTAL_FIELD_NUMBER: _builtins.int
+    GROUP_SIZE_FIELD_NUMBER: _builtins.int
     mask_sums: _builtins.bytes
-    """10 bytes per applicant, big-endian, modulo 2**80"""
+    """10 bytes per applicant: the digits of each group's mask sum"""
     min_count_for_total: _builtins.int
+    group_size: _builtins.int
+    """mask_sums are per group of this many applicants"""
     @_builtins.property
     def boxes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """one per other lender, shuffled"""
@@ -228,10 +237,11 @@ class DebtQueryAnswer(_message.Message):
         boxes: _abc.Iterable[_builtins.bytes] | None = ...,
         mask_sums: _builtins.bytes = ...,
         min_count_for_total: _builtins.int = ...,
+        group_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["boxes", b"boxes", "mask_sums", b"mask_sums", "min_count_for_total", b"min_count_for_total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["boxes", b"boxes", "group_size", b"group_size", "mask_sums", b"mask_sums", "min_count_for_total", b"min_count_for_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
