@@ -272,6 +272,19 @@ def run_debt_demo(folder: Path, *, quiet: bool = False, customers: int = 300) ->
         "with_other_lenders": sum(r.other_lenders > 0 for r in results),
         "out": str(folder / "debt_check.csv"),
     }
+    stacked = sorted(
+        ((pid, r) for pid, r in zip(ids, results, strict=True) if r.other_lenders >= 2),
+        key=lambda item: (-item[1].other_lenders, item[0]),
+    )
+    summary["stacked"] = [
+        {"id": pid, "other_lenders": r.other_lenders, "total_outstanding": r.total_outstanding}
+        for pid, r in stacked[:5]
+    ]
     if not quiet:
-        print(f"   {summary['with_other_lenders']} of {len(ids)} applicants owe another lender")
+        print(f"   {summary['with_other_lenders']} of {len(ids)} applicants owe another lender;")
+        print(f"   {len(stacked)} owe two or more (loan stacking). The first of them:")
+        print(f"   {'applicant':<10} {'other lenders':>13} {'total outstanding':>18}")
+        for pid, r in stacked[:5]:
+            print(f"   {pid:<10} {r.other_lenders:>13} {r.total_outstanding:>18}")
+        print(f"   {names[0]} learned only these two aggregates per applicant: {summary['out']}")
     return summary
