@@ -27,7 +27,7 @@ from fedcredit.config import Federation
 from fedcredit.crypto import generate_keypair
 from fedcredit.data.loans import load_loans
 from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
-from fedcredit.errors import ConfigError, FedCreditError, ProtocolError
+from fedcredit.errors import ConfigError, FedCreditError
 from fedcredit.node.client import open_channel
 from fedcredit.node.debt_service import (
     ADDRESS_METADATA,
@@ -36,13 +36,11 @@ from fedcredit.node.debt_service import (
     ask,
     send_upload,
 )
-from fedcredit.node.identity import PARTY_METADATA, caller_party
+from fedcredit.node.identity import PARTY_METADATA
 from fedcredit.node.party_node import PartyNode
 from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.scoring import score_applicants
 from fedcredit.node.server import NodeServer
-from fedcredit.node.services import PartyServicer, rpc
-from fedcredit.proto.v1 import debt_pb2_grpc, party_pb2
+from fedcredit.proto.v1 import debt_pb2_grpc
 
 log = logging.getLogger("fedcredit.node")
 
@@ -314,20 +312,3 @@ class ConsortiumQuerier:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
-
-
-class LendingPartyServicer(PartyServicer):
-    """The Party service of a lender in the consortium: scores carry the two aggregates."""
-
-    def __init__(self, node: PartyNode, debt: ConsortiumQuerier) -> None:
-        super().__init__(node)
-        self._debt = debt
-
-    @rpc
-    def Score(
-        self, request: party_pb2.ScoreRequest, context: grpc.ServicerContext
-    ) -> party_pb2.ScoreReply:
-        caller = caller_party(context)
-        if caller != self.node.name:
-            raise ProtocolError(f"scores go only to the lender's own operator, not {caller!r}")
-        return score_applicants(self.node, list(request.ids), debt=self._debt)

@@ -27,8 +27,27 @@ Guard = Callable[[grpc.ServicerContext], None]
 # grpc-stubs declares the interceptor classes generic; at run time they are not subscriptable.
 if TYPE_CHECKING:
     ServerInterceptorBase = grpc.ServerInterceptor[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
 else:
     ServerInterceptorBase = grpc.ServerInterceptor
+    Handler = grpc.RpcMethodHandler
+
+
+class HandlerInterceptor(ServerInterceptorBase):
+    """An interceptor that replaces each method's handler by ``wrap(handler, method)``."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        raise NotImplementedError
 
 
 def caller_party(context: grpc.ServicerContext) -> str:
@@ -58,21 +77,14 @@ def _identify(context: grpc.ServicerContext) -> str | None:
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
-class IdentityInterceptor(ServerInterceptorBase):
+class IdentityInterceptor(HandlerInterceptor):
     """Refuses every call whose caller is not in ``allowed_parties`` (PERMISSION_DENIED)."""
 
     def __init__(self, allowed_parties: Iterable[str], *, secure: bool = True) -> None:
         self._allowed = frozenset(allowed_parties)
         self._secure = secure
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
+    def wrap(self, handler: Handler, method: str) -> Handler:
         return guard_handler(handler, self._check)
 
     def _check(self, context: grpc.ServicerContext) -> None:
@@ -125,19 +137,12 @@ def _guarded(behaviour: Behaviour, guard: Guard, on_done: Callable[[], None] | N
     return run
 
 
-class DecodeInterceptor(ServerInterceptorBase):
+class DecodeInterceptor(HandlerInterceptor):
     """Parses requests inside the call, so that bytes that are no valid message get
     INVALID_ARGUMENT (gRPC's own deserialization answers INTERNAL) after the identity check."""
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        return decode_handler(handler, handler_call_details.method)
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        return decode_handler(handler, method)
 
 
 def decode_handler(

@@ -20,7 +20,6 @@ from fedcredit.errors import ConfigError
 from fedcredit.model.scorecard import Scorecard
 from fedcredit.node.binning_service import BinningServicer
 from fedcredit.node.debt_node import (
-    LendingPartyServicer,
     serve_coordinator_debt,
     serve_lender_debt,
 )
@@ -106,7 +105,7 @@ def build_node(
     debt = serve_lender_debt(
         server, fed, node, allow_small_keys=options.allow_small_keys, insecure=options.insecure
     )
-    party = PartyServicer(node) if debt is None else LendingPartyServicer(node, debt)
+    party = PartyServicer(node, debt=debt)
     server.add(party_pb2_grpc.add_PartyServicer_to_server, party)
     binning = BinningServicer(node, fed.binning, fed.party(options.name).categorical)
     server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)

@@ -22,6 +22,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from fedcredit.errors import ConfigError
 from fedcredit.node.identity import (
     DecodeInterceptor,
+    Handler,
+    HandlerInterceptor,
     IdentityInterceptor,
     ServerInterceptorBase,
     guard_handler,
@@ -82,17 +84,12 @@ class _Drain:
             return self._cond.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
 
 
-class _DrainInterceptor(ServerInterceptorBase):
+class _DrainInterceptor(HandlerInterceptor):
     def __init__(self, drain: _Drain) -> None:
         self._drain = drain
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method.startswith(_HEALTH_PREFIX):
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        if method.startswith(_HEALTH_PREFIX):
             return handler
         return guard_handler(handler, self._drain.admit, self._drain.release)
 

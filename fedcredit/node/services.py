@@ -26,7 +26,7 @@ from fedcredit.errors import (
 from fedcredit.node import convert
 from fedcredit.node.identity import caller_party
 from fedcredit.node.party_node import PartyNode
-from fedcredit.node.scoring import score_applicants
+from fedcredit.node.scoring import DebtCheck, score_applicants
 from fedcredit.proto.v1 import (
     common_pb2,
     coordinator_pb2,
@@ -96,9 +96,13 @@ def points_message(
 class PartyServicer(party_pb2_grpc.PartyServicer):
     """The Party service of a data party's node."""
 
-    def __init__(self, node: PartyNode, driver: str = "coordinator") -> None:
+    def __init__(
+        self, node: PartyNode, driver: str = "coordinator", debt: DebtCheck | None = None
+    ) -> None:
         self.node = node
         self.driver = driver
+        self.debt = debt
+        """A lender of a loan-stacking consortium: scores carry the two aggregates."""
         self.guard: SequenceGuard[Any] = SequenceGuard()
 
     def _from_driver(self, context: grpc.ServicerContext) -> str:
@@ -282,7 +286,7 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
         caller = caller_party(context)
         if caller != self.node.name:
             raise ProtocolError(f"scores go only to the lender's own operator, not {caller!r}")
-        return score_applicants(self.node, list(request.ids))
+        return score_applicants(self.node, list(request.ids), debt=self.debt)
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
