@@ -1,10 +1,12 @@
 """One training epoch on the UCI three-institution split: fedcredit against plain phe.
 
-    python benchmarks/train.py --json OUT.json [--key-bits 2048] [--phe-batches 1] [--scaling]
+    python benchmarks/train.py --json OUT.json [--key-bits 2048] [--phe-batches 1] [--scaling] [--network]
 
-fedcredit: the protocol's own domain objects in one process (fedcredit.protocol.local), timed
-per phase (encrypt, matvec, decrypt); with --network, also one epoch of a real `fedcredit run`
-(node processes, mutual TLS), whose extra time over the in-process epoch is the network share.
+fedcredit: the protocol's own domain objects in one process, one party after another, timed
+per phase (encrypt, matvec, decrypt). With --network, also the train phase of a one-epoch
+`fedcredit run` on the same split (node processes, mutual TLS, parties computing at the same
+time on the machine's cores): ``run_epoch_s``; ``network`` is its excess over the in-process
+epoch (0 when running the parties in parallel saves more than the network costs).
 phe: the same protocol written with plain phe objects, one `encrypt`, one `*` and one `+` per
 element, on the same key size; it is timed on ``--phe-batches`` mini-batches and scaled to the
 epoch (phe_extrapolated = true), because a full phe epoch takes the better part of an hour.
@@ -135,6 +137,33 @@ def phe_batches(
     return seconds, rows_done
 
 
+def network_epoch(key_bits: int, settings: TrainSettings) -> float:
+    """Seconds of the train phase of a one-epoch ``fedcredit run`` on the same UCI split."""
+    from quality import federation_text, prepare_uci
+
+    from fedcredit.cli.jobs import run_job
+    from fedcredit.config import load_federation
+
+    options = argparse.Namespace(
+        key_bits=key_bits,
+        epochs=1,
+        batch_size=settings.batch_size,
+        learning_rate=0.15,
+        l2=0.001,
+        x_scale_bits=settings.x_scale_bits,
+    )
+    with tempfile.TemporaryDirectory(prefix="fedcredit-train-") as tmp:
+        folder = Path(tmp)
+        parties, _, _ = prepare_uci(data_dir(), folder)
+        path = folder / "federation.toml"
+        path.write_text(federation_text(parties, options), encoding="utf-8")
+        fed = load_federation(path, allow_small_keys=key_bits < 2048)
+        metrics = run_job(
+            fed, folder / "run", resume=False, quiet=True, allow_small_keys=key_bits < 2048
+        )
+    return float(metrics["seconds_per_phase"]["train"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -143,11 +172,12 @@ def main() -> int:
     parser.add_argument("--key-bits", type=int, default=2048)
     parser.add_argument("--phe-batches", type=int, default=1)
     parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--network", action="store_true")
     args = parser.parse_args()
     if not (data_dir() / "uci_default_credit" / "UCI_Credit_Card.csv").exists():
         print("skipped: shared data not found (set FEDCREDIT_DATA)", file=sys.stderr)
         return 0
-    settings = TrainSettings(batch_size=4096, test_fraction=0.25, seed=7, x_scale_bits=16)
+    settings = TrainSettings(batch_size=4096, test_fraction=0.25, seed=7)
     keys = KeyHolder(allow_small_keys=args.key_bits < 2048)
     public, private = generate_keypair(args.key_bits, allow_small=args.key_bits < 2048)
     keys.use_keypair("bench", public, private)
@@ -174,7 +204,15 @@ def main() -> int:
         "phe_extrapolated": True,
         "phe_measured_rows": phe_rows,
         "ratio": round(phe_epoch / ours["seconds"], 1),
+        "x_scale_bits": settings.x_scale_bits,
     }
+    if args.network:
+        print(
+            "one epoch of a real `fedcredit run` (node processes, mutual TLS) ...", file=sys.stderr
+        )
+        run_train_s = network_epoch(args.key_bits, settings)
+        report["run_epoch_s"] = round(run_train_s, 2)
+        report["seconds_per_phase"]["network"] = round(max(0.0, run_train_s - ours["seconds"]), 2)
     if args.scaling:
         scaling = []
         with tempfile.TemporaryDirectory() as tmp:
