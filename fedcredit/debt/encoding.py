@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fedcredit.crypto.digits import group_sizes, join_digits, split_digits
 from fedcredit.data.loans import MAX_BALANCE_CENTS
 from fedcredit.errors import ProtocolError
 
@@ -62,32 +63,17 @@ def split_sum(total: int) -> tuple[int, int]:
     return total & ((1 << COUNT_BITS) - 1), total >> COUNT_BITS
 
 
-def _sizes(count: int, group: int) -> list[int]:
-    return [min(group, count - start) for start in range(0, count, group)]
-
-
 def join_groups(digits: Sequence[int], group: int) -> list[int]:
     """Digits (high first) joined into one number per group of ``group``."""
-    numbers = []
-    for start in range(0, len(digits), group):
-        number = 0
-        for digit in digits[start : start + group]:
-            number = (number << DIGIT_BITS) | digit
-        numbers.append(number)
-    return numbers
+    return join_digits(digits, DIGIT_BITS, group)
 
 
 def split_groups(numbers: Sequence[int], count: int, group: int) -> list[int]:
     """Each group's number, reduced modulo ``2**(80 used)``, cut into digits (high first)."""
-    sizes = _sizes(count, group)
-    if len(numbers) != len(sizes):
-        raise ProtocolError(f"{count} applicants in groups of {group} need {len(sizes)} numbers")
-    out: list[int] = []
-    for number, used in zip(numbers, sizes, strict=True):
-        out.extend(
-            (number >> (DIGIT_BITS * k)) & (SUM_MODULUS - 1) for k in range(used - 1, -1, -1)
-        )
-    return out
+    needed = len(group_sizes(count, group))
+    if len(numbers) != needed:
+        raise ProtocolError(f"{count} applicants in groups of {group} need {needed} numbers")
+    return split_digits(numbers, DIGIT_BITS, group, count)
 
 
 def unmask_groups(
@@ -100,7 +86,7 @@ def unmask_groups(
         raise ProtocolError("the group size of an answer must be at least 1")
     if any(len(column) != count for column in columns):
         raise ProtocolError("share vectors of different lengths")
-    sizes = _sizes(count, group)
+    sizes = group_sizes(count, group)
     totals = [-m for m in join_groups(mask_digits, group)]
     for column in columns:
         totals = [t + v for t, v in zip(totals, join_groups(column, group), strict=True)]
