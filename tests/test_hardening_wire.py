@@ -30,6 +30,7 @@ from fedcredit.data.synthetic import write_institutions
 from fedcredit.node import convert
 from fedcredit.node.client import open_channel
 from fedcredit.node.driver import Driver
+from fedcredit.node.identity import ServerInterceptorBase
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES, NodeServer
 from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
@@ -131,8 +132,16 @@ class InProcessFederation:
             server.stop(0)
 
 
-def start_federation(folder: Path, *, customers: int = 400) -> InProcessFederation:
-    """Real nodes built by ``build_node`` on 127.0.0.1:0, aligned for one job by a real driver."""
+def start_federation(
+    folder: Path,
+    *,
+    customers: int = 400,
+    interceptors: dict[str, list[ServerInterceptorBase]] | None = None,
+) -> InProcessFederation:
+    """Real nodes built by ``build_node`` on 127.0.0.1:0, aligned for one job by a real driver.
+
+    ``interceptors``: extra server interceptors for some nodes, by name.
+    """
     data = write_institutions(folder / "data", customers, seed=3)
     path = write_demo_federation(folder, data, key_bits=1024, epochs=2)
     path.write_text(path.read_text().replace("batch_size = 4096", "batch_size = 64"))
@@ -151,7 +160,7 @@ def start_federation(folder: Path, *, customers: int = 400) -> InProcessFederati
             # Where a fuzzed Setup or SaveModel naming no folder makes the node write.
             state_dir=folder / "home" / name,
         )
-        servers[name] = build_node(fed, options)
+        servers[name] = build_node(fed, options, interceptors=(interceptors or {}).get(name, []))
         addresses[name] = f"127.0.0.1:{servers[name].start()}"
     creds = load_channel_credentials(certs.ca, certs.cert("coordinator"), certs.key("coordinator"))
     parties = [p.name for p in fed.parties]

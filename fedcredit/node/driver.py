@@ -180,8 +180,12 @@ class Driver:
             {"phase": "align", "message": f"private ID alignment across {len(parties)} parties"},
         )
 
+        # Every party blinds its own ids (and so makes its PSI key) before any ring starts: a
+        # ring passes through the other parties, which need their key to apply it.
+        blinded = self.call_all(parties, "PsiBlind", lambda p: party_pb2.PsiRequest(env=self.env()))
+
         def ring(owner: str) -> list[bytes]:
-            points = self.call(owner, "PsiBlind", party_pb2.PsiRequest(env=self.env()))
+            points = blinded[owner]
             start = parties.index(owner)
             for hop in range(1, len(parties)):
                 holder = parties[(start + hop) % len(parties)]
