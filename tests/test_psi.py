@@ -1,11 +1,10 @@
-"""fedcredit.psi: ring ECDH-PSI on ristretto255, run in one process."""
+"""fedcredit.psi: ring ECDH-PSI on Curve25519 (X25519), run in one process."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-import rbcl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,16 +15,69 @@ from fedcredit.psi import (
     PSIParty,
     blind,
     check_points,
+    hash_and_blind,
     hash_ids,
     intersect,
     next_holder,
     run_local_psi,
 )
+from fedcredit.psi.group import (
+    FIELD_PRIME,
+    GROUP_ORDER,
+    HASH_DOMAIN,
+    clamped_representative,
+    hash_to_field,
+    map_to_curve,
+    on_curve,
+)
 
-# A canonical encoding must be below p = 2**255 - 19; all-0xff is not, and an
-# odd ("negative") field element is never canonical.
+# A canonical u is below p = 2**255 - 19; 2**255 - 1 (top bit clear) is not.
 NON_CANONICAL = b"\xff" * 31 + b"\x7f"
-IDENTITY = bytes(32)
+ZERO = bytes(32)  # the point of order 2
+ONE = (1).to_bytes(32, "little")  # a point of order 4
+
+# RFC 9380 appendix J.7.2 (curve25519_XMD:SHA-512_ELL2_NU_): the field element u
+# of each message, Q = map_to_curve(u) and P = 8 Q, all as u-coordinates.
+RFC9380_VECTORS = [
+    (
+        "608d892b641f0328523802a6603427c26e55e6f27e71a91a478148d45b5093cd",
+        "51125222da5e763d97f3c10fcc92ea6860b9ccbbd2eb1285728f566721c1e65b",
+        "1bb913f0c9daefa0b3375378ffa534bda5526c97391952a7789eb976edfe4d08",
+    ),
+    (
+        "46f5b22494bfeaa7f232cc8d054be68561af50230234d7d1d63d1d9abeca8da5",
+        "7d56d1e08cb0ccb92baf069c18c49bb5a0dcd927eff8dcf75ca921ef7f3e6eeb",
+        "7c22950b7d900fa866334262fcaea47a441a578df43b894b4625c9b450f9a026",
+    ),
+    (
+        "235fe40c443766ce7e18111c33862d66c3b33267efa50d50f9e8e5d252a40aaa",
+        "3fbe66b9c9883d79e8407150e7c2a1c8680bee496c62fabe4619a72b3cabe90f",
+        "31ad08a8b0deeb2a4d8b0206ca25f567ab4e042746f792f4b7973f3ae2096c52",
+    ),
+]
+
+
+def ladder(scalar: int, u: int) -> int:
+    """RFC 7748's Montgomery ladder with no clamping: the reference for any scalar."""
+    p = FIELD_PRIME
+    x2, z2, x3, z3, swap = 1, 0, u, 1, 0
+    for bit in reversed(range(255)):
+        k_t = (scalar >> bit) & 1
+        if swap ^ k_t:
+            x2, x3, z2, z3 = x3, x2, z3, z2
+        swap = k_t
+        a, b, c, d = x2 + z2, x2 - z2, x3 + z3, x3 - z3
+        aa, bb, da, cb = a * a, b * b, d * a, c * b
+        e = aa - bb
+        x3, z3 = (da + cb) ** 2 % p, u * (da - cb) ** 2 % p
+        x2, z2 = aa * bb % p, e * (aa + 121665 * e) % p
+    if swap:
+        x2, z2 = x3, z3
+    return x2 * pow(z2, p - 2, p) % p
+
+
+def as_int(point: bytes) -> int:
+    return int.from_bytes(point, "little")
 
 
 def ids(prefix: str, numbers: range) -> list[str]:
@@ -113,7 +165,36 @@ def test_hashing_depends_on_the_job_id_and_is_deterministic() -> None:
 
     assert hash_ids(["a", "b"], "job-a") == first
     assert hash_ids(["a", "b"], "job-b")[0] != first[0]
-    assert all(rbcl.crypto_core_ristretto255_is_valid_point(p) for p in first)
+    assert all(on_curve(point) for point in first)
+
+
+@pytest.mark.parametrize(("u", "q", "cleared"), RFC9380_VECTORS)
+def test_elligator_map_matches_the_rfc_9380_vectors(u: str, q: str, cleared: str) -> None:
+    assert map_to_curve(int(u, 16)) == int(q, 16)
+    assert ladder(8, int(q, 16)) == int(cleared, 16)
+
+
+def test_batched_hashing_equals_the_map_one_id_at_a_time() -> None:
+    values = ids("h", range(2500))  # more than one batch of 1,024
+    job = b"job-h"
+    tag = HASH_DOMAIN
+    expected = [
+        map_to_curve(
+            hash_to_field(
+                len(job).to_bytes(4, "big") + job + len(v).to_bytes(4, "big") + v.encode(), tag
+            )
+        )
+        for v in values
+    ]
+
+    assert [as_int(point) for point in hash_ids(values, "job-h")] == expected
+
+
+def test_libsodium_x25519_equals_the_reference_ladder() -> None:
+    point = hash_ids(["r"], "job-r")[0]
+    key = PSIKey.generate()
+
+    assert as_int(blind([point], key)[0]) == ladder(key.value, as_int(point))
 
 
 def test_blinding_commutes_so_order_of_keys_does_not_matter() -> None:
@@ -121,13 +202,49 @@ def test_blinding_commutes_so_order_of_keys_does_not_matter() -> None:
     k1, k2 = PSIKey.generate(), PSIKey.generate()
 
     assert blind(blind(points, k1), k2) == blind(blind(points, k2), k1)
+    assert hash_and_blind(ids("x", range(50)), "job-7", k1) == blind(points, k1)
 
 
-def test_blinding_with_the_inverse_key_undoes_it() -> None:
-    points = hash_ids(ids("x", range(20)), "job-8")
+def test_a_mask_and_its_inverse_cancel_on_blinded_points() -> None:
+    key = PSIKey.generate()
+    blinded = blind(hash_ids(ids("x", range(20)), "job-8"), key)
+    mask = PSIKey.generate_mask(key)
+
+    assert blind(blind(blinded, mask), mask.inverse()) == blinded
+    assert blind(blinded, key.times(mask)) == blind(blind(blinded, key), mask)
+
+
+def test_clamped_representative_acts_as_its_residue() -> None:
+    rng = random.Random(3)
+    point = as_int(blind(hash_ids(["c"], "job-c"), PSIKey.generate())[0])  # order l
+    found = 0
+    for _ in range(12):
+        residue = rng.randrange(1, GROUP_ORDER)
+        value = clamped_representative(residue)
+        if value is None:
+            continue
+        found += 1
+        assert value % 8 == 0 and 2**254 <= value < 2**255
+        assert ladder(value, point) == ladder(residue, point)
+    assert found >= 2
+
+
+def test_a_key_whose_inverse_has_no_clamped_form_is_refused() -> None:
+    while True:
+        key = PSIKey.generate()
+        if clamped_representative(pow(key.value, -1, GROUP_ORDER)) is None:
+            break
+
+    with pytest.raises(CryptoError, match="no clamped X25519 form"):
+        key.inverse()
+
+
+def test_a_twist_point_stays_on_the_twist_so_it_can_match_no_curve_point() -> None:
+    twist = next(u for u in range(2, 100) if not on_curve(u.to_bytes(32, "little")))
     key = PSIKey.generate()
 
-    assert blind(blind(points, key), key.inverse()) == points
+    assert not on_curve(blind([twist.to_bytes(32, "little")], key)[0])
+    assert all(on_curve(point) for point in blind(hash_ids(["a", "b"], "job-t"), key))
 
 
 def test_parallel_blinding_matches_serial_and_keeps_order() -> None:
@@ -137,7 +254,7 @@ def test_parallel_blinding_matches_serial_and_keeps_order() -> None:
     assert blind(points, key, workers=2) == blind(points, key, workers=1)
 
 
-@pytest.mark.parametrize("bad", [NON_CANONICAL, IDENTITY, b"\x01" * 31, b"x" * 33])
+@pytest.mark.parametrize("bad", [NON_CANONICAL, ZERO, ONE, b"\x01" * 31, b"x" * 33])
 def test_blinding_refuses_invalid_points_naming_the_index(bad: bytes) -> None:
     points = hash_ids(["a", "b", "c"], "job-10")
     points[1] = bad
@@ -146,7 +263,7 @@ def test_blinding_refuses_invalid_points_naming_the_index(bad: bytes) -> None:
         blind(points, PSIKey.generate())
 
 
-@pytest.mark.parametrize("bad", [NON_CANONICAL, IDENTITY, b"\x01" * 31])
+@pytest.mark.parametrize("bad", [NON_CANONICAL, ZERO, ONE, b"\x01" * 31])
 def test_check_points_refuses_invalid_points(bad: bytes) -> None:
     with pytest.raises(CryptoError, match="index 0"):
         check_points([bad])
@@ -155,7 +272,7 @@ def test_check_points_refuses_invalid_points(bad: bytes) -> None:
 def test_relay_refuses_an_invalid_point_from_a_peer() -> None:
     party = PSIParty(["a"], "job-11", 3)
 
-    with pytest.raises(CryptoError, match="invalid ristretto255 point at index 0"):
+    with pytest.raises(CryptoError, match="invalid curve25519 point at index 0"):
         party.relay([NON_CANONICAL])
 
 
@@ -230,5 +347,7 @@ def test_keys_are_validated() -> None:
         PSIKey(bytes(32))
     with pytest.raises(CryptoError):
         PSIKey(b"\xff" * 32)
+    with pytest.raises(CryptoError):  # not a multiple of 8
+        PSIKey.from_value(2**254 + 1)
     assert len(PSIKey.generate().scalar) == POINT_BYTES
     assert "scalar" not in repr(PSIKey.generate()).split("(", 1)[1]

@@ -1,10 +1,12 @@
-"""Private set intersection of customer ids: ring ECDH-PSI on ristretto255.
+"""Private set intersection of customer ids: ring ECDH-PSI on Curve25519 (X25519).
 
 Design (semi-honest parties, a coordinator that colludes with none of them):
 
 1. Hashing. Every party maps each id ``x`` to a point
-   ``H(x) = ristretto255_from_hash(SHA-512(tag || job_id || x))`` (length-prefixed,
-   domain-separated, so points of one job say nothing about another's).
+   ``H(x) = Elligator2(SHA-512(tag || job_id || x) mod p)`` (length-prefixed,
+   domain-separated, so points of one job say nothing about another's; see
+   :mod:`fedcredit.psi.group` for the map and the clamped scalars). Points travel
+   as X25519 u-coordinates and "raising to ``k``" below is ``X25519(k, u)``.
 2. Ring. Party ``i`` holds a fresh secret scalar ``k_i``. It shuffles its points,
    raises them to ``k_i`` and sends the list to party ``i+1``; each party in turn
    raises the list to its own scalar, keeping the order, until after ``m-1`` hops
@@ -30,7 +32,8 @@ What each side learns:
   the coordinator colludes with nobody.
 
 Every point a party or the coordinator receives is checked to be a canonical
-ristretto255 encoding of a non-identity point; anything else raises CryptoError.
+Curve25519 u-coordinate (32 bytes, below p, not of small order); anything else
+raises CryptoError.
 """
 
 from fedcredit.psi.coordinator import IntersectionSummary, intersect, summarize
@@ -40,6 +43,7 @@ from fedcredit.psi.group import (
     PSIKey,
     blind,
     check_points,
+    hash_and_blind,
     hash_ids,
     worker_count,
 )
@@ -55,6 +59,7 @@ __all__ = [
     "PSIResult",
     "blind",
     "check_points",
+    "hash_and_blind",
     "hash_ids",
     "intersect",
     "next_holder",

@@ -28,7 +28,7 @@ def intersect(sets: Sequence[Sequence[bytes]], *, validate: bool = True) -> list
     """Return the values present in every set, sorted.
 
     Each set must be strictly increasing (sorted, no repeats: a party's sorted F-set)
-    and, with ``validate``, made of valid ristretto255 points; otherwise
+    and, with ``validate``, made of valid Curve25519 u-coordinates; otherwise
     :class:`ProtocolError` or :class:`CryptoError` names the set and position. The
     coordinator learns the size of every set and of every sub-intersection (it can
     compare any two sets), never an id: it holds no party's key.

@@ -1,45 +1,118 @@
-"""ristretto255 primitives for the PSI: hashing ids to the group, secret scalars, blinding.
+"""Curve25519 primitives for the PSI: hashing ids to the curve, secret scalars, blinding.
 
-Points travel as their canonical 32-byte ristretto255 encodings. Every point a
-party receives is checked before use: ``blind`` relies on libsodium's
-``crypto_scalarmult_ristretto255``, which decodes its input and refuses any
-non-canonical encoding and the identity, and ``check_points`` runs
-``crypto_core_ristretto255_is_valid_point`` where no multiplication follows (the
-coordinator). Both raise :class:`~fedcredit.errors.CryptoError` naming the index.
+Points travel as 32-byte little-endian Montgomery u-coordinates (RFC 7748), and
+blinding is the X25519 function: libsodium's ``crypto_scalarmult`` through
+PyNaCl, whose Montgomery ladder measured 46-52 us a call here against 90 us for
+``crypto_scalarmult_ristretto255`` (``benchmarks/psi.py`` records both). The
+u-coordinate names a point up to sign; ``[k](-P) = -[k]P``, so blinding is
+well defined on u and commutes: ``X25519(a, X25519(b, u)) = X25519(b, X25519(a, u))``.
 
-libsodium is called through ctypes, which releases the GIL, so batches are split
-across a thread pool (one thread per available core): on a 2-core machine the
-measured speed-up of ``blind`` is 1.9x.
+Hashing (:func:`hash_ids`): SHA-512 of the domain tag, the job id and the id,
+each length-prefixed, reduced modulo ``p`` (512 bits, so uniform to within
+2^-257), then RFC 9380's Elligator 2 map for curve25519 (section 6.7.1, the
+map of the ``curve25519_XMD:SHA-512_ELL2_NU_`` suite; ``tests/test_psi.py``
+checks it on the RFC's test vectors). The RFC's final cofactor clearing is left
+to the first blinding, whose scalar is a multiple of 8. This is the RFC's
+non-uniform *encoding*: its image is about half the curve, each point with at
+most two preimages. The DH-PSI argument still holds (the reduction
+re-randomizes a DDH challenge point until it falls in the image, an expected
+two tries, and samples a preimage with the Elligator inverse); the price is a
+small constant factor in the bound. The random-oracle variant would add a
+second map and a point addition, which costs a square root in Python.
+
+Scalars. X25519 clamps its scalar: a multiple of 8 in ``[2^254, 2^255)``. Keys
+are therefore stored clamped (:class:`PSIKey`). After the first blinding every
+point lies in the subgroup of prime order ``l``, where only the scalar modulo
+``l`` matters, so a product or an inverse modulo ``l`` is applied through its
+clamped representative, the one multiple of 8 in ``[2^254, 2^255)`` congruent to
+it modulo ``l``. About half of all residues have one; :meth:`PSIKey.generate_mask`
+draws a mask whose inverse and whose product with the key both do.
+
+Validation. Every point a party or the coordinator receives is checked before
+use, as RFC 7748 section 6.1 asks: 32 bytes, a canonical field element (below
+``p = 2^255 - 19``), not one of the points of order dividing 8, and a blinding
+that does not give the identity. A u of the twist is harmless (Curve25519 is
+twist-secure) and matches nothing; :func:`on_curve` tells the two apart for
+tests. Anything else raises :class:`~fedcredit.errors.CryptoError` naming the index.
+
+PyNaCl releases the GIL around libsodium calls, so blinding is split across a
+thread pool (one thread per available core). Hashing is Python and gmpy2 holding
+the GIL, so it runs in one thread, with one field inversion per 1,024 ids.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import rbcl
+import gmpy2
+from gmpy2 import mpz
+from nacl.bindings import crypto_scalarmult
+from nacl.exceptions import RuntimeError as SodiumError
 
 from fedcredit.errors import ConfigError, CryptoError, DataError
 
 POINT_BYTES = 32
 SCALAR_BYTES = 32
-HASH_DOMAIN = b"fedcredit/psi/v1/hash-to-ristretto255"
-"""Domain-separation tag: a point hashed here is never a point hashed by another protocol."""
+HASH_DOMAIN = b"fedcredit/psi/v2/hash-to-curve25519-elligator2"
+"""Domain-separation tag: a point hashed here is never a point hashed by
+another protocol (nor by version 1, which used ristretto255)."""
 
+FIELD_PRIME = 2**255 - 19
+GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+"""``l``, the order of the prime subgroup; the curve has ``8 l`` points."""
+
+_A = mpz(486662)
+_P = mpz(FIELD_PRIME)
+_Z = mpz(2)  # RFC 9380: Elligator 2's non-square for curve25519
+_INV8 = pow(8, -1, GROUP_ORDER)
+_CLAMP_LOW = 2**254
+_CLAMP_HIGH = 2**255
+# u-coordinates of the points of order 1, 2, 4 and 8 (libsodium's X25519 blocklist,
+# canonical ones): blinding them gives the identity, so they are never a real point.
+_LOW_ORDER = frozenset(
+    value.to_bytes(POINT_BYTES, "little")
+    for value in (
+        0,
+        1,
+        FIELD_PRIME - 1,
+        325606250916557431795983626356110631294008115727848805560023387167927233504,
+        39382357235489614581723060781553021112529911719440698176882885853963445705823,
+    )
+)
+_MINUS_A = _P - _A
+_LENGTH = struct.Struct(">I")
+_from_bytes = mpz.from_bytes
+_HASH_CHUNK = 1024
 _PARALLEL_MIN = 2048
-_IDENTITY = bytes(POINT_BYTES)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
+def clamped_representative(residue: int) -> int | None:
+    """The X25519 scalar acting as ``residue`` on the prime subgroup, or None.
+
+    That is the one multiple of 8 in ``[2^254, 2^255)`` congruent to ``residue``
+    modulo ``l`` (8l exceeds 2^255, so there is at most one); about half of all
+    residues have it.
+    """
+    candidate = 8 * (residue * _INV8 % GROUP_ORDER)
+    return candidate if _CLAMP_LOW <= candidate < _CLAMP_HIGH else None
+
+
+def _is_clamped(value: int) -> bool:
+    return value % 8 == 0 and _CLAMP_LOW <= value < _CLAMP_HIGH
+
+
 @dataclass(frozen=True)
 class PSIKey:
-    """A party's secret scalar for one PSI job (reduced modulo the group order, non-zero).
+    """A party's secret X25519 scalar for one PSI job, stored clamped (32 bytes, little-endian).
 
     Generate a fresh key per job: a key reused across jobs lets a peer link the same
     customer across those jobs. The scalar never leaves its party.
@@ -48,26 +121,64 @@ class PSIKey:
     scalar: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
-        if len(self.scalar) != SCALAR_BYTES or not any(self.scalar):
-            raise CryptoError("a PSI key must be a non-zero 32-byte scalar")
-        if rbcl.crypto_core_ristretto255_scalar_reduce(self.scalar + bytes(32)) != self.scalar:
-            raise CryptoError("a PSI key must be reduced modulo the group order")
+        if len(self.scalar) != SCALAR_BYTES or not _is_clamped(self.value):
+            raise CryptoError(
+                "a PSI key must be a clamped 32-byte X25519 scalar "
+                "(a multiple of 8 in [2^254, 2^255))"
+            )
+
+    @property
+    def value(self) -> int:
+        """The scalar as an integer."""
+        return int.from_bytes(self.scalar, "little")
+
+    @classmethod
+    def from_value(cls, value: int) -> PSIKey:
+        """The key of a clamped integer scalar; CryptoError if it is not clamped."""
+        if not _is_clamped(value):
+            raise CryptoError("a PSI key must be a multiple of 8 in [2^254, 2^255)")
+        return cls(value.to_bytes(SCALAR_BYTES, "little"))
 
     @classmethod
     def generate(cls) -> PSIKey:
-        """A uniformly random non-zero scalar from libsodium's CSPRNG."""
+        """A uniformly random clamped scalar (2^251 possible keys) from the OS CSPRNG."""
+        raw = bytearray(secrets.token_bytes(SCALAR_BYTES))
+        raw[0] &= 0xF8
+        raw[31] = (raw[31] & 0x7F) | 0x40
+        return cls(bytes(raw))
+
+    @classmethod
+    def generate_mask(cls, key: PSIKey) -> PSIKey:
+        """A one-time mask ``r`` for which ``key.times(r)`` and ``r.inverse()`` both exist.
+
+        About one draw in four qualifies; the mask stays uniform on a set of about
+        2^249 scalars, far beyond any search.
+        """
         while True:
-            scalar = rbcl.crypto_core_ristretto255_scalar_random()
-            if any(scalar):
-                return cls(scalar)
+            mask = cls.generate()
+            inverse = pow(mask.value, -1, GROUP_ORDER)
+            product = key.value * mask.value % GROUP_ORDER
+            if clamped_representative(inverse) and clamped_representative(product):
+                return mask
 
     def inverse(self) -> PSIKey:
-        """The scalar ``1/k`` modulo the group order (un-blinds what this key blinded)."""
-        return PSIKey(rbcl.crypto_core_ristretto255_scalar_invert(self.scalar))
+        """The scalar that un-blinds what this key blinded (``1/k`` modulo ``l``).
+
+        CryptoError when that residue has no clamped form; masks from
+        :meth:`generate_mask` always have one.
+        """
+        return self._from_residue(pow(self.value, -1, GROUP_ORDER), "inverse")
 
     def times(self, other: PSIKey) -> PSIKey:
-        """The product ``k * other`` modulo the group order: one blinding instead of two."""
-        return PSIKey(rbcl.crypto_core_ristretto255_scalar_mul(self.scalar, other.scalar))
+        """The product ``k * other`` modulo ``l``: one blinding instead of two (see inverse)."""
+        return self._from_residue(self.value * other.value % GROUP_ORDER, "product")
+
+    @staticmethod
+    def _from_residue(residue: int, what: str) -> PSIKey:
+        value = clamped_representative(residue)
+        if value is None:
+            raise CryptoError(f"this PSI key {what} has no clamped X25519 form")
+        return PSIKey.from_value(value)
 
 
 def worker_count() -> int:
@@ -95,74 +206,177 @@ def _map_chunks(
         return [value for part in parts for value in part]
 
 
-def _hasher(job_id: str) -> hashlib._Hash:
+def hash_to_field(message: bytes, tag: bytes = HASH_DOMAIN) -> int:
+    """A field element from SHA-512 of the length-prefixed tag and message.
+
+    512 bits reduced modulo ``p`` (about 2^255) are uniform to within 2^-257.
+    """
+    return _field_element(_prefix(tag), message)
+
+
+def _prefix(tag: bytes) -> hashlib._Hash:
+    return hashlib.sha512(_LENGTH.pack(len(tag)) + tag)
+
+
+def _field_element(prefix: hashlib._Hash, message: bytes) -> int:
+    """The field element of ``message`` after the already-hashed ``prefix``."""
+    digest = prefix.copy()
+    digest.update(message)
+    return int.from_bytes(digest.digest(), "little") % FIELD_PRIME
+
+
+def map_to_curve(element: int) -> int:
+    """RFC 9380 Elligator 2 for curve25519 (section 6.7.1): the u-coordinate of the point."""
+    u = mpz(element)
+    denominator = (_Z * u * u + 1) % _P
+    x1 = (-_A * gmpy2.invert(denominator, _P)) % _P if denominator else _P - _A
+    if not x1:
+        x1 = _P - _A
+    if gmpy2.legendre((x1 * (x1 * (x1 + _A) + 1)) % _P, _P) < 0:
+        x1 = (-x1 - _A) % _P
+    return int(x1)
+
+
+def _hash_chunk(job_id: str) -> Callable[[Sequence[str], int], list[bytes]]:
+    """``run(ids, offset)``: :func:`map_to_curve` of each id's field element, batched.
+
+    The same values as ``map_to_curve`` one by one, with one inversion per chunk
+    (Montgomery's trick) instead of one per id.
+    """
     if not job_id:
         raise ConfigError("a PSI job id must not be empty")
     job = job_id.encode("utf-8")
     # Length prefixes make (job, id) unambiguous: no other pair produces the same input.
-    return hashlib.sha512(HASH_DOMAIN + struct.pack(">I", len(job)) + job)
-
-
-def hash_ids(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> list[bytes]:
-    """Map each id to a ristretto255 point, ``H(x) = from_hash(SHA-512(tag, job_id, x))``.
-
-    The job id separates jobs: points from one job say nothing about another job's.
-    Equal ids give equal points; the caller refuses duplicate ids before this.
-    """
-    prefix = _hasher(job_id)
+    prefix = _prefix(HASH_DOMAIN)
+    prefix.update(_LENGTH.pack(len(job)) + job)
 
     def run(chunk: Sequence[str], offset: int) -> list[bytes]:
-        out: list[bytes] = []
+        denominators: list[mpz] = []
         for index, value in enumerate(chunk):
             if not isinstance(value, str):
                 raise DataError(f"PSI id at index {offset + index} is not a string")
             raw = value.encode("utf-8")
             digest = prefix.copy()
-            digest.update(struct.pack(">I", len(raw)) + raw)
-            out.append(rbcl.crypto_core_ristretto255_from_hash(digest.digest()))
+            digest.update(_LENGTH.pack(len(raw)) + raw)
+            u = _from_bytes(digest.digest(), "little") % _P
+            denominators.append((_Z * u * u + 1) % _P)
+        if not all(denominators):  # u^2 = -1/2: never met in practice, but defined
+            return [
+                map_to_curve(int(_from_bytes(_digest(prefix, value), "little") % _P)).to_bytes(
+                    POINT_BYTES, "little"
+                )
+                for value in chunk
+            ]
+        partial: list[mpz] = []
+        running = mpz(1)
+        for denominator in denominators:
+            partial.append(running)
+            running = running * denominator % _P
+        inverse = gmpy2.invert(running, _P)
+        out: list[bytes] = [b""] * len(chunk)
+        for index in range(len(chunk) - 1, -1, -1):
+            x1 = _MINUS_A * (inverse * partial[index]) % _P
+            inverse = inverse * denominators[index] % _P
+            if gmpy2.legendre((x1 * (x1 * (x1 + _A) + 1)) % _P, _P) < 0:
+                x1 = (_MINUS_A - x1) % _P
+            out[index] = x1.to_bytes(POINT_BYTES, "little")
         return out
 
-    return _map_chunks(run, ids, workers)
+    return run
 
 
-def blind(points: Sequence[bytes], key: PSIKey, *, workers: int | None = None) -> list[bytes]:
-    """Return ``[P^k for P in points]`` in the same order.
+def _digest(prefix: hashlib._Hash, value: str) -> bytes:
+    raw = value.encode("utf-8")
+    digest = prefix.copy()
+    digest.update(_LENGTH.pack(len(raw)) + raw)
+    return digest.digest()
 
-    Raises :class:`CryptoError` naming the first index whose input is not a
-    canonical ristretto255 encoding of a non-identity point. The receiver of the
-    output learns nothing about ``k`` (discrete logarithm) and, without ``k``,
-    cannot tell which inputs the outputs came from beyond their order.
+
+def hash_ids(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> list[bytes]:
+    """Map each id to a curve point's u: ``H(x) = map_to_curve(hash_to_field(job_id, x))``.
+
+    The job id separates jobs: points from one job say nothing about another job's.
+    Equal ids give equal points; the caller refuses duplicate ids before this.
+    Hashing is Python holding the GIL, so it runs in the calling thread whatever
+    ``workers`` says (threads would only contend); ``workers`` is accepted for
+    symmetry with :func:`blind`.
+    """
+    del workers
+    run = _hash_chunk(job_id)
+    out: list[bytes] = []
+    for start in range(0, len(ids), _HASH_CHUNK):
+        out.extend(run(ids[start : start + _HASH_CHUNK], start))
+    return out
+
+
+def hash_and_blind(
+    ids: Sequence[str], job_id: str, key: PSIKey, *, workers: int | None = None
+) -> list[bytes]:
+    """``blind(hash_ids(ids, job_id), key)`` without re-checking the points just made.
+
+    Hashing first and blinding after measured faster on two cores than hashing
+    inside the blinding threads, where the two threads' hashing contends for the GIL.
+    """
+    return blind(hash_ids(ids, job_id), key, workers=workers, checked=True)
+
+
+def _check(point: object, index: int) -> None:
+    """RFC 7748's checks on a received u: 32 bytes, canonical, not of small order.
+
+    A u on the twist needs no test: Curve25519 is twist-secure (the twist's
+    order is 4 times a 253-bit prime), so blinding it reveals nothing about the
+    scalar, and the result can match no honest party's value.
+    """
+    if not isinstance(point, bytes) or len(point) != POINT_BYTES:
+        raise _invalid(index, "not 32 bytes")
+    if int.from_bytes(point, "little") >= FIELD_PRIME:
+        raise _invalid(index, "not a canonical field element")
+    if point in _LOW_ORDER:
+        raise _invalid(index, "a point of small order")
+
+
+def on_curve(point: bytes) -> bool:
+    """Whether a canonical u belongs to Curve25519 itself rather than its twist."""
+    u = mpz(int.from_bytes(point, "little"))
+    return bool(gmpy2.legendre((u * (u * (u + _A) + 1)) % _P, _P) >= 0)
+
+
+def blind(
+    points: Sequence[bytes], key: PSIKey, *, workers: int | None = None, checked: bool = False
+) -> list[bytes]:
+    """Return ``[X25519(k, P) for P in points]`` in the same order.
+
+    Raises :class:`CryptoError` naming the first index whose input is not a valid
+    point (see the module docstring). The receiver of the output learns nothing
+    about ``k`` (discrete logarithm) and, without ``k``, cannot tell which inputs
+    the outputs came from beyond their order.
     """
     scalar = key.scalar
 
     def run(chunk: Sequence[bytes], offset: int) -> list[bytes]:
         out: list[bytes] = []
         for index, point in enumerate(chunk):
-            if not isinstance(point, bytes) or len(point) != POINT_BYTES:
-                raise _invalid(offset + index, "not 32 bytes")
+            if not checked:
+                _check(point, offset + index)
             try:
-                out.append(rbcl.crypto_scalarmult_ristretto255(scalar, point))
-            except RuntimeError:
-                raise _invalid(offset + index, "not a canonical non-identity point") from None
+                out.append(crypto_scalarmult(scalar, point))
+            except SodiumError:  # the identity: only a point of small order gives it
+                raise _invalid(offset + index, "a point of small order") from None
         return out
 
     return _map_chunks(run, points, workers)
 
 
 def check_points(points: Sequence[bytes], *, workers: int | None = None) -> None:
-    """Raise :class:`CryptoError` at the first entry that is not a valid ristretto255 point."""
+    """Raise :class:`CryptoError` at the first entry that is not a valid curve point."""
 
     def run(chunk: Sequence[bytes], offset: int) -> list[bool]:
         for index, point in enumerate(chunk):
-            if not isinstance(point, bytes) or len(point) != POINT_BYTES:
-                raise _invalid(offset + index, "not 32 bytes")
-            # libsodium accepts the identity as a valid encoding; it is never H(x)^k.
-            if point == _IDENTITY or not rbcl.crypto_core_ristretto255_is_valid_point(point):
-                raise _invalid(offset + index, "not a canonical non-identity point")
+            _check(point, offset + index)
         return []
 
     _map_chunks(run, points, workers)
 
 
 def _invalid(index: int, reason: str) -> CryptoError:
-    return CryptoError(f"invalid ristretto255 point at index {index}: {reason}")
+    return CryptoError(f"invalid curve25519 point at index {index}: {reason}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from fedcredit.errors import CryptoError, DataError, ProtocolError
-from fedcredit.psi.group import POINT_BYTES, PSIKey, blind, hash_ids
+from fedcredit.psi.group import POINT_BYTES, PSIKey, blind, hash_and_blind
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,8 @@ class PSIParty:
         self._job_id = job_id
         self._n_parties = n_parties
         self._key = key if key is not None else PSIKey.generate()
-        self._mask = PSIKey.generate() if (n_parties > 2 if mask is None else mask) else None
+        masked = n_parties > 2 if mask is None else mask
+        self._mask = PSIKey.generate_mask(self._key) if masked else None
         self._rng = rng if rng is not None else random.SystemRandom()
         self._workers = workers
         self._order: list[int] = []
@@ -105,10 +106,11 @@ class PSIParty:
         self._expect(_Stage.NEW, "start")
         self._order = list(range(len(self._ids)))
         self._rng.shuffle(self._order)
-        points = hash_ids([self._ids[i] for i in self._order], self._job_id, workers=self._workers)
         first = self._key if self._mask is None else self._key.times(self._mask)
+        ordered = [self._ids[i] for i in self._order]
+        blinded = hash_and_blind(ordered, self._job_id, first, workers=self._workers)
         self._stage = _Stage.STARTED
-        return blind(points, first, workers=self._workers)
+        return blinded
 
     def relay(self, points: Sequence[bytes]) -> list[bytes]:
         """Blind a peer's list with the own key, same order; invalid points raise CryptoError."""

@@ -144,7 +144,7 @@ class PsiPoints(_message.Message):
     owner: _builtins.str
     """whose ids these points stand for"""
     points: _builtins.bytes
-    """concatenated 32-byte ristretto255 encodings"""
+    """concatenated 32-byte X25519 u-coordinates"""
     count: _builtins.int
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...

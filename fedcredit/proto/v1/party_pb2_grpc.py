@@ -131,7 +131,7 @@ class PartyServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PsiBlind(self, request, context):
-        """Private set intersection on ristretto255 (see fedcredit.psi).
+        """Private set intersection on Curve25519 (see fedcredit.psi).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

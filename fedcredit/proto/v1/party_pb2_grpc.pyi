@@ -38,7 +38,7 @@ class PartyStub:
     def __new__(cls, channel: _aio.Channel) -> PartyAsyncStub: ...
     Setup: _grpc.UnaryUnaryMultiCallable[_party_pb2.SetupRequest, _party_pb2.SetupReply]
     PsiBlind: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiRequest, _party_pb2.PsiPoints]
-    """Private set intersection on ristretto255 (see fedcredit.psi)."""
+    """Private set intersection on Curve25519 (see fedcredit.psi)."""
     PsiApply: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]
     PsiFinish: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]
     PsiAlign: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.AlignReply]
@@ -66,7 +66,7 @@ class PartyAsyncStub(PartyStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Setup: _aio.UnaryUnaryMultiCallable[_party_pb2.SetupRequest, _party_pb2.SetupReply]  # type: ignore[assignment]
     PsiBlind: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiRequest, _party_pb2.PsiPoints]  # type: ignore[assignment]
-    """Private set intersection on ristretto255 (see fedcredit.psi)."""
+    """Private set intersection on Curve25519 (see fedcredit.psi)."""
     PsiApply: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]  # type: ignore[assignment]
     PsiFinish: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]  # type: ignore[assignment]
     PsiAlign: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.AlignReply]  # type: ignore[assignment]
@@ -103,7 +103,7 @@ class PartyServicer(metaclass=_abc_1.ABCMeta):
         request: _party_pb2.PsiRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_party_pb2.PsiPoints, _abc.Awaitable[_party_pb2.PsiPoints]]:
-        """Private set intersection on ristretto255 (see fedcredit.psi)."""
+        """Private set intersection on Curve25519 (see fedcredit.psi)."""
 
     @_abc_1.abstractmethod
     def PsiApply(
