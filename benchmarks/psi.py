@@ -1,6 +1,6 @@
-"""Ring ECDH-PSI on ristretto255: every party's work in this one process.
+"""Ring ECDH-PSI on Curve25519: through party nodes, and every party's work in one process.
 
-    python benchmarks/psi.py --json OUT.json [--quick] [--max-seconds 600]
+    python benchmarks/psi.py --json OUT.json [--quick] [--max-seconds 600] [--repeat 3]
 
 Full run: two parties with 100,000 ids each, then 1,000,000 each (or, when the
 100k run predicts that 1M would exceed ``--max-seconds``, the largest multiple of
@@ -14,6 +14,17 @@ computes on its own machine in parallel). JSON ``runs``: ``n`` (ids per party),
 (``seconds / n``), ``intersection``, ``phases`` (wall seconds per step). The load
 average at start of each run is recorded: on a busy machine the wall times mean
 little and ``cpu_seconds`` is the steadier figure. Progress goes to stderr.
+
+``node_runs``: the two-party alignment as a real job runs it: two party nodes as
+separate processes and the coordinator, over mutual TLS on 127.0.0.1, driven by
+``run_job(..., align_only=True)``; ``seconds`` is the driver's alignment phase
+(node start, data loading and key generation excluded), ``phases`` its steps.
+The two parties still share this machine's two cores. ``--repeat`` runs it that
+many times; ``median_seconds`` summarizes them.
+
+``scalar_mult_us``: one thread's microseconds per X25519 call (libsodium through
+PyNaCl) and per ``crypto_scalarmult_ristretto255`` (libsodium through rbcl, the
+group of version 1), measured on the same machine in this run.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fedcredit.psi import PSIParty, intersect, next_holder, worker_count
+from fedcredit.psi import PSIKey, PSIParty, blind, hash_ids, intersect, next_holder, worker_count
 
 SHARED = 0.8
 
@@ -98,6 +110,93 @@ def run(n: int, parties: int, seed: int = 1) -> dict[str, Any]:
     }
 
 
+def scalar_mult_us(count: int = 3000) -> dict[str, float]:
+    """Per-call microseconds, one thread: X25519 against ristretto255, same machine, same run."""
+    import hashlib
+
+    import rbcl
+
+    points = hash_ids([f"S{i}" for i in range(count)], "bench-mult")
+    key = PSIKey.generate()
+    started = time.perf_counter()
+    blind(points, key, workers=1, checked=True)
+    x25519 = (time.perf_counter() - started) / count * 1e6
+    scalar = rbcl.crypto_core_ristretto255_scalar_random()
+    ristretto = [
+        rbcl.crypto_core_ristretto255_from_hash(hashlib.sha512(p).digest()) for p in points
+    ]
+    started = time.perf_counter()
+    for point in ristretto:
+        rbcl.crypto_scalarmult_ristretto255(scalar, point)
+    other = (time.perf_counter() - started) / count * 1e6
+    return {
+        "x25519": round(x25519, 1),
+        "ristretto255": round(other, 1),
+        "ratio": round(other / x25519, 2),
+    }
+
+
+FEDERATION = """[federation]
+name = "psi-bench"
+key_bits = 2048
+[coordinator]
+address = "127.0.0.1:50050"
+[[party]]
+name = "lender"
+role = "lending"
+address = "127.0.0.1:50051"
+data = "lender.csv"
+id_column = "ID"
+label_column = "y"
+[[party]]
+name = "partner"
+role = "ecommerce"
+address = "127.0.0.1:50052"
+data = "partner.csv"
+id_column = "ID"
+[train]
+epochs = 1
+test_fraction = 0.25
+seed = 7
+"""
+
+
+def node_run(n: int, seed: int = 1) -> dict[str, Any]:
+    """Two party processes and a coordinator over mTLS: the alignment phase of a real job."""
+    import tempfile
+
+    from fedcredit.cli.jobs import run_job
+    from fedcredit.config import load_federation
+
+    lender_ids, partner_ids = id_sets(n, 2, seed)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="fedcredit-psi-") as tmp:
+        folder = Path(tmp)
+        with open(folder / "lender.csv", "w", encoding="utf-8") as out:
+            out.write("ID,x,y\n")
+            out.writelines(f"{i},{rng.random():.4f},{rng.randint(0, 1)}\n" for i in lender_ids)
+        with open(folder / "partner.csv", "w", encoding="utf-8") as out:
+            out.write("ID,z\n")
+            out.writelines(f"{i},{rng.random():.4f}\n" for i in partner_ids)
+        (folder / "federation.toml").write_text(FEDERATION, encoding="utf-8")
+        load = os.getloadavg()[0]
+        fed = load_federation(folder / "federation.toml")
+        aligned = run_job(fed, folder / "run", resume=False, quiet=True, align_only=True)
+    if aligned["common"] != int(SHARED * n):
+        raise SystemExit(f"wrong intersection through nodes: {aligned['common']}")
+    seconds = float(aligned["align_seconds"])
+    log(f"  nodes n={n}: {seconds:.2f} s {aligned['align_phases']}")
+    return {
+        "n": n,
+        "parties": 2,
+        "seconds": round(seconds, 3),
+        "per_id_us": round(seconds / n * 1e6, 2),
+        "intersection": aligned["common"],
+        "phases": aligned["align_phases"],
+        "load_average_at_start": round(load, 2),
+    }
+
+
 def largest_fitting(per_id_seconds: float, wanted: int, budget: float) -> int:
     """``wanted``, or the largest multiple of 100,000 predicted to run within ``budget``."""
     # 20 % headroom: sorting and dictionaries grow a little faster than linearly.
@@ -111,6 +210,7 @@ def main() -> None:
     parser.add_argument("--json", required=True, type=Path, help="where to write the results")
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="budget of the big run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs through nodes")
     args = parser.parse_args()
 
     runs: list[dict[str, Any]] = []
@@ -130,6 +230,13 @@ def main() -> None:
         runs.append(run(100_000, 3))
     for entry in runs:
         log(f"n={entry['n']} parties={entry['parties']}: {entry['seconds']} s wall")
+    node_n = 10_000 if args.quick else 100_000
+    node_runs = []
+    for attempt in range(max(0, args.repeat)):
+        log(f"run through nodes n={node_n} parties=2 ({attempt + 1} of {args.repeat})")
+        node_runs.append(node_run(node_n))
+    mults = scalar_mult_us()
+    log(f"scalar multiplication, one thread: {mults}")
 
     report = {
         "benchmark": "psi",
@@ -138,6 +245,11 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "runs": runs,
+        "node_runs": node_runs,
+        "node_median_seconds": (
+            statistics.median(r["seconds"] for r in node_runs) if node_runs else None
+        ),
+        "scalar_mult_us": mults,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

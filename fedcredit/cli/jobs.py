@@ -75,8 +75,13 @@ def run_job(
     quiet: bool,
     insecure: bool = False,
     allow_small_keys: bool = False,
+    align_only: bool = False,
 ) -> dict[str, Any]:
-    """Align, train, evaluate; writes DIR/metrics.json, the model and the plots."""
+    """Align, train, evaluate; writes DIR/metrics.json, the model and the plots.
+
+    With ``align_only`` the job stops after the private alignment and returns the
+    aligned row counts and the PSI's seconds (``align_seconds``); nothing is written.
+    """
     _check_writable(out)
     cert_dir = prepare_certs(fed, out, insecure=insecure)
     progress = Progress(quiet=quiet)
@@ -102,6 +107,13 @@ def run_job(
             state_dirs={n: str(nodes.state_dir(n)) for n in names if n != COORDINATOR},
             liveness=nodes.check_alive,
         )
+        if align_only:
+            aligned: dict[str, Any] = dict(driver.align_only())
+            aligned["align_seconds"] = driver.timings["align"]
+            aligned["align_phases"] = {
+                k: round(v, 3) for k, v in driver.timings.items() if k.startswith("align_")
+            }
+            return aligned
         return driver.run(out, resume=resume)
 
 

@@ -150,6 +150,17 @@ class Driver:
         write_json_atomic(out_dir / "metrics.json", metrics)
         return metrics
 
+    def align_only(self) -> dict[str, int]:
+        """Start the job, set the parties up and align their ids; nothing is trained.
+
+        Returns the aligned row counts; ``timings["align"]`` holds the PSI's seconds.
+        """
+        self._setup(self._start_job(), resume=False)
+        started = time.monotonic()
+        aligned = self._align()
+        self.timings["align"] = time.monotonic() - started
+        return aligned
+
     def _start_job(self) -> str:
         self.progress(
             "phase",
@@ -182,7 +193,9 @@ class Driver:
 
         # Every party blinds its own ids (and so makes its PSI key) before any ring starts: a
         # ring passes through the other parties, which need their key to apply it.
+        started = time.monotonic()
         blinded = self.call_all(parties, "PsiBlind", lambda p: party_pb2.PsiRequest(env=self.env()))
+        self.timings["align_blind"] = (now := time.monotonic()) - started
 
         def ring(owner: str) -> list[bytes]:
             points = blinded[owner]
@@ -207,13 +220,16 @@ class Driver:
             return [data[i : i + 32] for i in range(0, len(data), 32)]
 
         f_sets = list(self._pool.map(ring, parties))
+        self.timings["align_rings"] = (started := time.monotonic()) - now
         common = intersect(f_sets)
+        self.timings["align_intersect"] = (now := time.monotonic()) - started
         blob = b"".join(common)
         replies = self.call_all(
             parties,
             "PsiAlign",
             lambda p: party_pb2.PsiPoints(env=self.env(), owner=p, points=blob, count=len(common)),
         )
+        self.timings["align_resolve"] = time.monotonic() - now
         first = replies[parties[0]]
         if any(r.common != first.common or r.test != first.test for r in replies.values()):
             raise ProtocolError("parties disagree on the aligned rows")
