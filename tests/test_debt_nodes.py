@@ -125,6 +125,8 @@ class Nodes:
                 allow_small_keys=True,
                 model_dir=None if name == COORDINATOR else model_dir,
                 peers=tuple(peers.items()),
+                # The nodes' home holds the folders the driver names (state/, run/model).
+                state_dir=self.cert_dir.parent,
             )
             self.servers[name] = build_node(self.fed, options)
             self.addresses[name] = f"127.0.0.1:{self.servers[name].start()}"
@@ -318,7 +320,11 @@ def test_lenders_upload_again_to_a_restarted_coordinator(
         address = nodes.addresses[COORDINATOR]
         nodes.servers[COORDINATOR].stop(0)
         options = NodeOptions(
-            name=COORDINATOR, listen=address, cert_dir=nodes.cert_dir, allow_small_keys=True
+            name=COORDINATOR,
+            listen=address,
+            cert_dir=nodes.cert_dir,
+            allow_small_keys=True,
+            state_dir=tmp_path,
         )
         nodes.servers[COORDINATOR] = build_node(trained.fed, options)
         nodes.servers[COORDINATOR].start()

@@ -184,6 +184,7 @@ def run_recorded_job(folder: Path, design: str) -> RecordedJob:
                 cert_dir=folder / "certs",
                 allow_small_keys=True,
                 peers=tuple(addresses.items()),
+                state_dir=folder,  # the home holding the driver's state/ and run/model
             )
             servers[name] = build_node(
                 fed, options, interceptors=[Recorder(name, exchanges, unrecorded)]

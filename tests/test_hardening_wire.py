@@ -157,8 +157,9 @@ def start_federation(
             cert_dir=folder / "certs",
             allow_small_keys=True,
             peers=tuple(addresses.items()),
-            # Where a fuzzed Setup or SaveModel naming no folder makes the node write.
-            state_dir=folder / "home" / name,
+            # The node's home: the driver's state/ folders lie inside it, and a fuzzed
+            # Setup or SaveModel naming no folder writes there.
+            state_dir=folder,
         )
         servers[name] = build_node(fed, options, interceptors=(interceptors or {}).get(name, []))
         addresses[name] = f"127.0.0.1:{servers[name].start()}"
@@ -456,17 +457,18 @@ def test_coordinator_answers_random_bytes_with_a_refusal_and_stays_healthy(
 
 
 # -- 3. exactly once under retries (a dropped reply replays the same sequence number) ---------
-def _weights(nodes: InProcessFederation, party: str, folder: Path) -> list[float]:
-    request = party_pb2.SaveRequest(env=nodes.driver.env(), model_dir=str(folder))
+def _weights(nodes: InProcessFederation, party: str, name: str) -> list[float]:
+    # A relative model folder is taken from the node's home (``nodes.folder``).
+    request = party_pb2.SaveRequest(env=nodes.driver.env(), model_dir=name)
     nodes.party("coordinator", party).SaveModel(request, timeout=60)
-    return list(json.loads((folder / f"{party}.json").read_text())["weights"])
+    return list(json.loads((nodes.folder / name / f"{party}.json").read_text())["weights"])
 
 
 def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path) -> None:
     nodes = start_federation(tmp_path / "fed")
     try:
         driver = nodes.driver
-        before = _weights(nodes, "ecommerce", tmp_path / "before")
+        before = _weights(nodes, "ecommerce", "before")
         for host in ("ecommerce", "payments"):
             step = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
             nodes.party("coordinator", host).ComputePartial(step, timeout=60)
@@ -475,13 +477,54 @@ def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path
         gradient = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
         stub = nodes.party("coordinator", "ecommerce")
         replies = [stub.ComputeGradient(gradient, timeout=60)]
-        after = _weights(nodes, "ecommerce", tmp_path / "after")
+        after = _weights(nodes, "ecommerce", "after")
         # Two retries of the same message, as after two connections dropped before the reply.
         replies += [stub.ComputeGradient(gradient, timeout=60) for _ in range(2)]
-        again = _weights(nodes, "ecommerce", tmp_path / "again")
+        again = _weights(nodes, "ecommerce", "again")
     finally:
         nodes.close()
     assert before == [0.0] * len(before)
     assert after != before
     assert again == after
     assert replies[1] == replies[2] == replies[0]
+
+
+# -- 4. the driver never chooses where on a party's machine a node writes ----------------------
+@pytest.mark.parametrize("where", ["outside", "../escape", "link"])
+def test_a_model_folder_outside_the_node_home_is_refused_and_nothing_is_written(
+    nodes: InProcessFederation, tmp_path: Path, where: str
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    link = nodes.folder / f"link-{tmp_path.name}"
+    link.symlink_to(outside, target_is_directory=True)
+    requested = {"outside": str(outside), "../escape": "../escape", "link": link.name}[where]
+    request = party_pb2.SaveRequest(env=nodes.driver.env(), model_dir=requested)
+
+    with pytest.raises(grpc.RpcError) as info:
+        nodes.party("coordinator", "payments").SaveModel(request, timeout=30)
+
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "outside the node's folder" in info.value.details()  # type: ignore[attr-defined]
+    assert not list(outside.iterdir())
+    assert not (nodes.folder.parent / "escape").exists()
+
+
+def test_a_setup_naming_a_state_folder_outside_the_home_is_refused_and_the_job_goes_on(
+    nodes: InProcessFederation, tmp_path: Path
+) -> None:
+    request = party_pb2.SetupRequest(
+        env=nodes.driver.env(),
+        public_key_json=nodes.key.to_json(),
+        peers=nodes.addresses,
+        state_dir=str(tmp_path / "state"),
+    )
+
+    with pytest.raises(grpc.RpcError) as info:
+        nodes.party("coordinator", "ecommerce").Setup(request, timeout=30)
+
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    assert "state folder" in info.value.details()  # type: ignore[attr-defined]
+    assert not (tmp_path / "state").exists()
+    # Still on its job: it saves its model part, one weight per ecommerce column.
+    assert len(_weights(nodes, "ecommerce", "after-refused-setup")) > 0

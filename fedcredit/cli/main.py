@@ -54,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         default=None,
-        help="the node's own folder for checkpoints and its model part when the run names none"
-        " (default ./state-NAME)",
+        help="the node's own folder: checkpoints and its model part go inside it, and a folder"
+        " the run names outside it is refused (default ./state-NAME)",
     )
     node.add_argument("--model", type=Path, default=None, help="model folder to score with")
     node.add_argument(

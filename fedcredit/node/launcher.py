@@ -58,8 +58,10 @@ class LocalNodes:
             "127.0.0.1:0",
             "--port-file",
             str(port_file),
+            # The run folder is every local node's home: their state folders and the
+            # model folder the driver names lie inside it.
             "--state-dir",
-            str(self.state_dir(name)),
+            str(self.run_dir),
         ]
         if self.cert_dir is not None:
             cmd += ["--certs", str(self.cert_dir)]

@@ -64,7 +64,8 @@ class PartyNode:
     ) -> None:
         self.name = name
         self.home = home if home is not None else Path(".") / f"state-{name}"
-        """The node's own folder: checkpoints and model part when the driver names none."""
+        """The node's own folder. Checkpoints and the model part go inside it: where the
+        driver names a folder, that folder must lie within this one (see ``within_home``)."""
         self._party_factory = party_factory
         self._peers_factory = peers_factory
         self._job: JobState | None = None
@@ -101,6 +102,23 @@ class PartyNode:
             raise ProtocolError(f"party {self.name!r} has no public key")
         return key
 
+    def within_home(self, requested: str, what: str) -> Path:
+        """A folder the driver asked for, resolved inside the node's home, or ProtocolError.
+
+        A relative path is taken from the home. The driver (the coordinator's side)
+        never decides where on an institution's machine a node writes: anything that
+        resolves outside the home, through ``..`` or a symbolic link, is refused.
+        """
+        home = self.home.resolve()
+        path = Path(requested)
+        target = (path if path.is_absolute() else home / path).resolve()
+        if target != home and home not in target.parents:
+            raise ProtocolError(
+                f"party {self.name!r}: the {what} {requested!r} is outside the node's folder "
+                f"{home} (start the node with --state-dir to choose that folder)"
+            )
+        return target
+
     # -- setup and alignment -------------------------------------------------------------------
     def setup(
         self,
@@ -112,7 +130,7 @@ class PartyNode:
     ) -> party_pb2.SetupReply:
         party = self._party_factory()
         party.public_key = PublicKey.from_json(public_key_json)
-        directory = Path(state_dir) if state_dir else self.home
+        directory = self.within_home(state_dir, "state folder") if state_dir else self.home
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock:
             if self._job is not None:
@@ -309,7 +327,9 @@ class PartyNode:
     def save_model(self, model_dir: str) -> str:
         part = self.job.party.model_part()
         part["public_key_fingerprint"] = self._key().fingerprint
-        directory = Path(model_dir) if model_dir else self.home / "model"
+        directory = (
+            self.within_home(model_dir, "model folder") if model_dir else self.home / "model"
+        )
         write_json_atomic(directory / f"{self.name}.json", part)
         summary = {
             k: part[k] for k in ("party", "has_label", "data_hash", "public_key_fingerprint")
