@@ -25,6 +25,7 @@ from fedcredit.psi.group import (
     FIELD_PRIME,
     GROUP_ORDER,
     HASH_DOMAIN,
+    _check,
     clamped_representative,
     hash_to_field,
     map_to_curve,
@@ -351,3 +352,35 @@ def test_keys_are_validated() -> None:
         PSIKey.from_value(2**254 + 1)
     assert len(PSIKey.generate().scalar) == POINT_BYTES
     assert "scalar" not in repr(PSIKey.generate()).split("(", 1)[1]
+
+
+EDGE_POINTS = [
+    (FIELD_PRIME - 1).to_bytes(32, "little"),  # canonical, but of small order
+    (FIELD_PRIME - 20).to_bytes(32, "little"),  # canonical
+    FIELD_PRIME.to_bytes(32, "little"),  # the first non-canonical value
+    (FIELD_PRIME + 18).to_bytes(32, "little"),  # 2^255 - 1
+    (2**255).to_bytes(33, "little")[:32],  # 0: order 2
+    b"\xff" * 32,  # top bit set
+    (9).to_bytes(32, "little"),  # the base point
+]
+
+
+def _refused_one_by_one(point: bytes) -> bool:
+    try:
+        _check(point, 0)
+    except CryptoError:
+        return True
+    return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.binary(min_size=32, max_size=32), st.sampled_from(EDGE_POINTS))))
+def test_the_vectorized_check_refuses_exactly_what_the_point_by_point_check_refuses(
+    points: list[bytes],
+) -> None:
+    expected = next((i for i, p in enumerate(points) if _refused_one_by_one(p)), None)
+    if expected is None:
+        check_points(points)
+    else:
+        with pytest.raises(CryptoError, match=f"index {expected}:"):
+            check_points(points)

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import gmpy2
+import numpy as np
 from gmpy2 import mpz
 from nacl.bindings import crypto_scalarmult
 from nacl.exceptions import RuntimeError as SodiumError
@@ -86,6 +87,7 @@ _LOW_ORDER = frozenset(
         39382357235489614581723060781553021112529911719440698176882885853963445705823,
     )
 )
+_LOW_ORDER_WORDS = [np.frombuffer(value, dtype="<u8") for value in sorted(_LOW_ORDER)]
 _MINUS_A = _P - _A
 _LENGTH = struct.Struct(">I")
 _from_bytes = mpz.from_bytes
@@ -347,17 +349,18 @@ def blind(
     """Return ``[X25519(k, P) for P in points]`` in the same order.
 
     Raises :class:`CryptoError` naming the first index whose input is not a valid
-    point (see the module docstring). The receiver of the output learns nothing
-    about ``k`` (discrete logarithm) and, without ``k``, cannot tell which inputs
-    the outputs came from beyond their order.
+    point (see the module docstring); ``checked`` skips that check for points this
+    party has just made itself. The receiver of the output learns nothing about
+    ``k`` (discrete logarithm) and, without ``k``, cannot tell which inputs the
+    outputs came from beyond their order.
     """
+    if not checked:
+        check_points(points)
     scalar = key.scalar
 
     def run(chunk: Sequence[bytes], offset: int) -> list[bytes]:
         out: list[bytes] = []
         for index, point in enumerate(chunk):
-            if not checked:
-                _check(point, offset + index)
             try:
                 out.append(crypto_scalarmult(scalar, point))
             except SodiumError:  # the identity: only a point of small order gives it
@@ -367,15 +370,37 @@ def blind(
     return _map_chunks(run, points, workers)
 
 
-def check_points(points: Sequence[bytes], *, workers: int | None = None) -> None:
-    """Raise :class:`CryptoError` at the first entry that is not a valid curve point."""
+def check_points(points: Sequence[bytes]) -> None:
+    """Raise :class:`CryptoError` at the first entry that is not a valid u (see _check).
 
-    def run(chunk: Sequence[bytes], offset: int) -> list[bool]:
-        for index, point in enumerate(chunk):
-            _check(point, offset + index)
-        return []
-
-    _map_chunks(run, points, workers)
+    The whole list is checked at once with numpy (about 0.1 us a point), so the
+    blinding threads hold the GIL only around their libsodium calls.
+    """
+    try:
+        blob = b"".join(points)
+    except TypeError:
+        blob = b""
+    if len(blob) != POINT_BYTES * len(points) or not all(type(p) is bytes for p in points):
+        for index, point in enumerate(points):
+            _check(point, index)
+        raise AssertionError("unreachable: a malformed entry was not found")  # pragma: no cover
+    if not points:
+        return
+    octets = np.frombuffer(blob, dtype=np.uint8).reshape(-1, POINT_BYTES)
+    top = octets[:, -1]
+    # u >= p: the top bit set, or u in [2^255 - 19, 2^255).
+    bad = (top > 0x7F) | (
+        (top == 0x7F) & (octets[:, 1:-1] == 0xFF).all(axis=1) & (octets[:, 0] >= 0xED)
+    )
+    words = np.frombuffer(blob, dtype="<u8").reshape(-1, POINT_BYTES // 8)
+    for pattern in _LOW_ORDER_WORDS:
+        bad |= (words == pattern).all(axis=1)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        _check(points[index], index)
+        raise AssertionError(
+            "unreachable: the vector check and _check disagree"
+        )  # pragma: no cover
 
 
 def _invalid(index: int, reason: str) -> CryptoError:
