@@ -17,7 +17,8 @@ from fedcredit.debt.messages import QueryRequest, UploadTable
 from fedcredit.debt.oprf import hash_to_point
 
 KEY_BITS = 1024
-ALPHA = 0.001  # A false alarm once in a thousand runs; a broken mask fails at p ~ 0.
+ALPHA = 1e-6  # A false alarm once in a million runs (0.001 once failed CI-like runs by
+# chance, p = 1.7e-4); a broken mask still fails: with 300 values a side it gives p ~ 0.
 
 
 @pytest.fixture(scope="module")

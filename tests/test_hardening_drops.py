@@ -122,15 +122,15 @@ def _reference(folder: Path) -> tuple[list[float], list[float], list[float]]:
     """Weights of ecommerce before, after one gradient step, and after a second update."""
     nodes = start_federation(folder / "fed")
     try:
-        before = _weights(nodes, TARGET, folder / "before")
+        before = _weights(nodes, TARGET, "before")
         _one_batch_until_gradient(nodes)
         nodes.driver.step([TARGET], METHOD, 0, 0, "train")
-        once = _weights(nodes, TARGET, folder / "once")
+        once = _weights(nodes, TARGET, "once")
         # The gradient step cannot simply be resent under a new sequence number (the node has
         # used up the batch's residual); a second update is the whole batch run again.
         _one_batch_until_gradient(nodes)
         nodes.driver.step([TARGET], METHOD, 0, 0, "train")
-        twice = _weights(nodes, TARGET, folder / "twice")
+        twice = _weights(nodes, TARGET, "twice")
     finally:
         nodes.close()
     return before, once, twice
@@ -176,7 +176,7 @@ def test_two_dropped_connections_before_the_reply_are_retried_and_applied_exactl
         driver.peers = Peers(
             addresses, nodes.fed.lender.name, credentials=creds, own_name="coordinator"
         )
-        before = _weights(nodes, TARGET, tmp_path / "before")
+        before = _weights(nodes, TARGET, "before")
         _one_batch_until_gradient(nodes)
         assert proxy.connections >= 1 and proxy.drops == 0  # ComputePartial went through it
 
@@ -185,7 +185,7 @@ def test_two_dropped_connections_before_the_reply_are_retried_and_applied_exactl
         replies = driver.step([TARGET], METHOD, 0, 0, "train")
         monkeypatch.undo()
         drops, connections = proxy.drops, proxy.connections
-        after = _weights(nodes, TARGET, tmp_path / "after")
+        after = _weights(nodes, TARGET, "after")
     finally:
         monkeypatch.undo()
         nodes.close()
