@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from test_hardening_wire import start_federation
 
+from fedcredit.cli.progress import Progress
 from fedcredit.node.identity import Handler, HandlerInterceptor, guard_handler
 
 SLOW_S = 1.5
@@ -40,3 +43,34 @@ def test_a_party_slow_to_blind_its_own_ids_does_not_break_the_other_rings(tmp_pa
         assert 0 < common < 400
     finally:
         federation.close()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_alignment_reports_every_step_with_the_time_left(tmp_path: Path) -> None:
+    federation = start_federation(tmp_path)
+    try:
+        events: list[tuple[str, dict[str, Any]]] = []
+        federation.driver.progress = lambda kind, info: events.append((kind, dict(info)))
+        again = federation.driver._align()
+    finally:
+        federation.close()
+    steps = [info for kind, info in events if kind == "align_step"]
+    # Three parties: three blindings at once, then two hops and a return for each list.
+    assert sorted(step["done"] for step in steps) == list(range(3, 13))
+    assert {step["steps"] for step in steps} == {12}
+    assert min(steps, key=lambda s: s["done"])["seconds_left"] > 0
+    assert max(steps, key=lambda s: s["done"])["seconds_left"] == 0
+    assert again["common"] == federation.aligned["common"]
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        show = Progress(quiet=False, stream=stream)
+        for step in steps:
+            show("align_step", step)
+    assert "alignment step 12/12" in terminal.getvalue()
+    assert "s left" in terminal.getvalue()
+    assert log.getvalue() == ""  # not a terminal: no carriage-return lines in a log file

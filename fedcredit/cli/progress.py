@@ -26,6 +26,15 @@ class Progress:
                     newline=False,
                 )
             return
+        if kind == "align_step":
+            if self.tty:
+                left = info["seconds_left"]
+                self._write(
+                    f"\r  alignment step {info['done']}/{info['steps']}, {info['seconds']:.0f} s"
+                    + (f", about {left:.0f} s left" if left > 0 else ""),
+                    newline=False,
+                )
+            return
         if kind == "epoch":
             loss = info.get("train_loss")
             val = info.get("validation_loss")

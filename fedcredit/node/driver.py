@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -44,6 +45,37 @@ class TrainingState:
     best_validation: float | None = None
     stale_epochs: int = 0
     stopped: str = ""
+
+
+class StepClock:
+    """Counts the finished steps of a phase run by several threads and reports each one.
+
+    Reports ``kind`` with ``done``, ``steps``, ``seconds`` and ``seconds_left`` (the mean
+    step time so far times the steps still to run).
+    """
+
+    def __init__(self, progress: Progress, kind: str, steps: int) -> None:
+        self._progress = progress
+        self._kind = kind
+        self._steps = steps
+        self._done = 0
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            self._done += count
+            done = self._done
+        seconds = time.monotonic() - self._started
+        self._progress(
+            self._kind,
+            {
+                "done": done,
+                "steps": self._steps,
+                "seconds": seconds,
+                "seconds_left": seconds / done * (self._steps - done),
+            },
+        )
 
 
 class Driver:
@@ -193,8 +225,11 @@ class Driver:
 
         # Every party blinds its own ids (and so makes its PSI key) before any ring starts: a
         # ring passes through the other parties, which need their key to apply it.
+        # Steps: every party blinds its list, each list makes m - 1 hops and comes home.
+        clock = StepClock(self.progress, "align_step", len(parties) * (len(parties) + 1))
         started = time.monotonic()
         blinded = self.call_all(parties, "PsiBlind", lambda p: party_pb2.PsiRequest(env=self.env()))
+        clock.advance(len(parties))
         self.timings["align_blind"] = (now := time.monotonic()) - started
 
         def ring(owner: str) -> list[bytes]:
@@ -209,6 +244,7 @@ class Driver:
                         env=self.env(), owner=owner, points=points.points, count=points.count
                     ),
                 )
+                clock.advance()
             final = self.call(
                 owner,
                 "PsiFinish",
@@ -216,6 +252,7 @@ class Driver:
                     env=self.env(), owner=owner, points=points.points, count=points.count
                 ),
             )
+            clock.advance()
             data = final.points
             return [data[i : i + 32] for i in range(0, len(data), 32)]
 
