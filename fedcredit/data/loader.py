@@ -1,7 +1,8 @@
-"""Load one party's CSV file, refusing anything the protocol could not use.
+"""Load one party's CSV (or Parquet) file, refusing anything the protocol could not use.
 
 Every problem is a :class:`~fedcredit.errors.DataError` whose message is one line
-naming the file, the line (1-based, as an editor shows it) and the column. The
+naming the file, the line (1-based, as an editor shows it) and the column; in a
+Parquet file, which has no lines, the data row (1-based) and the column. The
 checks run before any number reaches the fixed-point encoding: NaN, infinities
 and magnitudes above ``MAX_ABS_VALUE`` are refused here, because a value such as
 1e308 would overflow the Paillier encoding much later and much less clearly.
@@ -55,6 +56,21 @@ class _Table:
     header: list[str]
     columns: list[tuple[str, ...]]
     n_rows: int
+    has_lines: bool = True
+    """CSV: errors name the line of the file. Parquet: the data row (1-based)."""
+
+    def where(self, row: int | None, column: str | None = None) -> str:
+        """``path: line L, column 'C'`` (or ``row R`` in Parquet); ``row=None``: the header."""
+        if row is None:
+            place = "line 1" if self.has_lines else "schema"
+        else:
+            place = f"line {self.line(row)}" if self.has_lines else f"row {row + 1}"
+        where = f"{self.path}: {place}"
+        return f"{where}, column {column!r}" if column is not None else where
+
+    def place(self, row: int) -> str:
+        """``line L`` or ``row R`` for data row ``row`` (0-based)."""
+        return f"line {self.line(row)}" if self.has_lines else f"row {row + 1}"
 
     def line(self, row: int) -> int:
         """1-based line in the file where data row ``row`` (0-based) ends."""
@@ -121,7 +137,12 @@ def _check_header(path: Path, header: list[str]) -> None:
             raise DataError(f"{_where(path, 1, name)}: column named twice in the header")
 
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
 def _read_table(path: Path) -> _Table:
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return _read_parquet(path)
     with _reader(path) as rows:
         first = next(rows, None)
         if first is None:
@@ -144,35 +165,76 @@ def _read_table(path: Path) -> _Table:
     return _Table(path=path, header=header, columns=columns, n_rows=len(body))
 
 
+def _parquet_cell(value: object) -> str:
+    """A Parquet value as the text a CSV cell would hold (None: a missing cell)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _read_parquet(path: Path) -> _Table:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise DataError(
+            f"{path}: reading Parquet needs pyarrow: pip install 'fedcredit[parquet]'"
+        ) from None
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a Parquet file")
+    try:
+        data = pq.read_table(path)
+    except PermissionError as exc:
+        raise DataError(f"{path}: permission denied") from exc
+    except (OSError, pa.ArrowException) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: not a readable Parquet file ({reason})") from exc
+    header = [str(name).strip() for name in data.column_names]
+    if not header:
+        raise DataError(f"{path}: empty file (no columns)")
+    for index, name in enumerate(header):
+        if not name:
+            raise DataError(f"{path}: schema: column {index + 1} has no name")
+        if header.index(name) != index:
+            raise DataError(f"{path}: schema, column {name!r}: column named twice")
+    columns = [tuple(map(_parquet_cell, column.to_pylist())) for column in data.columns]
+    return _Table(path=path, header=header, columns=columns, n_rows=data.num_rows, has_lines=False)
+
+
 def _column_index(table: _Table, name: str, role: str) -> int:
     try:
         return table.header.index(name)
     except ValueError:
         known = ", ".join(table.header)
         raise DataError(
-            f"{table.path}: line 1, column {name!r}: unknown {role} column (header has: {known})"
+            f"{table.where(None, name)}: unknown {role} column (header has: {known})"
         ) from None
 
 
 def _parse_ids(table: _Table, index: int, name: str) -> list[str]:
     ids = [value.strip() for value in table.columns[index]]
     if "" in ids:
-        line = table.line(ids.index(""))
-        raise DataError(f"{_where(table.path, line, name)}: missing id")
+        raise DataError(f"{table.where(ids.index(''), name)}: missing id")
     if len(set(ids)) != len(ids):
         first_row: dict[str, int] = {}
         for row, value in enumerate(ids):
             previous = first_row.setdefault(value, row)
             if previous != row:
                 raise DataError(
-                    f"{_where(table.path, table.line(row), name)}: duplicate id {value!r} "
-                    f"(first seen on line {table.line(previous)})"
+                    f"{table.where(row, name)}: duplicate id {value!r} "
+                    f"(first seen on {table.place(previous)})"
                 )
     return ids
 
 
 def _bad_cell(table: _Table, row: int, name: str, cell: str) -> DataError:
-    where = _where(table.path, table.line(row), name)
+    where = table.where(row, name)
     text = cell.strip()
     if not text:
         return DataError(f"{where}: missing value")
@@ -210,8 +272,7 @@ def _parse_label(table: _Table, index: int, name: str) -> np.ndarray:
     if bad.any():
         row = int(np.argmax(bad))
         cell = table.columns[index][row]
-        where = _where(table.path, table.line(row), name)
-        raise DataError(f"{where}: label must be 0 or 1, got {cell!r}")
+        raise DataError(f"{table.where(row, name)}: label must be 0 or 1, got {cell!r}")
     return values.astype(np.int8)
 
 
@@ -227,11 +288,11 @@ def _choose_features(
         _column_index(table, name, "feature")
         if name in reserved:
             raise DataError(
-                f"{table.path}: line 1, column {name!r}: cannot be both a feature and the id, "
+                f"{table.where(None, name)}: cannot be both a feature and the id, "
                 "the label or a categorical column"
             )
     if len(set(chosen)) != len(chosen):
-        raise DataError(f"{table.path}: line 1: a feature column is listed twice")
+        raise DataError(f"{table.where(None)}: a feature column is listed twice")
     return chosen
 
 
@@ -243,14 +304,16 @@ def load_party_csv(
     features: Sequence[str] | None = None,
     categorical: Sequence[str] = (),
 ) -> PartyData:
-    """Read and validate one party's CSV.
+    """Read and validate one party's CSV, or Parquet file (``.parquet``, ``.pq``).
 
     ``features=None`` takes every column except the id, the label and the
     ``categorical`` columns, in header order. Categorical columns are returned as
     strings in ``PartyData.categorical`` (for binning) and are never parsed as
     numbers. Raises :class:`DataError` naming file, line and column on the first
     problem found; a table with no numeric and no categorical column is refused.
-    Blank lines are skipped.
+    Blank lines are skipped. Parquet needs pyarrow (``pip install 'fedcredit[parquet]'``);
+    its cells go through the same checks as CSV text: a null is a missing value, a
+    boolean is 1 or 0, an integer id becomes its decimal digits.
     """
     table = _read_table(Path(path))
     id_index = _column_index(table, id_column, "id")
@@ -258,18 +321,17 @@ def load_party_csv(
     label_index: int | None = None
     if label_column is not None:
         if label_column == id_column:
-            raise DataError(
-                f"{table.path}: line 1, column {label_column!r}: id and label are the same"
-            )
+            raise DataError(f"{table.where(None, label_column)}: id and label are the same")
         label_index = _column_index(table, label_column, "label")
         reserved.add(label_column)
     for name in categorical:
         _column_index(table, name, "categorical")
     feature_names = _choose_features(table, reserved, features)
     if not feature_names and not categorical:
-        raise DataError(f"{table.path}: line 1: no feature columns besides the id and the label")
+        raise DataError(f"{table.where(None)}: no feature columns besides the id and the label")
     if table.n_rows == 0:
-        raise DataError(f"{table.path}: the header is not followed by any data row")
+        empty = "the header is not followed by any data row" if table.has_lines else "no data row"
+        raise DataError(f"{table.path}: {empty}")
 
     ids = _parse_ids(table, id_index, id_column)
     y = None
