@@ -171,3 +171,14 @@ def test_a_run_with_one_party_in_parquet_aligns_the_common_customers(tmp_path: P
         common &= {row["id"] for row in csv.DictReader((data / f"{name}.csv").open())}
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["rows_aligned"] == len(common) > 0
+
+
+def test_a_column_named_twice_in_the_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "twice.parquet"
+    table = pa.Table.from_arrays(
+        [pa.array(["A"]), pa.array([1.0]), pa.array([2.0])], names=["id", "x", "x"]
+    )
+    pq.write_table(table, path)
+
+    with pytest.raises(DataError, match=r"schema, column 'x': column named twice in the schema"):
+        load(path)

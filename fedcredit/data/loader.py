@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,11 +130,16 @@ def _is_number(text: str) -> bool:
 def _check_header(path: Path, header: list[str]) -> None:
     if all(_is_number(name) for name in header):
         raise DataError(f"{_where(path, 1)}: missing header (line 1 holds only numbers)")
+    _check_names(header, lambda column: _where(path, 1, column), "header")
+
+
+def _check_names(header: list[str], where: Callable[[str | None], str], part: str) -> None:
+    """Every column named, and named once (``part``: "header" in CSV, "schema" in Parquet)."""
     for index, name in enumerate(header):
         if not name:
-            raise DataError(f"{_where(path, 1)}: header cell {index + 1} is empty")
+            raise DataError(f"{where(None)}: {part} cell {index + 1} is empty")
         if header.index(name) != index:
-            raise DataError(f"{_where(path, 1, name)}: column named twice in the header")
+            raise DataError(f"{where(name)}: column named twice in the {part}")
 
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -198,11 +203,11 @@ def _read_parquet(path: Path) -> _Table:
     header = [str(name).strip() for name in data.column_names]
     if not header:
         raise DataError(f"{path}: empty file (no columns)")
-    for index, name in enumerate(header):
-        if not name:
-            raise DataError(f"{path}: schema: column {index + 1} has no name")
-        if header.index(name) != index:
-            raise DataError(f"{path}: schema, column {name!r}: column named twice")
+    _check_names(
+        header,
+        lambda column: f"{path}: schema" + ("" if column is None else f", column {column!r}"),
+        "schema",
+    )
     columns = [tuple(map(_parquet_cell, column.to_pylist())) for column in data.columns]
     return _Table(path=path, header=header, columns=columns, n_rows=data.num_rows, has_lines=False)
 
