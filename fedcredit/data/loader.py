@@ -194,7 +194,7 @@ def _read_parquet(path: Path) -> _Table:
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a Parquet file")
     try:
-        data = pq.read_table(path)
+        data = pq.ParquetFile(path).read()
     except PermissionError as exc:
         raise DataError(f"{path}: permission denied") from exc
     except (OSError, pa.ArrowException) as exc:
