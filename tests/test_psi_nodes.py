@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from test_hardening_wire import start_federation
 
 from fedcredit.cli.progress import Progress
+from fedcredit.errors import ProtocolError
+from fedcredit.node import services
 from fedcredit.node.identity import Handler, HandlerInterceptor, guard_handler
 
 SLOW_S = 1.5
@@ -74,3 +78,21 @@ def test_alignment_reports_every_step_with_the_time_left(tmp_path: Path) -> None
     assert "alignment step 12/12" in terminal.getvalue()
     assert "s left" in terminal.getvalue()
     assert log.getvalue() == ""  # not a terminal: no carriage-return lines in a log file
+
+
+def test_a_party_running_another_psi_suite_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    federation = start_federation(tmp_path)
+    try:
+        # The nodes run in this process: every one now answers as an older release would.
+        monkeypatch.setattr(services, "PSI_SUITE", "")
+        with pytest.raises(ProtocolError) as info:
+            federation.driver._align()
+    finally:
+        federation.close()
+    message = str(info.value)
+    assert re.search(
+        r"party '(lender|ecommerce|payments)' runs PSI version 1 \(ristretto255\)", message
+    )
+    assert "the same fedcredit release" in message

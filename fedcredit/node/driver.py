@@ -28,6 +28,7 @@ from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
 from fedcredit.protocol.party import write_json_atomic
 from fedcredit.protocol.split import batch_count, smallest_batch
+from fedcredit.psi import SUITE as PSI_SUITE
 from fedcredit.psi import intersect
 
 STEP_TIMEOUT_S = 600.0
@@ -230,6 +231,13 @@ class Driver:
         started = time.monotonic()
         blinded = self.call_all(parties, "PsiBlind", lambda p: party_pb2.PsiRequest(env=self.env()))
         clock.advance(len(parties))
+        for party, reply in blinded.items():
+            if reply.suite != PSI_SUITE:
+                theirs = repr(reply.suite) if reply.suite else "version 1 (ristretto255)"
+                raise ProtocolError(
+                    f"party {party!r} runs PSI {theirs}, this coordinator {PSI_SUITE!r}: "
+                    "no customer could match; every party needs the same fedcredit release"
+                )
         self.timings["align_blind"] = (now := time.monotonic()) - started
 
         def ring(owner: str) -> list[bytes]:

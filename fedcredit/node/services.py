@@ -37,6 +37,7 @@ from fedcredit.proto.v1 import (
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.guard import SequenceGuard
 from fedcredit.psi import POINT_BYTES
+from fedcredit.psi import SUITE as PSI_SUITE
 
 log = logging.getLogger("fedcredit.node")
 
@@ -140,7 +141,9 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
         self, request: party_pb2.PsiRequest, context: grpc.ServicerContext
     ) -> party_pb2.PsiPoints:
         points = self._step(context, "PsiBlind", request.env, self.node.psi_blind)
-        return points_message(request.env, self.node.name, points)
+        reply = points_message(request.env, self.node.name, points)
+        reply.suite = PSI_SUITE
+        return reply
 
     @rpc
     def PsiApply(

@@ -40,6 +40,7 @@ from fedcredit.psi.coordinator import IntersectionSummary, intersect, summarize
 from fedcredit.psi.group import (
     HASH_DOMAIN,
     POINT_BYTES,
+    SUITE,
     PSIKey,
     blind,
     check_points,
@@ -53,6 +54,7 @@ from fedcredit.psi.party import PSIParty, PSIResult, next_holder
 __all__ = [
     "HASH_DOMAIN",
     "POINT_BYTES",
+    "SUITE",
     "IntersectionSummary",
     "PSIKey",
     "PSIParty",

@@ -65,6 +65,10 @@ HASH_DOMAIN = b"fedcredit/psi/v2/hash-to-curve25519-elligator2"
 """Domain-separation tag: a point hashed here is never a point hashed by
 another protocol (nor by version 1, which used ristretto255)."""
 
+SUITE = "fedcredit-psi/2: X25519, Elligator 2 of SHA-512"
+"""What a party's PSI computes. Parties of different suites could not match a single
+customer, so the driver refuses to align them (an empty suite is version 1: ristretto255)."""
+
 FIELD_PRIME = 2**255 - 19
 GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
 """``l``, the order of the prime subgroup; the curve has ``8 l`` points."""

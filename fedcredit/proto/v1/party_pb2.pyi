@@ -141,11 +141,14 @@ class PsiPoints(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    SUITE_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """whose ids these points stand for"""
     points: _builtins.bytes
     """concatenated 32-byte X25519 u-coordinates"""
     count: _builtins.int
+    suite: _builtins.str
+    """PsiBlind replies: the party's PSI group and hash (fedcredit.psi.SUITE)"""
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     def __init__(
@@ -155,10 +158,11 @@ class PsiPoints(_message.Message):
         owner: _builtins.str = ...,
         points: _builtins.bytes = ...,
         count: _builtins.int = ...,
+        suite: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "env", b"env", "owner", b"owner", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "env", b"env", "owner", b"owner", "points", b"points", "suite", b"suite"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
