@@ -2,8 +2,8 @@
 
 Points travel as 32-byte little-endian Montgomery u-coordinates (RFC 7748), and
 blinding is the X25519 function: libsodium's ``crypto_scalarmult`` through
-PyNaCl, whose Montgomery ladder measured 46-52 us a call here against 90 us for
-``crypto_scalarmult_ristretto255`` (``benchmarks/psi.py`` records both). The
+PyNaCl, whose Montgomery ladder took about 50 us a call here against about 90 to
+100 us for ``crypto_scalarmult_ristretto255`` (``benchmarks/psi.py`` records both). The
 u-coordinate names a point up to sign; ``[k](-P) = -[k]P``, so blinding is
 well defined on u and commutes: ``X25519(a, X25519(b, u)) = X25519(b, X25519(a, u))``.
 
