@@ -217,18 +217,18 @@ def hash_to_field(message: bytes, tag: bytes = HASH_DOMAIN) -> int:
 
     512 bits reduced modulo ``p`` (about 2^255) are uniform to within 2^-257.
     """
-    return _field_element(_prefix(tag), message)
+    digest = _prefix(tag)
+    digest.update(message)
+    return int.from_bytes(digest.digest(), "little") % FIELD_PRIME
 
 
 def _prefix(tag: bytes) -> hashlib._Hash:
     return hashlib.sha512(_LENGTH.pack(len(tag)) + tag)
 
 
-def _field_element(prefix: hashlib._Hash, message: bytes) -> int:
-    """The field element of ``message`` after the already-hashed ``prefix``."""
-    digest = prefix.copy()
-    digest.update(message)
-    return int.from_bytes(digest.digest(), "little") % FIELD_PRIME
+def _on_curve(u: mpz) -> bool:
+    """Whether ``u^3 + A u^2 + u`` is a square: u is on Curve25519, not on its twist."""
+    return bool(gmpy2.legendre((u * (u * (u + _A) + 1)) % _P, _P) >= 0)
 
 
 def map_to_curve(element: int) -> int:
@@ -238,7 +238,7 @@ def map_to_curve(element: int) -> int:
     x1 = (-_A * gmpy2.invert(denominator, _P)) % _P if denominator else _P - _A
     if not x1:
         x1 = _P - _A
-    if gmpy2.legendre((x1 * (x1 * (x1 + _A) + 1)) % _P, _P) < 0:
+    if not _on_curve(x1):
         x1 = (-x1 - _A) % _P
     return int(x1)
 
@@ -257,22 +257,17 @@ def _hash_chunk(job_id: str) -> Callable[[Sequence[str], int], list[bytes]]:
     prefix.update(_LENGTH.pack(len(job)) + job)
 
     def run(chunk: Sequence[str], offset: int) -> list[bytes]:
-        denominators: list[mpz] = []
+        elements: list[mpz] = []
         for index, value in enumerate(chunk):
             if not isinstance(value, str):
                 raise DataError(f"PSI id at index {offset + index} is not a string")
             raw = value.encode("utf-8")
             digest = prefix.copy()
             digest.update(_LENGTH.pack(len(raw)) + raw)
-            u = _from_bytes(digest.digest(), "little") % _P
-            denominators.append((_Z * u * u + 1) % _P)
+            elements.append(_from_bytes(digest.digest(), "little") % _P)
+        denominators = [(_Z * u * u + 1) % _P for u in elements]
         if not all(denominators):  # u^2 = -1/2: never met in practice, but defined
-            return [
-                map_to_curve(int(_from_bytes(_digest(prefix, value), "little") % _P)).to_bytes(
-                    POINT_BYTES, "little"
-                )
-                for value in chunk
-            ]
+            return [map_to_curve(int(u)).to_bytes(POINT_BYTES, "little") for u in elements]
         partial: list[mpz] = []
         running = mpz(1)
         for denominator in denominators:
@@ -283,19 +278,12 @@ def _hash_chunk(job_id: str) -> Callable[[Sequence[str], int], list[bytes]]:
         for index in range(len(chunk) - 1, -1, -1):
             x1 = _MINUS_A * (inverse * partial[index]) % _P
             inverse = inverse * denominators[index] % _P
-            if gmpy2.legendre((x1 * (x1 * (x1 + _A) + 1)) % _P, _P) < 0:
+            if not _on_curve(x1):
                 x1 = (_MINUS_A - x1) % _P
             out[index] = x1.to_bytes(POINT_BYTES, "little")
         return out
 
     return run
-
-
-def _digest(prefix: hashlib._Hash, value: str) -> bytes:
-    raw = value.encode("utf-8")
-    digest = prefix.copy()
-    digest.update(_LENGTH.pack(len(raw)) + raw)
-    return digest.digest()
 
 
 def hash_ids(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> list[bytes]:
@@ -343,8 +331,7 @@ def _check(point: object, index: int) -> None:
 
 def on_curve(point: bytes) -> bool:
     """Whether a canonical u belongs to Curve25519 itself rather than its twist."""
-    u = mpz(int.from_bytes(point, "little"))
-    return bool(gmpy2.legendre((u * (u * (u + _A) + 1)) % _P, _P) >= 0)
+    return _on_curve(mpz(int.from_bytes(point, "little")))
 
 
 def blind(
