@@ -11,8 +11,10 @@ import pytest
 
 from fedcredit.errors import DataError
 from fedcredit.model import plots
-from fedcredit.model.metrics import evaluate
+from fedcredit.model.metrics import evaluate, summarize
 from fedcredit.model.report import write_html_report
+from fedcredit.model.scorecard import Scorecard
+from fedcredit.protocol.report import evaluation_files
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,8 +60,26 @@ def test_report_embeds_metrics_images_and_tables(
     text = page.read_text(encoding="utf-8")
     assert page.name == "report.html"
     assert "<th>auc</th>" in text
+    assert "<th>auc_ci95</th>" in text and "<th>ks_ci95</th>" in text
     assert "data:image/png;base64," in text
     assert "(-inf, 0]" in text and "PAY_0" in text
+
+
+def test_evaluation_report_opens_with_the_intervals_rows_and_defaults(
+    predictions: tuple[np.ndarray, np.ndarray],
+) -> None:
+    y, p = predictions
+    files = evaluation_files(y, p, Scorecard())
+    text = files["report.html"].decode("utf-8")
+    metrics = evaluate(y, p)
+    lo, hi = metrics["auc_ci95"]
+    expected = (
+        f"AUC {metrics['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}, 400 rows, "
+        f"{int(y.sum())} defaults); KS {metrics['ks']:.3f} (95% CI "
+    )
+    assert f"<tr><th>summary</th><td>{summarize(metrics)}</td></tr>" in text
+    assert expected in text
+    assert text.index("<th>summary</th>") < text.index("<th>auc</th>")
 
 
 def test_report_escapes_html_in_names(tmp_path: Path) -> None:

@@ -115,8 +115,12 @@ def _report(metrics: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(metrics))
         return
+    from fedcredit.model.metrics import format_interval
+
     print(
-        f"AUC {metrics['auc']:.4f}  KS {metrics['ks']:.4f}  on {metrics['rows_test']:,} held-out "
+        f"AUC {metrics['auc']:.4f}{format_interval(metrics.get('auc_ci95'))}  "
+        f"KS {metrics['ks']:.4f}{format_interval(metrics.get('ks_ci95'))}  "
+        f"on {metrics['rows_test']:,} held-out "
         f"customers ({metrics['rows_aligned']:,} aligned, {metrics['epochs']} epochs, "
         f"{metrics['seconds']:.0f} s)"
     )

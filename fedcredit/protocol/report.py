@@ -1,6 +1,8 @@
 """The lender's evaluation files: ROC, KS and score-histogram plots and a short HTML report.
 
 They show aggregates of the held-out customers only (curves and histograms), never a row.
+The report opens with a one-line summary that gives AUC and KS with their 95% intervals
+and the rows and defaults they rest on, so a reader sees how sure the figures are.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedcredit.model.metrics import evaluate
+from fedcredit.model.metrics import evaluate, summarize
 from fedcredit.model.plots import plot_ks, plot_roc, plot_score_hist
 from fedcredit.model.report import write_html_report
 from fedcredit.model.scorecard import Scorecard
@@ -25,5 +27,7 @@ def evaluation_files(y: np.ndarray, p: np.ndarray, scorecard: Scorecard) -> dict
         plot_roc(y, p, folder / "roc.png")
         plot_ks(y, p, folder / "ks.png")
         plot_score_hist(y, scorecard.score(p), folder / "scores.png")
-        write_html_report(folder, evaluate(y, p), [str(folder / name) for name in PLOTS])
+        metrics = evaluate(y, p)
+        shown = {"summary": summarize(metrics), **metrics}
+        write_html_report(folder, shown, [str(folder / name) for name in PLOTS])
         return {name: (folder / name).read_bytes() for name in (*PLOTS, "report.html")}
