@@ -75,7 +75,7 @@ def error_of(tmp_path: Path, text: str) -> str:
 def test_valid_file_loads_with_defaults(tmp_path: Path) -> None:
     fed = load_text(tmp_path, VALID)
     assert (fed.name, fed.key_bits, fed.min_overlap) == ("demo", 2048, 100)
-    assert (fed.train.batch_size, fed.train.epochs, fed.train.optimizer) == (64, 10, "adam")
+    assert (fed.train.batch_size, fed.train.epochs, fed.train.optimizer) == (64, 10, "newton")
     assert fed.binning is not None and fed.binning.bins == 5
 
 

@@ -51,7 +51,6 @@ id_column = "id"
 [train]
 epochs = {epochs}
 batch_size = 4096
-learning_rate = 0.15
 l2 = 0.01
 test_fraction = 0.25
 validation_fraction = 0.1

@@ -245,7 +245,7 @@ def score_row(item: party_pb2.ScoredApplicant, debt: bool) -> list[str]:
     else:
         row = [
             item.id,
-            f"{item.probability:.6f}",
+            f"{item.probability:.12g}",
             f"{item.score:.1f}",
             item.grade,
             item.reasons,

@@ -36,13 +36,15 @@ class Progress:
                 )
             return
         if kind == "epoch":
-            loss = info.get("train_loss")
-            val = info.get("validation_loss")
+            loss = info.get("train_taylor_loss")
+            val = info.get("validation_log_loss")
             parts = [f"epoch {info['epoch']}/{info['epochs']}"]
-            if loss is not None:
-                parts.append(f"loss {loss:.4f}")
             if val is not None:
-                parts.append(f"validation loss {val:.4f}")
+                parts.append(f"validation log-loss {val:.4f}")
+            if loss is not None:
+                # What the encrypted protocol can compute on training rows: the Taylor loss,
+                # which grows with |z| even while the true log-loss falls.
+                parts.append(f"Taylor loss (train) {loss:.4f}")
             parts.append(f"{info['seconds']:.1f} s")
             if info["seconds_left"] > 0:
                 parts.append(f"about {info['seconds_left']:.0f} s left")

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.model.optim import SGD, Adam, l2_gradient, make_optimizer
+from fedcredit.model.optim import AnyOptimizer, l2_gradient, make_optimizer
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -87,7 +87,7 @@ class TrainConfig:
         # Building one optimizer validates learning_rate, momentum and decay.
         self.make_optimizer()
 
-    def make_optimizer(self) -> SGD | Adam:
+    def make_optimizer(self) -> AnyOptimizer:
         """A fresh optimizer for one party's weights, as this config asks."""
         if self.optimizer == "sgd":
             return make_optimizer(
@@ -230,7 +230,7 @@ def _check_xy(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArra
 
 
 def _train_epoch(
-    x: FloatArray, y: FloatArray, w: FloatArray, optimizer: SGD | Adam, cfg: TrainConfig, epoch: int
+    x: FloatArray, y: FloatArray, w: FloatArray, optimizer: AnyOptimizer, cfg: TrainConfig, epoch: int
 ) -> tuple[FloatArray, float, float]:
     """One epoch over ``(x, y)``: new weights, last batch's loss and mean loss over the epoch."""
     optimizer.set_epoch(epoch)

@@ -234,17 +234,85 @@ class Adam(_Schedule):
             raise ConfigError("optimizer state for adam has mismatched moment vectors m and v")
 
 
+class Newton(_Schedule):
+    """Block Newton with the logistic curvature bound: ``w -= lr_e * M^-1 g``.
+
+    ``M = X'X / (4 n) + l2 * P`` is built by the party from its own training columns alone
+    (``set_curvature``): the logistic loss has Hessian ``X' diag(p (1 - p)) X / n``, and
+    ``p (1 - p) <= 1/4`` (Boehning and Lindsay, 1988), so ``M`` bounds the curvature of the
+    party's own block. Each party preconditions only its own gradient, so nothing about its
+    data leaves it and the messages are those of gradient descent. The step is invariant to
+    rescaling a party's columns, which is what keeps heavy-tailed columns from blowing up the
+    way a fixed learning rate does (Adam's step is ``lr`` per weight, whatever the column's
+    spread). With one party and the full batch, ``lr = 1`` can never raise the loss; across
+    ``k`` parties the bound holds for ``lr = 1/k`` and in practice ``lr = 1`` converges
+    (``benchmarks/quality.py``), the kept model being chosen on validation rows.
+    """
+
+    name = "newton"
+
+    def __init__(
+        self,
+        lr: float = 1.0,
+        decay: float = 0.0,
+        step_size: int = 0,
+        gamma: float = 0.5,
+    ) -> None:
+        super().__init__(lr, decay, step_size, gamma)
+        self.inverse: FloatArray | None = None
+
+    def set_curvature(self, matrix: npt.ArrayLike) -> None:
+        """Use the symmetric positive semi-definite ``matrix`` as the curvature bound."""
+        m = np.asarray(matrix, dtype=np.float64)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or not np.all(np.isfinite(m)):
+            raise ConfigError(f"curvature must be a finite square matrix, got shape {m.shape}")
+        # A column that is constant on the training rows has no curvature of its own; the
+        # pseudo-inverse leaves its weight where the penalty puts it instead of dividing by 0.
+        self.inverse = np.asarray(np.linalg.pinv((m + m.T) / 2.0, hermitian=True), np.float64)
+
+    def step(self, weights: FloatArray, gradient: FloatArray) -> FloatArray:
+        _check_shapes(weights, gradient)
+        if self.inverse is None or self.inverse.shape[0] != gradient.shape[0]:
+            raise ConfigError("the newton optimizer needs the party's curvature first")
+        return weights - self.current_lr * (self.inverse @ gradient)
+
+    def state_dict(self) -> dict[str, Any]:
+        # The curvature is rebuilt from the party's data; only the schedule is state.
+        return {"name": self.name, **self._schedule_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        _check_name(state, self.name)
+        try:
+            self._load_schedule(state)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"optimizer state for newton is incomplete: {exc}") from exc
+
+
+def curvature_bound(x: npt.ArrayLike, l2: float, penalized: npt.ArrayLike) -> FloatArray:
+    """``X'X / (4 n) + l2 * diag(penalized)``: the curvature bound ``Newton`` steps with."""
+    data = np.asarray(x, dtype=np.float64)
+    rows = max(1, data.shape[0])
+    bound: FloatArray = data.T @ data / (4.0 * rows)
+    bound += float(l2) * np.diag(np.asarray(penalized, dtype=np.float64))
+    return bound
+
+
 def _check_name(state: dict[str, Any], expected: str) -> None:
     if not isinstance(state, dict) or state.get("name") != expected:
         found = state.get("name") if isinstance(state, dict) else type(state).__name__
         raise ConfigError(f"optimizer state is for {found!r}, not {expected!r}")
 
 
-OPTIMIZERS: dict[str, type[SGD] | type[Adam]] = {"sgd": SGD, "adam": Adam}
+AnyOptimizer = SGD | Adam | Newton
+OPTIMIZERS: dict[str, type[SGD] | type[Adam] | type[Newton]] = {
+    "sgd": SGD,
+    "adam": Adam,
+    "newton": Newton,
+}
 
 
-def make_optimizer(name: str, **kwargs: Any) -> SGD | Adam:
-    """Build an optimizer by name (``"sgd"`` or ``"adam"``) with its keyword arguments.
+def make_optimizer(name: str, **kwargs: Any) -> AnyOptimizer:
+    """Build an optimizer by name (``"sgd"``, ``"adam"`` or ``"newton"``) with its keyword arguments.
 
     Raises ``ConfigError`` for an unknown name or an argument the optimizer does not take.
     """
@@ -257,7 +325,7 @@ def make_optimizer(name: str, **kwargs: Any) -> SGD | Adam:
         raise ConfigError(f"bad arguments for optimizer {name!r}: {exc}") from exc
 
 
-def optimizer_from_state(state: dict[str, Any]) -> SGD | Adam:
+def optimizer_from_state(state: dict[str, Any]) -> AnyOptimizer:
     """Rebuild an optimizer from a ``state_dict`` (for example read back from a checkpoint)."""
     if not isinstance(state, dict) or not isinstance(state.get("name"), str):
         raise ConfigError("optimizer state must be a dict with a 'name'")

@@ -27,6 +27,7 @@ from fedcredit.node.binning_driver import run_binning
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
 from fedcredit.protocol.party import write_json_atomic
+from fedcredit.protocol.report_files import write_evaluation_files
 from fedcredit.protocol.split import batch_count, smallest_batch
 from fedcredit.psi import SUITE as PSI_SUITE
 from fedcredit.psi import intersect
@@ -41,11 +42,24 @@ class TrainingState:
     """What the driver tracks across epochs (saved to progress.json for --resume)."""
 
     epoch: int = 0
-    train_loss: list[float] = field(default_factory=list)
-    validation_loss: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)  # Taylor loss, last batch
+    validation_loss: list[float] = field(default_factory=list)  # true log-loss
     best_validation: float | None = None
+    best_epoch: int | None = None  # 0-based; the model kept when there are validation rows
     stale_epochs: int = 0
     stopped: str = ""
+
+    def kept(self) -> dict[str, Any]:
+        """Which epoch's model the run keeps, and by which rule (for metrics.json)."""
+        if self.best_epoch is not None:
+            return {
+                "kept_epoch": self.best_epoch + 1,
+                "kept_by": "lowest validation log-loss",
+            }
+        return {
+            "kept_epoch": self.epoch,
+            "kept_by": "last epoch (no validation rows: set validation_fraction to keep the best)",
+        }
 
 
 class StepClock:
@@ -104,6 +118,8 @@ class Driver:
         self._seq = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_workers=max(4, len(self.peers.parties)))
         self.timings: dict[str, float] = {}
+        # Each party's weights after alignment (text columns one-hot encoded), from PsiAlign.
+        self.aligned_features: dict[str, int] = {}
 
     # -- plumbing ------------------------------------------------------------------------------
     def env(self, epoch: int = 0, batch: int = 0) -> common_pb2.Envelope:
@@ -160,11 +176,11 @@ class Driver:
         self._train(state, aligned, out_dir)
         self.timings["train"] = time.monotonic() - train_started
         eval_started = time.monotonic()
+        self._restore_kept(state)
         metrics, files = self._evaluate(state.epoch)
         self.timings["evaluate"] = time.monotonic() - eval_started
         manifest = self._save_model(out_dir, setup, public_key_json)
-        for name, data in files.items():
-            (out_dir / name).write_bytes(data)
+        write_evaluation_files(out_dir, self.peers.lender, files, metrics)
         metrics.update(
             rows_aligned=aligned["common"],
             rows_train=aligned["train"],
@@ -172,8 +188,9 @@ class Driver:
             rows_test=aligned["test"],
             epochs=state.epoch,
             stopped=state.stopped or "epochs",
-            train_loss=state.train_loss,
-            validation_loss=state.validation_loss,
+            train_taylor_loss=state.train_loss,
+            validation_log_loss=state.validation_loss,
+            **state.kept(),
             seconds=time.monotonic() - started,
             seconds_per_phase=dict(self.timings),
             parties=manifest["parties"],
@@ -275,6 +292,7 @@ class Driver:
             lambda p: party_pb2.PsiPoints(env=self.env(), owner=p, points=blob, count=len(common)),
         )
         self.timings["align_resolve"] = time.monotonic() - now
+        self.aligned_features = {p: int(r.features) for p, r in replies.items()}
         first = replies[parties[0]]
         if any(r.common != first.common or r.test != first.test for r in replies.values()):
             raise ProtocolError("parties disagree on the aligned rows")
@@ -303,7 +321,11 @@ class Driver:
                 f"only {aligned['common']} customers are common to all parties; the federation "
                 f"requires at least {self.fed.min_overlap} (min_overlap in [federation])"
             )
-        counts = {p: int(r.features) for p, r in setup.items()}
+        # The larger of the counts at setup and after alignment, where one-hot encoded text
+        # columns add weights (a node of an older release reports 0 after alignment).
+        counts = {
+            p: max(int(r.features), self.aligned_features.get(p, 0)) for p, r in setup.items()
+        }
         self.fed.check_batch_size(counts)
         smallest = smallest_batch(aligned["train"], self.fed.train.batch_size)
         worst = max(counts, key=lambda p: counts[p])
@@ -341,14 +363,40 @@ class Driver:
         return state
 
     def _replay_stopping(self, state: TrainingState) -> None:
-        for loss in state.validation_loss:
-            self._update_stopping(state, loss)
+        for epoch, loss in enumerate(state.validation_loss):
+            self._update_stopping(state, epoch, loss)
 
-    def _update_stopping(self, state: TrainingState, validation: float) -> None:
-        if state.best_validation is None or validation < state.best_validation - 1e-12:
-            state.best_validation, state.stale_epochs = validation, 0
+    def _update_stopping(self, state: TrainingState, epoch: int, validation: float) -> None:
+        """Track the best epoch by validation log-loss; ``tol`` is the least that counts.
+
+        An epoch that lowers the loss by less than ``tol`` is still kept if it is the lowest,
+        but it counts as stale for early stopping.
+        """
+        best = state.best_validation
+        if best is None or validation < best - self.fed.train.tol:
+            state.stale_epochs = 0
         else:
             state.stale_epochs += 1
+        if best is None or validation < best:
+            state.best_validation, state.best_epoch = validation, epoch
+
+    def _restore_kept(self, state: TrainingState) -> None:
+        """Bring every party back to the kept epoch's weights before evaluation and saving."""
+        if state.best_epoch is None or state.best_epoch == state.epoch - 1:
+            return
+        epoch = state.best_epoch
+        self.progress(
+            "phase",
+            {
+                "phase": "keep",
+                "message": f"keeping epoch {epoch + 1} (lowest validation log-loss)",
+            },
+        )
+        self.call_all(
+            self.peers.parties,
+            "Restore",
+            lambda p: party_pb2.StepRequest(env=self.env(epoch), resume_epoch=epoch),
+        )
 
     def _train(self, state: TrainingState, aligned: Mapping[str, int], out_dir: Path) -> None:
         settings = self.fed.train
@@ -373,23 +421,34 @@ class Driver:
                 self.progress("batch", {**progress, "batches": batches})
             if aligned["validation"]:
                 self.step(hosts, "ComputePartial", epoch, batches, "validation")
-                self.step([lender], "ComputeResidual", epoch, batches, "validation", want_loss=True)
-            replies = self.step(self.peers.parties, "EndEpoch", epoch, batches + 1, "")
+                reply = self.step(
+                    [lender], "ComputeResidual", epoch, batches, "validation", want_loss=True
+                )[lender]
+                if reply.has_loss:
+                    self._update_stopping(state, epoch, reply.loss)
+            replies = self._end_epoch(state, epoch, batches + 1)
             self._record_epoch(state, replies[lender], out_dir, time.monotonic() - epoch_started)
+
+    def _end_epoch(self, state: TrainingState, epoch: int, batch: int) -> dict[str, Any]:
+        """Every party checkpoints the epoch and keeps the best epoch's checkpoint too."""
+        keep = 0 if state.best_epoch is None else state.best_epoch + 1
+        return self.call_all(
+            self.peers.parties,
+            "EndEpoch",
+            lambda _: party_pb2.StepRequest(env=self.env(epoch, batch), keep_epoch=keep),
+        )
 
     def _record_epoch(
         self, state: TrainingState, reply: Any, out_dir: Path, seconds: float
     ) -> None:
         settings = self.fed.train
         state.epoch += 1
+        # The Taylor loss of the training batches is recorded but drives nothing: it grows
+        # with |z| even while the true log-loss falls. Stopping acts on the validation log-loss.
         if reply.has_loss:
-            previous = state.train_loss[-1] if state.train_loss else None
             state.train_loss.append(reply.train_loss)
-            if previous is not None and abs(previous - reply.train_loss) < settings.tol:
-                state.stopped = "converged"
         if reply.has_validation:
             state.validation_loss.append(reply.validation_loss)
-            self._update_stopping(state, reply.validation_loss)
             if (
                 settings.early_stopping_rounds
                 and state.stale_epochs >= settings.early_stopping_rounds
@@ -409,8 +468,10 @@ class Driver:
             {
                 "epoch": state.epoch,
                 "epochs": settings.epochs,
-                "train_loss": state.train_loss[-1] if state.train_loss else None,
-                "validation_loss": state.validation_loss[-1] if state.validation_loss else None,
+                "train_taylor_loss": state.train_loss[-1] if state.train_loss else None,
+                "validation_log_loss": (
+                    state.validation_loss[-1] if state.validation_loss else None
+                ),
                 "seconds": seconds,
                 "seconds_left": seconds * (settings.epochs - state.epoch),
             },

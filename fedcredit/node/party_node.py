@@ -20,6 +20,7 @@ import numpy as np
 
 from fedcredit.crypto import EncryptedVector, PublicKey
 from fedcredit.errors import ProtocolError
+from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import evaluate
 from fedcredit.model.scorecard import Scorecard
 from fedcredit.node import convert
@@ -28,7 +29,7 @@ from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty, write_json_atomic
+from fedcredit.protocol.party import FeatureParty, write_json_atomic, write_text_atomic
 from fedcredit.protocol.report import evaluation_files
 from fedcredit.psi import PSIParty
 
@@ -167,9 +168,15 @@ class PartyNode:
 
     def psi_align(self, points: list[bytes]) -> party_pb2.AlignReply:
         common = self._psi().resolve(points).ids
-        stats = self.job.party.align(common)
+        party = self.job.party
+        stats = party.align(common)
+        # Weights after alignment: one-hot text columns add some (the driver's batch-size check).
         return party_pb2.AlignReply(
-            common=stats.common, train=stats.train, validation=stats.validation, test=stats.test
+            common=stats.common,
+            train=stats.train,
+            validation=stats.validation,
+            test=stats.test,
+            features=party.n_weights,
         )
 
     # -- training steps ------------------------------------------------------------------------
@@ -228,12 +235,15 @@ class PartyNode:
                 future.result()
         if not want_loss:
             return None
-        loss = self._secure_loss(lender, z, phase, header)
         if phase == "validation":
-            job.last_validation_loss = loss
-        else:
-            job.last_train_loss = loss
-        return loss
+            # The true log-loss from the validation rows' final scores (what stopping and the
+            # kept model act on); the training figure stays the Taylor loss, named as such.
+            packed, pending = LabelParty.score_request(z)
+            scores = LabelParty.finish_scores(self._decrypt(header, packed), pending)
+            job.last_validation_loss = lender.validation_log_loss(scores)
+            return job.last_validation_loss
+        job.last_train_loss = self._secure_loss(lender, z, phase, header)
+        return job.last_train_loss
 
     def _secure_loss(
         self, lender: LabelParty, z: EncryptedVector, phase: str, header: Header
@@ -282,13 +292,18 @@ class PartyNode:
         )
         return convert.ints_from_bytes(reply.slots, reply.slot_bytes, reply.count)
 
-    def end_epoch(self, header: Header) -> party_pb2.EpochReply:
-        """Checkpoint this party's state for the finished epoch (atomically)."""
+    def end_epoch(self, header: Header, keep_epoch: int | None = None) -> party_pb2.EpochReply:
+        """Checkpoint this party's state for the finished epoch (atomically).
+
+        The last two checkpoints stay (for ``--resume``), and so does ``keep_epoch``'s, the
+        best epoch so far by validation log-loss, which the driver restores at the end.
+        """
         job = self.job
         job.party.epoch = header.epoch + 1
         write_json_atomic(job.state_dir / f"checkpoint-{header.epoch}.json", job.party.state())
         for old in job.state_dir.glob("checkpoint-*.json"):
-            if int(old.stem.split("-")[1]) < header.epoch - 1:
+            number = int(old.stem.split("-")[1])
+            if number < header.epoch - 1 and number != keep_epoch:
                 old.unlink(missing_ok=True)
         reply = party_pb2.EpochReply(env=convert.envelope(header))
         if job.last_train_loss is not None:
@@ -316,13 +331,31 @@ class PartyNode:
         )
         packed, pending = LabelParty.score_request(z)
         scores = LabelParty.finish_scores(self._decrypt(header, packed), pending)
-        y = lender.labels(lender.rows_of("test", 0, 0))
-        p = 1.0 / (1.0 + np.exp(-scores))
+        rows = lender.rows_of("test", 0, 0)
+        y = lender.labels(rows)
+        p = sigmoid(scores)
+        self._write_evaluation_rows(lender, rows, y, p)
         metrics = evaluate(y, p, threshold=float(lender.settings.threshold))
         files = evaluation_files(y, p, self.scorecard)
         return party_pb2.EvaluateReply(
             env=convert.envelope(header), metrics_json=json.dumps(metrics), files=files
         )
+
+    def _write_evaluation_rows(
+        self, lender: LabelParty, rows: np.ndarray, y: np.ndarray, p: np.ndarray
+    ) -> None:
+        """``evaluation.csv`` in the lender's own folder: id, label, probability per test row.
+
+        The lender learns these scores anyway; keeping them lets its risk team check the
+        evaluation and compare ``fedcredit score`` with it. They never leave the lender.
+        """
+        ids = [lender.ids[i] for i in lender.aligned_rows[rows].tolist()]
+        lines = ["id,label,probability"]
+        lines += [
+            f"{i},{int(label)},{prob!r}"
+            for i, label, prob in zip(ids, y.tolist(), p.tolist(), strict=True)
+        ]
+        write_text_atomic(self.job.state_dir / "evaluation.csv", "\n".join(lines) + "\n")
 
     def save_model(self, model_dir: str) -> str:
         part = self.job.party.model_part()

@@ -16,10 +16,9 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import numpy as np
-
 from fedcredit.debt import DebtResult
 from fedcredit.errors import FedCreditError, ProtocolError
+from fedcredit.model.logistic import sigmoid
 from fedcredit.node import convert
 from fedcredit.node.party_node import PartyNode
 from fedcredit.proto.v1 import common_pb2, party_pb2
@@ -107,7 +106,7 @@ def _score(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
     decrypted = peers.decrypt_masked(env, packed)
     z = LabelParty.finish_scores(decrypted, pending)
     own_z = contributions.sum(axis=1)
-    p = 1.0 / (1.0 + np.exp(-z))
+    p = sigmoid(z)
     scores = node.scorecard.score_from_logit(z)
     grades = node.scorecard.grade(scores)
     names = [*lender.feature_names, "intercept"]

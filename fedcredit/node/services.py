@@ -248,7 +248,10 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
         self, request: party_pb2.StepRequest, context: grpc.ServicerContext
     ) -> party_pb2.EpochReply:
         header = convert.header_of(request.env)
-        return self._step(context, "EndEpoch", request.env, lambda: self.node.end_epoch(header))
+        keep = request.keep_epoch - 1 if request.keep_epoch else None
+        return self._step(
+            context, "EndEpoch", request.env, lambda: self.node.end_epoch(header, keep)
+        )
 
     @rpc
     def Restore(

@@ -24,6 +24,8 @@ from fedcredit.crypto import (
 )
 from fedcredit.crypto.vector import concat
 from fedcredit.errors import ProtocolError
+from fedcredit.model.logistic import sigmoid
+from fedcredit.model.metrics import log_loss
 from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS, Z_SCALE_BITS, score_value_bits
 from fedcredit.protocol.party import FeatureParty, PendingMasks
 
@@ -149,6 +151,18 @@ class LabelParty(FeatureParty):
         scale = float(1 << Z_SCALE_BITS)
         m = float(pending.rows)
         return math.log(2.0) - 0.5 * (sum_yz / scale) / m + (sum_z2 / scale / scale) / 8.0 / m
+
+    def validation_log_loss(self, scores: np.ndarray) -> float:
+        """The true mean log-loss of the validation rows from their decrypted final scores.
+
+        This is the figure early stopping, ``tol`` and the kept model act on. The lender
+        learns the validation rows' scores after every epoch, as it learns the test rows'
+        scores once at evaluation (docs/THREAT-MODEL.md states the difference).
+        """
+        y = self.labels(self.rows_of("validation", 0, 0))
+        if len(scores) != len(y):
+            raise ProtocolError(f"{len(scores)} validation scores for {len(y)} validation rows")
+        return log_loss(y, sigmoid(np.asarray(scores, dtype=np.float64)))
 
     # -- evaluation and scoring ------------------------------------------------------------
     @staticmethod

@@ -38,7 +38,7 @@ from fedcredit.crypto import (
     unmask,
 )
 from fedcredit.errors import ConfigError, ProtocolError, StorageError
-from fedcredit.model.optim import make_optimizer
+from fedcredit.model.optim import Newton, curvature_bound, make_optimizer
 from fedcredit.protocol.fixedpoint import (
     CLIP,
     Z_BOUND_BITS,
@@ -86,6 +86,13 @@ class FeatureParty:
     """A party with columns and its own weights (a host; the lender extends it)."""
 
     has_label = False
+    #: Raw columns holding category codes (``fedcredit.protocol.binning.category_code``): the
+    #: text columns of the data file and those its ``categorical`` key names. Set by whoever
+    #: builds the party from a file (``fedcredit.node.runtime.make_party_node``).
+    categorical: tuple[str, ...] = ()
+    #: One-hot encode ``categorical`` at alignment (``fedcredit.protocol.encoding``): plain
+    #: logistic regression. Off when a [binning] job bins the raw columns after alignment.
+    one_hot_categories: bool = True
 
     def __init__(
         self,
@@ -149,13 +156,26 @@ class FeatureParty:
         self.optimizer = make_optimizer(**_optimizer_args(self.settings))
         if self.split is not None:
             self._x_int = self._design(self._raw[self._aligned_rows])
+            self._prepare_optimizer()
+
+    def _prepare_optimizer(self) -> None:
+        """Give a Newton optimizer the curvature bound of this party's own training columns."""
+        if isinstance(self.optimizer, Newton) and self.split is not None:
+            x = self._x_int[self.split.train].astype(np.float64) / float(1 << self.x_scale_bits)
+            self.optimizer.set_curvature(
+                curvature_bound(x, float(self.settings.l2), self._l2_mask())
+            )
 
     @property
     def x_scale_bits(self) -> int:
         return int(self.settings.x_scale_bits)
 
     def align(self, common_ids: list[str]) -> AlignStats:
-        """Keep the common customers in the shared order, split them and standardize."""
+        """Keep the common customers in the shared order, split them and standardize.
+
+        A party with categorical columns and no encoder then one-hot encodes them, fitted on
+        its training rows (``one_hot_categories``; ``fedcredit.protocol.encoding``).
+        """
         position = {cid: i for i, cid in enumerate(self._ids)}
         missing = [cid for cid in common_ids[:5] if cid not in position]
         if missing:
@@ -174,12 +194,21 @@ class FeatureParty:
         std = train.std(axis=0) if len(train) else np.ones(raw.shape[1])
         self.std = np.where(std > 0, std, 1.0)
         self._x_int = self._design(raw)
+        self._prepare_optimizer()
+        self._encode_categories()
         return AlignStats(
             common=len(common_ids),
             train=len(self.split.train),
             validation=len(self.split.validation),
             test=len(self.split.test),
         )
+
+    def _encode_categories(self) -> None:
+        if self.encoder is None and self.categorical and self.one_hot_categories:
+            # Imported here: fedcredit.protocol.encoding builds on this module.
+            from fedcredit.protocol.encoding import fit_onehot
+
+            self.set_encoder(fit_onehot(self))
 
     def _design(self, raw: np.ndarray) -> np.ndarray:
         """Standardized (or encoded), clipped, fixed-point columns (the lender adds the intercept)."""
@@ -289,10 +318,10 @@ class FeatureParty:
 
     def load_model_part(self, part: Mapping[str, Any]) -> None:
         if part.get("encoder") is not None:
-            # Imported here: fedcredit.protocol.binning builds on this module.
-            from fedcredit.protocol.binning import BinEncoder
+            # Imported here: fedcredit.protocol.encoding builds on this module.
+            from fedcredit.protocol.encoding import encoder_from_dict
 
-            self.set_encoder(BinEncoder.from_dict(part["encoder"]))
+            self.set_encoder(encoder_from_dict(part["encoder"], self))
         if list(part["feature_names"]) != self.feature_names:
             raise ConfigError(
                 f"party {self.name!r}: model columns {part['feature_names']} differ from the "
@@ -340,11 +369,16 @@ def _hash_data(ids: list[str], values: np.ndarray) -> str:
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a crash leaves the old file."""
+    write_text_atomic(path, json.dumps(payload))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text through a temporary file and a rename, so a crash leaves the old file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -363,4 +397,5 @@ __all__ = [
     "FeatureParty",
     "PendingMasks",
     "write_json_atomic",
+    "write_text_atomic",
 ]

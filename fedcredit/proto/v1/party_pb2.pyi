@@ -177,10 +177,13 @@ class AlignReply(_message.Message):
     TRAIN_FIELD_NUMBER: _builtins.int
     VALIDATION_FIELD_NUMBER: _builtins.int
     TEST_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
     common: _builtins.int
     train: _builtins.int
     validation: _builtins.int
     test: _builtins.int
+    features: _builtins.int
+    """weights after alignment (text columns one-hot encoded)"""
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     def __init__(
@@ -191,10 +194,11 @@ class AlignReply(_message.Message):
         train: _builtins.int = ...,
         validation: _builtins.int = ...,
         test: _builtins.int = ...,
+        features: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["common", b"common", "env", b"env", "test", b"test", "train", b"train", "validation", b"validation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["common", b"common", "env", b"env", "features", b"features", "test", b"test", "train", b"train", "validation", b"validation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -208,11 +212,14 @@ class StepRequest(_message.Message):
     PHASE_FIELD_NUMBER: _builtins.int
     RESUME_EPOCH_FIELD_NUMBER: _builtins.int
     WANT_LOSS_FIELD_NUMBER: _builtins.int
+    KEEP_EPOCH_FIELD_NUMBER: _builtins.int
     phase: _builtins.str
     """"train", "validation" or "test" """
     resume_epoch: _builtins.int
     want_loss: _builtins.bool
-    """ask the lender for the secure loss of this step"""
+    """ask the lender for the loss of this step"""
+    keep_epoch: _builtins.int
+    """EndEpoch: 1 + the best epoch so far (its checkpoint stays); 0 none"""
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     def __init__(
@@ -222,10 +229,11 @@ class StepRequest(_message.Message):
         phase: _builtins.str = ...,
         resume_epoch: _builtins.int = ...,
         want_loss: _builtins.bool = ...,
+        keep_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "phase", b"phase", "resume_epoch", b"resume_epoch", "want_loss", b"want_loss"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "keep_epoch", b"keep_epoch", "phase", b"phase", "resume_epoch", b"resume_epoch", "want_loss", b"want_loss"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -295,7 +303,9 @@ class EpochReply(_message.Message):
     HAS_VALIDATION_FIELD_NUMBER: _builtins.int
     has_loss: _builtins.bool
     train_loss: _builtins.float
+    """the Taylor loss log 2 - yz/2 + z^2/8 of the last batch"""
     validation_loss: _builtins.float
+    """the true log-loss of the validation rows"""
     has_validation: _builtins.bool
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
