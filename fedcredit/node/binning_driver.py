@@ -95,7 +95,8 @@ def _check_features(driver: Driver, aligned: Mapping[str, int], features: dict[s
 def write_iv_report(out_dir: Path, rows: list[dict[str, Any]]) -> None:
     """``iv.csv``, ``iv.html`` and the ``iv.png`` bar chart of the report rows."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "iv.csv").write_text(report_csv(rows), encoding="utf-8")
+    # newline="": the CSV's own CRLF line ends, never translated.
+    (out_dir / "iv.csv").write_text(report_csv(rows), encoding="utf-8", newline="")
     (out_dir / "iv.html").write_text(report_html(rows), encoding="utf-8")
     if rows:
         # Written next to the output and renamed, so a crash never leaves half a PNG.

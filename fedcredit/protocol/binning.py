@@ -734,12 +734,28 @@ def report_rows(reports: Sequence[ColumnReport]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: (-float(row["iv"]), str(row["party"]), str(row["column"])))
 
 
+# A text cell starting with one of these is run as a formula by spreadsheets (OWASP, CSV
+# injection). Column names are the partners' own text and the rows come from the lender.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run; numbers stay."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def report_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The IV report as CSV; every text cell is defused against formula injection.
+
+    Lines end in CRLF (RFC 4180), so the csv module quotes any cell holding a CR or LF.
+    """
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(REPORT_FIELDS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(REPORT_FIELDS), lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] for k in REPORT_FIELDS})
+        writer.writerow({k: _csv_cell(row[k]) for k in REPORT_FIELDS})
     return buffer.getvalue()
 
 

@@ -8,7 +8,9 @@ and the rows and defaults they rest on, so a reader sees how sure the figures ar
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,12 @@ from fedcredit.model.report import write_html_report
 from fedcredit.model.scorecard import Scorecard
 
 PLOTS = ("roc.png", "ks.png", "scores.png")
+REPORT = "report.html"
+
+
+def shown_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``report.html`` shows: the one-line summary first, then every metric."""
+    return {"summary": summarize(metrics), **metrics}
 
 
 def evaluation_files(y: np.ndarray, p: np.ndarray, scorecard: Scorecard) -> dict[str, bytes]:
@@ -28,6 +36,5 @@ def evaluation_files(y: np.ndarray, p: np.ndarray, scorecard: Scorecard) -> dict
         plot_ks(y, p, folder / "ks.png")
         plot_score_hist(y, scorecard.score(p), folder / "scores.png")
         metrics = evaluate(y, p)
-        shown = {"summary": summarize(metrics), **metrics}
-        write_html_report(folder, shown, [str(folder / name) for name in PLOTS])
-        return {name: (folder / name).read_bytes() for name in (*PLOTS, "report.html")}
+        write_html_report(folder, shown_metrics(metrics), [str(folder / name) for name in PLOTS])
+        return {name: (folder / name).read_bytes() for name in (*PLOTS, REPORT)}
