@@ -6,6 +6,15 @@ Parquet file, which has no lines, the data row (1-based) and the column. The
 checks run before any number reaches the fixed-point encoding: NaN, infinities
 and magnitudes above ``MAX_ABS_VALUE`` are refused here, because a value such as
 1e308 would overflow the Paillier encoding much later and much less clearly.
+
+Text columns are categories without being declared. A feature column is numeric
+when every filled cell is a number; it is a text (categorical) column when more
+than half of its filled cells are not numbers; in between (at least half numbers,
+some not) it is refused, naming the first cell that is not a number: a numeric
+column with a few stray words is far more often a data error than a set of
+categories, and turning it into categories would silently lump its thousands of
+values into one rare-category level. The ``categorical`` argument still forces a
+column to be categories (numeric-coded ones such as 1/2/3, or a mixed column).
 """
 
 from __future__ import annotations
@@ -32,7 +41,8 @@ class PartyData:
     ``ids`` keeps the file's row order and the id text exactly (surrounding spaces
     removed). ``X`` is float64 of shape ``(rows, len(feature_names))``. ``y`` is
     int8 0/1 when a label column was named, else ``None``. ``categorical`` maps each
-    requested categorical column to its cells as strings, in row order.
+    categorical column to its cells as strings (stripped, ``""`` when missing), in row
+    order: the requested ones first, then the text columns found among the features.
     """
 
     ids: list[str]
@@ -264,11 +274,47 @@ def _parse_numeric(table: _Table, index: int, name: str) -> np.ndarray:
     except ValueError:
         row = next(i for i, cell in enumerate(cells) if not _is_number(cell))
         raise _bad_cell(table, row, name, cells[row]) from None
+    return _in_range(table, index, name, values)
+
+
+def _in_range(table: _Table, index: int, name: str, values: np.ndarray) -> np.ndarray:
     bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN compares False, so NaN is caught too
     if bad.any():
         row = int(np.argmax(bad))
-        raise _bad_cell(table, row, name, cells[row])
+        raise _bad_cell(table, row, name, table.columns[index][row])
     return values
+
+
+def _parse_feature(table: _Table, index: int, name: str) -> np.ndarray | None:
+    """The column's numbers, or ``None`` for a text column (see the module docstring).
+
+    Refuses a numeric column with a missing cell, and a column of mostly numbers with some
+    cells that are not, naming the cell and the fix.
+    """
+    cells = table.columns[index]
+    try:
+        values = np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
+    except ValueError:
+        pass  # an empty or non-number cell: decide below whether it is a text column
+    else:
+        return _in_range(table, index, name, values)
+    filled = [row for row, cell in enumerate(cells) if cell.strip()]
+    words = [row for row in filled if not _is_number(cells[row])]
+    if 2 * len(words) > len(filled):
+        return None
+    if not words:
+        row = next(row for row, cell in enumerate(cells) if not cell.strip())
+        raise DataError(
+            f"{table.where(row, name)}: missing value (the column's other cells are numbers, "
+            "and a numeric column needs one in every row)"
+        )
+    row = words[0]
+    numbers = len(filled) - len(words)
+    raise DataError(
+        f"{table.where(row, name)}: not a number: {cells[row]!r} ({numbers} of the column's "
+        f"{len(filled)} filled cells are numbers: correct this cell, or list the column in the "
+        "party's 'categorical' key of the federation file to use its values as categories)"
+    )
 
 
 def _parse_label(table: _Table, index: int, name: str) -> np.ndarray:
@@ -313,9 +359,11 @@ def load_party_csv(
 
     ``features=None`` takes every column except the id, the label and the
     ``categorical`` columns, in header order. Categorical columns are returned as
-    strings in ``PartyData.categorical`` (for binning) and are never parsed as
-    numbers. Raises :class:`DataError` naming file, line and column on the first
-    problem found; a table with no numeric and no categorical column is refused.
+    strings in ``PartyData.categorical`` and are never parsed as numbers; so are the
+    text columns among the features (more than half of their filled cells are not
+    numbers: see the module docstring), which are then not in ``feature_names``.
+    Raises :class:`DataError` naming file, line and column on the first problem
+    found; a table with no numeric and no categorical column is refused.
     Blank lines are skipped. Parquet needs pyarrow (``pip install 'fedcredit[parquet]'``);
     its cells go through the same checks as CSV text: a null is a missing value, a
     boolean is 1 or 0, an integer id becomes its decimal digits.
@@ -342,16 +390,22 @@ def load_party_csv(
     y = None
     if label_index is not None:
         y = _parse_label(table, label_index, table.header[label_index])
-    X = np.empty((table.n_rows, len(feature_names)), dtype=np.float64)
-    for column, name in enumerate(feature_names):
-        X[:, column] = _parse_numeric(table, table.header.index(name), name)
+    numeric: list[str] = []
+    values: list[np.ndarray] = []
+    text: list[str] = []
+    for name in feature_names:
+        column = _parse_feature(table, table.header.index(name), name)
+        if column is None:
+            text.append(name)
+        else:
+            numeric.append(name)
+            values.append(column)
+    X = np.column_stack(values) if values else np.empty((table.n_rows, 0), dtype=np.float64)
     cats = {
         name: [cell.strip() for cell in table.columns[table.header.index(name)]]
-        for name in categorical
+        for name in [*categorical, *text]
     }
-    return PartyData(
-        ids=ids, X=X, feature_names=feature_names, y=y, path=table.path, categorical=cats
-    )
+    return PartyData(ids=ids, X=X, feature_names=numeric, y=y, path=table.path, categorical=cats)
 
 
 def standardize(

@@ -119,7 +119,12 @@ def make_party_node(
     overrides: dict[str, str],
     home: Path | None = None,
 ) -> PartyNode:
-    """Load and validate the party's data (DataError names file, row, column) and wrap it."""
+    """Load and validate the party's data (DataError names file, row, column) and wrap it.
+
+    Categorical columns (text columns, and those the ``categorical`` key names) become code
+    columns after the numeric ones. With a [binning] table they are binned as categories;
+    without one the party one-hot encodes them at alignment (``fedcredit.protocol.encoding``).
+    """
     config = fed.party(name)
     data = load_party_csv(
         config.data,
@@ -128,17 +133,20 @@ def make_party_node(
         features=list(config.features) if config.features else None,
         categorical=config.categorical,
     )
-    if config.categorical and fed.binning is None:
-        raise ConfigError(f"party {name!r}: categorical columns need a [binning] table")
     x, names = with_category_codes(data.X, data.feature_names, data.categorical)
     settings = fed.train
 
     def factory() -> FeatureParty:
+        party: FeatureParty
         if config.is_lender:
             if data.y is None:
                 raise ConfigError(f"party {name!r} names no label column")
-            return LabelParty(name, data.ids, x, names, data.y, settings)
-        return FeatureParty(name, data.ids, x, names, settings)
+            party = LabelParty(name, data.ids, x, names, data.y, settings)
+        else:
+            party = FeatureParty(name, data.ids, x, names, settings)
+        party.categorical = tuple(data.categorical)
+        party.one_hot_categories = fed.binning is None
+        return party
 
     def peers_factory(addresses: dict[str, str]) -> Peers:
         return Peers(addresses, fed.lender.name, credentials=credentials, own_name=name)

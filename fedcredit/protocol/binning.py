@@ -589,7 +589,8 @@ class PartnerBinning:
     ) -> None:
         self.party = party
         self.settings = settings
-        self.categorical = frozenset(categorical)
+        # The party's own categorical columns (text columns found in its file) count too.
+        self.categorical = frozenset(categorical) | frozenset(party.categorical)
         self.columns: list[FineColumn] = []
         self.labels: EncryptedVector | None = None
 
@@ -641,7 +642,7 @@ class LenderBinning:
     ) -> None:
         self.lender = lender
         self.settings = settings
-        self.categorical = frozenset(categorical)
+        self.categorical = frozenset(categorical) | frozenset(lender.categorical)
         self._private: PrivateKey | None = None
         self._labels: EncryptedVector | None = None
         self.stats: dict[str, tuple[list[ColumnStats], frozenset[str]]] = {}
