@@ -59,6 +59,7 @@ from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.local import validate
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
 WINDOW = 8  # patterns are looked up by their last 8 bytes; shorter ones would match by chance
@@ -418,6 +419,7 @@ def replay(job: RecordedJob) -> Truth:
                 gradient_step(party, residual, (epoch, batch))
         if len(lender.rows_of("validation", epoch, batches)):
             scores("validation", epoch, batches)
+            validate(lender, hosts, keys, epoch)  # the lender's expansion point moves with it
         if epoch + 1 == int(job.metrics["kept_epoch"]):
             # The run keeps this epoch's model (the best by validation log-loss).
             kept = {n: p.weights.copy() for n, p in parties.items()}

@@ -230,7 +230,12 @@ def _check_xy(x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[FloatArray, FloatArra
 
 
 def _train_epoch(
-    x: FloatArray, y: FloatArray, w: FloatArray, optimizer: AnyOptimizer, cfg: TrainConfig, epoch: int
+    x: FloatArray,
+    y: FloatArray,
+    w: FloatArray,
+    optimizer: AnyOptimizer,
+    cfg: TrainConfig,
+    epoch: int,
 ) -> tuple[FloatArray, float, float]:
     """One epoch over ``(x, y)``: new weights, last batch's loss and mean loss over the epoch."""
     optimizer.set_epoch(epoch)

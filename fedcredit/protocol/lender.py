@@ -29,6 +29,9 @@ from fedcredit.model.metrics import log_loss
 from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS, Z_SCALE_BITS, score_value_bits
 from fedcredit.protocol.party import FeatureParty, PendingMasks
 
+#: Ridge penalty of the expansion point's regression (on sums over the validation rows).
+EXPANSION_RIDGE = 1.0
+
 
 @dataclass
 class PendingLoss:
@@ -62,6 +65,10 @@ class LabelParty(FeatureParty):
         settings: Any,
     ) -> None:
         self._labels_all = np.asarray(labels, dtype=np.int64)
+        # Coefficients of the partners' part of the score on the lender's own design columns,
+        # fitted on the validation rows (``validation_log_loss``): the "local" sigmoid expands
+        # around the lender's score plus this prediction instead of its score alone.
+        self.expansion: np.ndarray | None = None
         super().__init__(name, ids, features, feature_names, settings)
 
     @property
@@ -108,12 +115,13 @@ class LabelParty(FeatureParty):
         """``[[4d]]``, four times the approximated residual sigma(z) - y, re-randomized.
 
         ``taylor`` (FATE's baseline): sigma(z) ~ 1/2 + z/4, so 4d = z + 2 - 4y.
-        ``local`` (default): the first-order expansion around the lender's own score u, which
-        the lender knows in the clear: sigma(z) ~ sigma(u) + sigma'(u) (z - u). Exact when the
-        partners' part is small and never worse than the slope 1/4 at zero; it needs one
-        small plaintext exponent per row and sends exactly the same messages, so it reveals
-        nothing more. 4d = 4 sigma'(u) [[z - u]] + 4 (sigma(u) - y), the slope carried with
-        SLOPE_SCALE_BITS fractional bits.
+        ``local`` (default): the first-order expansion around a point c the lender knows in
+        the clear: sigma(z) ~ sigma(c) + sigma'(c) (z - c), with c = u, its own score, plus,
+        once there are validation rows, its prediction of the partners' part from its own
+        columns (``expansion``, fitted on the validation rows' scores it learns anyway). Exact
+        when z is near c; it needs one small plaintext exponent per row and sends exactly the
+        same messages, so it reveals nothing more. 4d = 4 sigma'(c) [[z - c]] + 4 (sigma(c) - y),
+        the slope carried with SLOPE_SCALE_BITS fractional bits.
         The fresh randomization matters: a host knows the randomness of its own [[u_h]] and,
         without it, could strip it from the residual and read d (and so the labels).
         """
@@ -121,13 +129,20 @@ class LabelParty(FeatureParty):
         y = self.labels(rows).astype(np.float64)
         if self.settings.sigmoid == "taylor":
             return z.add_plain(2.0 - 4.0 * y).rerandomize()
-        own = self.linear(self._x_int[rows])
-        p = 1.0 / (1.0 + np.exp(-own))
+        centre = self.expansion_point(self._x_int[rows])
+        p = sigmoid(centre)
         slope = np.rint(4.0 * p * (1.0 - p) * float(1 << SLOPE_SCALE_BITS)).astype(np.int64)
-        partners = z.add_plain(-own)
-        return (
-            partners.mul_plain_ints(slope, SLOPE_SCALE_BITS).add_plain(4.0 * (p - y)).rerandomize()
-        )
+        offset = z.add_plain(-centre)
+        return offset.mul_plain_ints(slope, SLOPE_SCALE_BITS).add_plain(4.0 * (p - y)).rerandomize()
+
+    def expansion_point(self, x_int: np.ndarray) -> np.ndarray:
+        """Where the "local" sigmoid is expanded: own score plus the predicted partners' part."""
+        own = self.linear(x_int)
+        if self.expansion is None:
+            return own
+        x = x_int.astype(np.float64) / float(1 << self.x_scale_bits)
+        centre: np.ndarray = own + x @ self.expansion
+        return centre
 
     def loss_request(
         self, z: EncryptedVector, phase: str, epoch: int, batch: int
@@ -159,10 +174,35 @@ class LabelParty(FeatureParty):
         learns the validation rows' scores after every epoch, as it learns the test rows'
         scores once at evaluation (docs/THREAT-MODEL.md states the difference).
         """
-        y = self.labels(self.rows_of("validation", 0, 0))
-        if len(scores) != len(y):
-            raise ProtocolError(f"{len(scores)} validation scores for {len(y)} validation rows")
-        return log_loss(y, sigmoid(np.asarray(scores, dtype=np.float64)))
+        rows = self.rows_of("validation", 0, 0)
+        y = self.labels(rows)
+        z = np.asarray(scores, dtype=np.float64)
+        if len(z) != len(y):
+            raise ProtocolError(f"{len(z)} validation scores for {len(y)} validation rows")
+        self._fit_expansion(self._x_int[rows], z)
+        return log_loss(y, sigmoid(z))
+
+    def _fit_expansion(self, x_int: np.ndarray, z: np.ndarray) -> None:
+        """Ridge regression of the partners' part ``z - u`` on the lender's own columns.
+
+        Where partners' columns correlate with the lender's (tumour sizes measured twice,
+        balances and limits), this puts the expansion point of the next epoch's residuals
+        near the true score and removes most of the linearization's bias.
+        """
+        x = x_int.astype(np.float64) / float(1 << self.x_scale_bits)
+        partners = z - x @ self.weights
+        gram = x.T @ x + EXPANSION_RIDGE * np.eye(x.shape[1])
+        self.expansion = np.linalg.solve(gram, x.T @ partners)
+
+    def state(self) -> dict[str, Any]:
+        state = super().state()
+        state["expansion"] = None if self.expansion is None else self.expansion.tolist()
+        return state
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        super().load_state(state)
+        expansion = state.get("expansion")
+        self.expansion = None if expansion is None else np.asarray(expansion, dtype=np.float64)
 
     # -- evaluation and scoring ------------------------------------------------------------
     @staticmethod

@@ -50,10 +50,25 @@ def held_out_scores(
     return LabelParty.finish_scores(keys.decrypt_masked(packed), pending)
 
 
+def validate(
+    lender: LabelParty, hosts: Sequence[FeatureParty], keys: KeyHolder, epoch: int
+) -> float:
+    """The true log-loss of the validation rows after ``epoch``, as the lender computes it
+    from their decrypted scores (which also refits its expansion point)."""
+    batches = lender.batches_per_epoch()
+    partials = {h.name: h.partial("validation", epoch, batches) for h in hosts}
+    z = lender.encrypted_scores("validation", epoch, batches, partials)
+    packed, pending = LabelParty.score_request(z)
+    return lender.validation_log_loss(
+        LabelParty.finish_scores(keys.decrypt_masked(packed), pending)
+    )
+
+
 def train_local(
     lender: LabelParty, hosts: Sequence[FeatureParty], keys: KeyHolder, epochs: int
 ) -> list[float]:
-    """Every epoch and batch in order; returns the loss of each epoch's last batch."""
+    """Every epoch and batch in order, then the validation rows (when there are any), as the
+    nodes run them; returns the Taylor loss of each epoch's last batch."""
     losses = []
     for epoch in range(epochs):
         batches = lender.batches_per_epoch()
@@ -61,4 +76,6 @@ def train_local(
             loss = train_batch(lender, hosts, keys, epoch, batch, want_loss=batch == batches - 1)
             if loss is not None:
                 losses.append(loss)
+        if len(lender.rows_of("validation", epoch, batches)):
+            validate(lender, hosts, keys, epoch)
     return losses
