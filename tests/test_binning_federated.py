@@ -15,6 +15,7 @@ from fedcredit.model.binning import bin_counts, group_counts, merge_monotonic
 from fedcredit.model.woe import woe_iv
 from fedcredit.protocol.binning import (
     BinEncoder,
+    _bins,
     ColumnPlan,
     EncryptedBinSums,
     LenderBinning,
@@ -137,8 +138,11 @@ def test_partners_are_one_hot_without_a_reference_bin_and_the_lender_woe(job_key
         lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
     )
     assert host.encoder is not None and lender.encoder is not None
-    x = host.encoder.transform(train_raw(host))
-    assert set(np.unique(x)) <= {0.0, 1.0}
+    centred = host.encoder.transform(train_raw(host))
+    # The indicators are centred on the training rows (the intercept absorbs the shift).
+    assert np.allclose(centred.mean(axis=0), 0.0)
+    x = centred + np.concatenate([c.centre for c in host.encoder.columns])[None, :]
+    assert set(np.round(np.unique(x), 12)) <= {0.0, 1.0}
     per_column = {}
     for name in host.feature_names:
         per_column.setdefault(name.split("=")[0], []).append(host.feature_names.index(name))
@@ -238,6 +242,26 @@ def test_points_follow_the_scorecard_convention(job_key) -> None:  # type: ignor
     woe = lender.encoder.columns[0].woe  # type: ignore[union-attr]
     got = [row["points"] for row in points["rows"] if row["column"] == "a"]
     assert got == pytest.approx([-factor * 0.8 * w for w in woe], abs=1e-3)
+
+
+def test_a_partners_points_add_up_to_its_centred_partial_score(job_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(job_key)
+    run_binning_local(
+        lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
+    )
+    assert isinstance(host.encoder, BinEncoder)
+    host.weights = np.linspace(-1.0, 1.5, host.n_weights)
+    rows = host.model_part()["encoder"]["points"]["rows"]
+    table = {(r["column"], r["bin"]): r["points"] for r in rows}
+    raw = train_raw(host)[:50]
+    factor = 20.0 / np.log(2.0)
+    partial = host.encoder.transform(raw) @ host.weights  # before fixed-point rounding
+    for i in range(len(raw)):
+        total = sum(
+            table[(c.name, int(_bins(c.binning, raw[i : i + 1, c.index], c.categorical)[0]))]
+            for c in host.encoder.columns
+        )
+        assert total == pytest.approx(-factor * partial[i], abs=1e-3)
 
 
 def test_category_codes_are_exact_stable_and_readable() -> None:

@@ -164,9 +164,12 @@ def test_rare_categories_share_one_level_and_the_most_frequent_is_the_reference(
 
     assert column.levels == ("car", "tv", "") and column.has_other and column.reference == 0
     assert encoder.feature_names == ["purpose=tv", "purpose=(missing)", "purpose=(other)"]
-    np.testing.assert_array_equal(
-        encoder.transform(probe),
+    # Indicators centred by each level's training share (tv 25 %, missing 10 %, other 5 %).
+    assert column.centre == pytest.approx((0.25, 0.10, 0.05))
+    np.testing.assert_allclose(
+        encoder.transform(probe) + np.array(column.centre)[None, :],
         [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]],
+        atol=1e-12,
     )
 
 

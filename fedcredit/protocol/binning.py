@@ -435,6 +435,10 @@ class EncodedColumn:
     mode: str  # "onehot" or "woe"
     woe: tuple[float, ...] = ()
     active: tuple[int, ...] = ()  # one-hot: bins with a design column (reference and empty: none)
+    # One-hot: each active column's share of the training rows, subtracted so the columns are
+    # centred. The model is the same (the intercept absorbs the shift); the party's Newton
+    # steps then no longer fight the lender's intercept (docs/BINNING.md, "Encoding").
+    centre: tuple[float, ...] = ()
 
 
 class BinEncoder:
@@ -467,11 +471,10 @@ class BinEncoder:
             if c.mode == "woe":
                 parts.append(apply_woe(bins, np.asarray(c.woe))[:, None])
             else:
-                parts.append(
-                    (bins[:, None] == np.asarray(c.active, dtype=np.int64)[None, :]).astype(
-                        np.float64
-                    )
+                onehot = (bins[:, None] == np.asarray(c.active, dtype=np.int64)[None, :]).astype(
+                    np.float64
                 )
+                parts.append(onehot - np.asarray(c.centre or [0.0] * len(c.active))[None, :])
         return np.hstack(parts) if parts else np.zeros((len(data), 0))
 
     def bind_weights(self, source: Callable[[], np.ndarray], *, has_intercept: bool) -> None:
@@ -489,10 +492,13 @@ class BinEncoder:
                 logits[c.name] = [float(weights[at]) * w for w in c.woe]
                 at += 1
             else:
-                values = [0.0] * c.binning.n_bins
-                for k in c.active:
-                    values[k] = float(weights[at])
-                    at += 1
+                shares = c.centre or (0.0,) * len(c.active)
+                column = weights[at : at + len(c.active)]
+                shift = float(np.dot(column, shares))
+                values = [-shift] * c.binning.n_bins
+                for k, w in zip(c.active, column.tolist(), strict=True):
+                    values[k] = float(w) - shift
+                at += len(c.active)
                 logits[c.name] = values
         table = scorecard.points_table(intercept, logits)
         rows = [
@@ -520,6 +526,7 @@ class BinEncoder:
                     "mode": c.mode,
                     "woe": list(c.woe),
                     "active": list(c.active),
+                    "centre": list(c.centre),
                 }
                 for c in self.columns
             ],
@@ -546,6 +553,7 @@ class BinEncoder:
                     str(c["mode"]),
                     tuple(float(w) for w in c["woe"]),
                     tuple(int(k) for k in c["active"]),
+                    tuple(float(v) for v in c.get("centre", ())),
                 )
                 for c in data["columns"]
             ]
@@ -576,7 +584,10 @@ def partner_encoder(
         counts = np.bincount(_bins(merged, raw[:, c.index], c.categorical), minlength=merged.n_bins)
         reference = int(np.argmax(counts))
         active = tuple(k for k in range(merged.n_bins) if counts[k] > 0 and k != reference)
-        encoded.append(EncodedColumn(c.name, c.index, merged, c.categorical, "onehot", (), active))
+        shares = tuple(float(counts[k]) / max(1, len(raw)) for k in active)
+        encoded.append(
+            EncodedColumn(c.name, c.index, merged, c.categorical, "onehot", (), active, shares)
+        )
     return BinEncoder(encoded, int(party.raw.shape[1]))
 
 
