@@ -31,6 +31,7 @@ MAX_KEY_BITS: Final = 8192
 # Party names become certificate common names and DNS subject alternative names, so they must
 # be valid DNS labels.
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _MISSING: Final[Any] = object()
 
 
@@ -40,6 +41,7 @@ class Endpoint:
 
     name: str
     address: str
+    cert_sha256: str | None = None  # pinned certificate fingerprint (64 lowercase hex digits)
 
     @property
     def host(self) -> str:
@@ -63,6 +65,7 @@ class PartyConfig:
     features: tuple[str, ...] | None = None  # None: every column but the id and the label
     loans: Path | None = None
     categorical: tuple[str, ...] = ()  # forced categories; text columns are found unasked
+    cert_sha256: str | None = None  # pinned certificate fingerprint (64 lowercase hex digits)
 
     @property
     def is_lender(self) -> bool:
@@ -70,7 +73,7 @@ class PartyConfig:
 
     @property
     def endpoint(self) -> Endpoint:
-        return Endpoint(self.name, self.address)
+        return Endpoint(self.name, self.address, self.cert_sha256)
 
 
 @dataclass(frozen=True)
@@ -121,8 +124,10 @@ class BinningSettings:
 class TLSSettings:
     """Where the federation CA and each node's certificate and key are.
 
-    ``init_certs`` writes exactly this layout: ``<cert_dir>/ca.pem``, ``<cert_dir>/<name>.pem``
-    and ``<cert_dir>/<name>.key``.
+    At an institution: ``<cert_dir>/ca.pem``, its own ``<name>.key`` (``fedcredit certs
+    request``) and ``<name>.pem`` (``certs sign``), and the certificate ``<peer>.pem`` of
+    every node the file pins (``cert_sha256``). ``init_certs`` (local runs) writes every
+    node's key and certificate into one such folder.
     """
 
     ca: Path
@@ -177,6 +182,11 @@ class Federation:
     def all_names(self) -> tuple[str, ...]:
         """Party names in file order, then ``"coordinator"``: every node of the federation."""
         return (*(p.name for p in self.parties), COORDINATOR)
+
+    def cert_pins(self) -> dict[str, str]:
+        """Node name to the SHA-256 of its certificate, for every table with ``cert_sha256``."""
+        nodes = [*(p.endpoint for p in self.parties), self.coordinator]
+        return {n.name: n.cert_sha256 for n in nodes if n.cert_sha256 is not None}
 
     def replace(self, **changes: Any) -> Federation:
         """A copy with some fields changed (not validated again)."""
@@ -328,13 +338,15 @@ class _Parser:
         if key_bits > MAX_KEY_BITS:
             raise fed.error("key_bits", f"must be at most {MAX_KEY_BITS}, got {key_bits}")
         coordinator = _Table(
-            self.file, "[coordinator]", self._required(doc, "coordinator"), ("address",)
+            self.file, "[coordinator]", self._required(doc, "coordinator"), _COORDINATOR_KEYS
         )
         parties = tuple(self.party(i + 1, raw) for i, raw in enumerate(doc.get("party", [])))
         federation = Federation(
             name=fed.text("name"),
             key_bits=key_bits,
-            coordinator=Endpoint(COORDINATOR, self.address(coordinator)),
+            coordinator=Endpoint(
+                COORDINATOR, self.address(coordinator), self.fingerprint(coordinator)
+            ),
             parties=parties,
             train=self.train(doc.get("train", {})),
             binning=self.binning(doc["binning"]) if "binning" in doc else None,
@@ -358,6 +370,20 @@ class _Parser:
         except ValueError as exc:
             raise table.error("address", str(exc)) from exc
         return value
+
+    def fingerprint(self, table: _Table) -> str | None:
+        """``cert_sha256``: hex digits, colons and case as ``openssl x509 -fingerprint`` gives."""
+        value = table.text("cert_sha256", None)
+        if value is None:
+            return None
+        digits = str(value).replace(":", "").strip().lower()
+        if not _SHA256_RE.match(digits):
+            raise table.error(
+                "cert_sha256",
+                "must be the SHA-256 fingerprint of the node's certificate, 64 hex digits (as "
+                f"'fedcredit certs sign' prints it), got {value!r}",
+            )
+        return digits
 
     def path(self, table: _Table, key: str, default: Any = _MISSING) -> Any:
         value = table.text(key, default)
@@ -397,6 +423,7 @@ class _Parser:
             features=features,
             loans=self.path(table, "loans", None),
             categorical=table.names("categorical") or (),
+            cert_sha256=self.fingerprint(table),
         )
 
     def check_parties(self, federation: Federation) -> None:
@@ -491,8 +518,9 @@ _SCORECARD_KEYS: Final = ("base_score", "base_odds", "pdo", "min_score", "max_sc
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
-    "categorical",
+    "categorical", "cert_sha256",
 )  # fmt: skip
+_COORDINATOR_KEYS: Final = ("address", "cert_sha256")
 _TRAIN_KEYS: Final = tuple(f.name for f in dataclasses.fields(TrainSettings))
 _BINNING_KEYS: Final = tuple(f.name for f in dataclasses.fields(BinningSettings))
 

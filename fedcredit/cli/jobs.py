@@ -18,7 +18,7 @@ from fedcredit.node.client import call, open_channel, wait_for_ready
 from fedcredit.node.driver import Driver
 from fedcredit.node.launcher import LocalNodes
 from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.tls import init_certs, load_channel_credentials
+from fedcredit.node.tls import init_certs, load_channel_credentials, pins_in
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -53,7 +53,8 @@ def _driver_credentials(fed: Federation, cert_dir: Path | None, as_party: str) -
     if cert_dir is None:
         return None
     ca = fed.tls.ca if fed.tls is not None else cert_dir / "ca.pem"
-    return load_channel_credentials(ca, cert_dir / f"{as_party}.pem", cert_dir / f"{as_party}.key")
+    cert, key = cert_dir / f"{as_party}.pem", cert_dir / f"{as_party}.key"
+    return load_channel_credentials(ca, cert, key, pins_in(cert_dir, fed.cert_pins()))
 
 
 def _wait_all(addresses: dict[str, str], credentials: Any, self_name: str) -> None:

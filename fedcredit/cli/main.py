@@ -64,13 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--peer", action="append", default=[], help="NAME=HOST:PORT override")
     _add_common(node)
 
-    certs = sub.add_parser("certs", help="certificates for mutual TLS")
-    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
-    init = certs_sub.add_parser("init", help="make a CA and one certificate per party")
-    init.add_argument("--out", type=Path, required=True)
-    init.add_argument(
-        "--parties", required=True, help="comma-separated names, coordinator included"
-    )
+    _add_certs(sub)
 
     score = sub.add_parser("score", help="batch scoring with a trained model")
     score.add_argument("federation", type=Path)
@@ -92,6 +86,48 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("selfcheck", help="check the Paillier engine against phe")
     check.add_argument("--key-bits", type=int, default=2048)
     return parser
+
+
+def _add_certs(sub: Any) -> None:
+    certs = sub.add_parser("certs", help="certificates for mutual TLS")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    request = certs_sub.add_parser(
+        "request", help="at an institution: make its private key and a certificate request"
+    )
+    request.add_argument("--party", required=True, help="this node's name in the federation file")
+    request.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for NAME.key (private, mode 0600, never leaves it) and NAME.csr",
+    )
+    ca = certs_sub.add_parser("ca", help="at whoever signs: make the federation CA")
+    ca.add_argument(
+        "--out", type=Path, required=True, help="folder for ca.pem (public) and ca.key (0600)"
+    )
+    ca.add_argument("--days", type=int, default=None, help="validity in days (default 1825)")
+    sign = certs_sub.add_parser(
+        "sign", help="at the CA holder: sign a request and print the certificate's SHA-256"
+    )
+    sign.add_argument("csr", type=Path, help="the NAME.csr an institution sent")
+    sign.add_argument(
+        "--ca-dir", type=Path, required=True, help="folder with ca.pem and ca.key ('certs ca')"
+    )
+    sign.add_argument("--out", type=Path, required=True, help="certificate file to write")
+    sign.add_argument("--days", type=int, default=None, help="validity in days (default 365)")
+    init = certs_sub.add_parser(
+        "init",
+        help="every key made here: for a local test federation only",
+        description="A CA and every node's key and certificate, made here: for a local test "
+        "federation only, since whoever runs it can act as any party. A deployment uses "
+        "'certs request' at each institution and 'certs sign' at the CA holder.",
+    )
+    init.add_argument(
+        "--out", type=Path, required=True, help="folder for every key and certificate"
+    )
+    init.add_argument(
+        "--parties", required=True, help="comma-separated names, coordinator included"
+    )
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -159,11 +195,32 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
 
 def _cmd_certs(args: argparse.Namespace) -> int:
-    from fedcredit.node.tls import init_certs
+    from fedcredit.node import certs
 
-    names = [n.strip() for n in args.parties.split(",") if n.strip()]
-    paths = init_certs(args.out, names)
-    print(f"wrote a CA ({paths.ca}) and certificates for {', '.join(names)} in {args.out}")
+    days = {} if getattr(args, "days", None) is None else {"days": args.days}
+    if args.certs_command == "request":
+        request = certs.request_certificate(args.out, args.party)
+        print(
+            f"wrote {request.key} (private: it never leaves {args.out}) and {request.csr}: "
+            "send the .csr to whoever holds the federation CA"
+        )
+    elif args.certs_command == "ca":
+        ca = certs.make_ca(args.out, **days)
+        print(f"wrote {ca.cert} (give it to every node) and {ca.key} (private: keep it here)")
+    elif args.certs_command == "sign":
+        signed = certs.sign_request(args.ca_dir, args.csr, args.out, **days)
+        table = "[coordinator]" if signed.party == "coordinator" else f"[[party]] {signed.party!r}"
+        print(f"signed {signed.cert} for {signed.party!r}, valid until {signed.not_after:%Y-%m-%d}")
+        print(f"SHA-256 {signed.sha256}")
+        print(f'federation file, {table}: cert_sha256 = "{signed.sha256}"')
+    else:
+        names = [n.strip() for n in args.parties.split(",") if n.strip()]
+        paths = certs.init_certs(args.out, names)
+        print(
+            f"wrote a CA ({paths.ca}) and certificates for {', '.join(names)} in {args.out}. "
+            "Every key made here: for a local test federation only (whoever ran this can act "
+            "as any party; a deployment uses 'certs request' and 'certs sign')"
+        )
     return 0
 
 

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fedcredit.errors import ConfigError, PartyUnavailableError, ProtocolError
 from fedcredit.node.identity import PARTY_METADATA
 from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES
+from fedcredit.node.tls import PinnedChannelCredentials
 
 _R = TypeVar("_R")
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
@@ -102,10 +103,14 @@ def open_channel(
     """A channel to the node ``party_name`` at ``address``; close it when done.
 
     With ``credentials`` (``tls.load_channel_credentials``) the node must present a certificate
-    for ``party_name``. Without, the channel is plaintext and ``self_name`` (our own party
-    name) is sent in the ``x-fedcredit-party`` header: insecure mode, for local debugging only.
+    for ``party_name``, and for a pinned party exactly the pinned certificate. Without, the
+    channel is plaintext and ``self_name`` (our own party name) is sent in the
+    ``x-fedcredit-party`` header: insecure mode, for local debugging only.
     """
     options = channel_options(party_name, max_message_bytes, credentials is not None)
+    if isinstance(credentials, PinnedChannelCredentials):
+        # The federation file pins this party's certificate: trust only that certificate.
+        credentials = credentials.for_party(party_name)
     if credentials is not None:
         return grpc.secure_channel(address, credentials, options=options)
     if not self_name:

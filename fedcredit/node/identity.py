@@ -1,10 +1,14 @@
 """Who is calling: the party name from the caller's verified client certificate.
 
 With mutual TLS the server has already checked the client certificate against the federation
-CA during the handshake; the common name of that certificate is the caller's party name.
-``IdentityInterceptor`` refuses callers whose name is not in the allowed set (health checks
-included) with PERMISSION_DENIED, and servicers ask ``caller_party(context)`` who called. A
-party name written in a request field is never evidence of anything.
+CA during the handshake. The caller's party name is the one DNS subject alternative name of
+that certificate (``certificate_party``), the same name a client checks when it connects to a
+server; a common name, if any, must agree, and a certificate that names no party or several is
+no identity at all. Where the federation file pins a party's certificate (``cert_sha256``), a
+caller with that name must present exactly that certificate. ``IdentityInterceptor`` refuses
+callers without a valid identity (UNAUTHENTICATED) or outside the allowed set
+(PERMISSION_DENIED), health checks included, and servicers ask ``caller_party(context)`` who
+called. A party name written in a request field is never evidence of anything.
 
 Insecure mode (no TLS) takes the caller's name from the ``x-fedcredit-party`` metadata, which
 anyone can forge: it exists for local debugging only and must never face a network.
@@ -12,14 +16,22 @@ anyone can forge: it exists for local debugging only and must never face a netwo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 
 PARTY_METADATA = "x-fedcredit-party"
-_CN_KEY = "x509_common_name"
+#: DNS names some certificates carry for local runs; never a party's name.
+LOCAL_NAMES: Final = frozenset({"localhost"})
+_PEM_KEY = "x509_pem_cert"
 _SECURITY_KEY = "transport_security_type"
+_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]
 Guard = Callable[[grpc.ServicerContext], None]
@@ -50,11 +62,48 @@ class HandlerInterceptor(ServerInterceptorBase):
         raise NotImplementedError
 
 
+def certificate_party(cert: x509.Certificate) -> str | None:
+    """The party ``cert`` was issued to: its one DNS subject alternative name that is a party
+    name (``localhost`` aside). None when it names no party or several, or when a common name
+    says another: such a certificate identifies nobody."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    names = [n for n in san.get_values_for_type(x509.DNSName) if n not in LOCAL_NAMES]
+    if len(names) != 1 or not _NAME_RE.match(names[0]):
+        return None
+    common = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if any(attribute.value != names[0] for attribute in common):
+        return None
+    return names[0]
+
+
+def certificate_sha256(cert: x509.Certificate) -> str:
+    """The SHA-256 fingerprint of ``cert`` (of its DER encoding), as 64 lowercase hex digits."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+@functools.lru_cache(maxsize=256)
+def _peer(pem: bytes) -> tuple[str | None, str]:
+    """(party name or None, SHA-256) of a peer certificate; parsed once per certificate."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return None, ""
+    return certificate_party(cert), certificate_sha256(cert)
+
+
+def _peer_pem(context: grpc.ServicerContext) -> bytes | None:
+    pems = cast(dict[str, list[bytes]], context.auth_context()).get(_PEM_KEY, [])
+    return pems[0] if len(pems) == 1 else None
+
+
 def caller_party(context: grpc.ServicerContext) -> str:
     """The verified party name of the caller; aborts the call UNAUTHENTICATED when unknown.
 
-    Under TLS: the common name of the client certificate. In insecure mode: the
-    ``x-fedcredit-party`` metadata (forgeable, for local debugging only).
+    Under TLS: the DNS SAN of the client certificate (``certificate_party``). In insecure
+    mode: the ``x-fedcredit-party`` metadata (forgeable, for local debugging only).
     """
     name = _identify(context)
     if name is None:
@@ -68,21 +117,28 @@ def _is_tls(context: grpc.ServicerContext) -> bool:
 
 
 def _identify(context: grpc.ServicerContext) -> str | None:
-    auth = cast(dict[str, list[bytes]], context.auth_context())
     if _is_tls(context):
-        names = auth.get(_CN_KEY, [])
-        # A certificate with several common names is ambiguous: refuse rather than pick one.
-        return names[0].decode() if len(names) == 1 else None
+        pem = _peer_pem(context)
+        return None if pem is None else _peer(pem)[0]
     values = [v for k, v in context.invocation_metadata() if k == PARTY_METADATA]
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
 class IdentityInterceptor(HandlerInterceptor):
-    """Refuses every call whose caller is not in ``allowed_parties`` (PERMISSION_DENIED)."""
+    """Refuses every call whose caller is not in ``allowed_parties`` (PERMISSION_DENIED), and
+    under TLS every caller whose certificate is not the one ``pins`` (party name to SHA-256
+    fingerprint) names for it (UNAUTHENTICATED)."""
 
-    def __init__(self, allowed_parties: Iterable[str], *, secure: bool = True) -> None:
+    def __init__(
+        self,
+        allowed_parties: Iterable[str],
+        *,
+        secure: bool = True,
+        pins: Mapping[str, str] | None = None,
+    ) -> None:
         self._allowed = frozenset(allowed_parties)
         self._secure = secure
+        self._pins = dict(pins or {})
 
     def wrap(self, handler: Handler, method: str) -> Handler:
         return guard_handler(handler, self._check)
@@ -96,6 +152,15 @@ class IdentityInterceptor(HandlerInterceptor):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "caller has no party identity")
         if name not in self._allowed:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, f"party {name!r} is not allowed")
+        pin = self._pins.get(name)
+        if pin is not None and self._secure:
+            pem = _peer_pem(context)
+            if pem is None or _peer(pem)[1] != pin:
+                context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"the certificate presented as {name!r} is not the one the federation "
+                    "file pins for it",
+                )
 
 
 def guard_handler(

@@ -28,7 +28,7 @@ from fedcredit.node.party_node import PartyNode
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.server import NodeServer, build_server
 from fedcredit.node.services import CoordinatorServicer, PartyServicer
-from fedcredit.node.tls import load_channel_credentials, load_server_credentials
+from fedcredit.node.tls import load_channel_credentials, load_server_credentials, pins_in
 from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc, party_pb2_grpc
 from fedcredit.protocol.binning import with_category_codes
 from fedcredit.protocol.coordinator import KeyHolder
@@ -58,7 +58,11 @@ class NodeOptions:
 def credentials_for(
     fed: Federation, name: str, cert_dir: Path | None
 ) -> tuple[grpc.ServerCredentials, grpc.ChannelCredentials]:
-    """Server and channel credentials of node ``name`` from --certs or the file's [tls]."""
+    """Server and channel credentials of node ``name`` from --certs or the file's [tls].
+
+    Channels to a party the file pins (``cert_sha256``) trust only that party's certificate,
+    read from the same folder as ``name``'s own and checked against the pin.
+    """
     if cert_dir is not None:
         ca, cert, key = cert_dir / "ca.pem", cert_dir / f"{name}.pem", cert_dir / f"{name}.key"
     elif fed.tls is not None:
@@ -66,9 +70,17 @@ def credentials_for(
     else:
         raise ConfigError(
             f"{fed.path.name}: no [tls] table and no --certs folder: mutual TLS needs certificates "
-            "(make them with 'fedcredit certs init', or pass --insecure for local debugging)"
+            "(see 'fedcredit certs request', or pass --insecure for local debugging)"
         )
-    return load_server_credentials(ca, cert, key), load_channel_credentials(ca, cert, key)
+    pins = pins_in(cert.parent, fed.cert_pins())
+    unpinned = [n for n in fed.all_names if n not in fed.cert_pins()]
+    if fed.tls is not None and unpinned:
+        log.warning(
+            "%s: no cert_sha256 for %s: whoever holds the CA can act as them (parties/README.md)",
+            fed.path.name,
+            ", ".join(unpinned),
+        )
+    return load_server_credentials(ca, cert, key), load_channel_credentials(ca, cert, key, pins)
 
 
 def build_node(
@@ -89,7 +101,11 @@ def build_node(
     address = options.listen or fed.endpoint(options.name).address
     allowed = set(fed.all_names)
     server = build_server(
-        address, credentials=server_creds, allowed_parties=allowed, interceptors=interceptors
+        address,
+        credentials=server_creds,
+        allowed_parties=allowed,
+        interceptors=interceptors,
+        pins=fed.cert_pins(),
     )
     if options.name == COORDINATOR:
         keys = KeyHolder(allow_small_keys=options.allow_small_keys)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent import futures
 from typing import Any, TypeVar
 
@@ -170,12 +170,15 @@ def build_server(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     max_workers: int = 16,
     interceptors: Sequence[ServerInterceptorBase] = (),
+    pins: Mapping[str, str] | None = None,
 ) -> NodeServer:
     """A node server for ``address`` (not yet bound; ``start`` binds it).
 
     ``credentials`` from ``tls.load_server_credentials``; None means insecure mode, for local
     debugging only, and prints a warning to stderr. Only callers in ``allowed_parties`` are
-    served (PERMISSION_DENIED otherwise), health checks included. ``interceptors`` are extra
+    served (PERMISSION_DENIED otherwise), health checks included, and a caller named in
+    ``pins`` (party name to certificate SHA-256) only with that certificate (UNAUTHENTICATED
+    otherwise). ``interceptors`` are extra
     server interceptors, added after the built-in ones (identity check, drain, decoding); tests
     use them to record every message that crosses the wire.
     """
@@ -187,7 +190,7 @@ def build_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="fedcredit-rpc"),
         interceptors=[
-            IdentityInterceptor(allowed_parties, secure=credentials is not None),
+            IdentityInterceptor(allowed_parties, secure=credentials is not None, pins=pins),
             _DrainInterceptor(drain),
             DecodeInterceptor(),
             *interceptors,
