@@ -191,7 +191,9 @@ class PrivateKey:
         self.hq: Any = self._h(q, self.qsquare)
 
     def _h(self, prime: Any, prime_square: Any) -> Any:
-        lifted = gmpy2.powmod(self.public_key.g, prime - 1, prime_square)
+        # Every exponent made of p or q goes through GMP's constant-time mpz_powm_sec: the
+        # plain powmod's sliding window would show the exponent's bits to a timing attacker.
+        lifted = gmpy2.powmod_sec(self.public_key.g, prime - 1, prime_square)
         return gmpy2.invert((lifted - 1) // prime, prime)
 
     def __repr__(self) -> str:
@@ -206,7 +208,7 @@ class PrivateKey:
         prime, square, h = (
             (self.p, self.psquare, self.hp) if use_p else (self.q, self.qsquare, self.hq)
         )
-        return (gmpy2.powmod(c, prime - 1, square) - 1) // prime * h % prime
+        return (gmpy2.powmod_sec(c, prime - 1, square) - 1) // prime * h % prime
 
     def _crt(self, mp: Any, mq: Any) -> Any:
         return mp + (mq - mp) * self.p_inverse % self.q * self.p
