@@ -26,6 +26,7 @@ OPTIMIZERS: Final = ("newton", "adam", "sgd")
 #: The learning rate each optimizer uses when the federation file names none.
 DEFAULT_LR: Final = {"newton": 1.0, "adam": 0.15, "sgd": 0.15}
 BINNING_METHODS: Final = ("quantile", "equal_width")
+UNKNOWN_ID_POLICIES: Final = ("sample", "mean", "refuse")
 MIN_KEY_BITS: Final = 2048
 MAX_KEY_BITS: Final = 8192
 # Party names become certificate common names and DNS subject alternative names, so they must
@@ -121,6 +122,19 @@ class BinningSettings:
 
 
 @dataclass(frozen=True)
+class ScoringSettings:
+    """What each partner answers the lender's scoring requests (docs/THREAT-MODEL.md, F1, F2)."""
+
+    # With one partner the final score gives the lender that partner's partial score.
+    allow_single_partner: bool = False
+    # An id the partner does not hold: "sample" answers a customer's partial score chosen by a
+    # keyed hash of the id (indistinguishable), "mean" the mean, "refuse" fails the request.
+    unknown_ids: str = "sample"
+    quota_per_day: int = 100_000  # applicants per lender in any 24 hours, per partner
+    precision_bits: int = 6  # partial scores the lender decrypts are rounded to 2^-bits
+
+
+@dataclass(frozen=True)
 class TLSSettings:
     """Where the federation CA and each node's certificate and key are.
 
@@ -154,6 +168,7 @@ class Federation:
     path: Path
     min_overlap: int = 100
     scorecard: ScorecardSettings = ScorecardSettings()
+    scoring: ScoringSettings = ScoringSettings()
 
     def party(self, name: str) -> PartyConfig:
         """The party called ``name``; ConfigError when there is none."""
@@ -272,6 +287,12 @@ class _Table:
             raise self.error(key, f"must be a non-empty string, got {value!r}")
         return value
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
     def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
         value = self.text(key, default)
         if value not in choices:
@@ -354,6 +375,7 @@ class _Parser:
             path=path,
             min_overlap=fed.integer("min_overlap", 100, low=1),
             scorecard=self.scorecard(doc.get("scorecard", {})),
+            scoring=self.scoring(doc.get("scoring", {})),
         )
         self.check_parties(federation)
         return federation
@@ -506,6 +528,17 @@ class _Parser:
             raise t.error("max_score", "must be above min_score")
         return settings
 
+    def scoring(self, raw: Any) -> ScoringSettings:
+        t = _Table(self.file, "[scoring]", raw, _SCORING_KEYS)
+        d = ScoringSettings()
+        return ScoringSettings(
+            allow_single_partner=t.flag("allow_single_partner", d.allow_single_partner),
+            unknown_ids=t.choice("unknown_ids", UNKNOWN_ID_POLICIES, d.unknown_ids),
+            quota_per_day=t.integer("quota_per_day", d.quota_per_day, low=1),
+            # 20 bits is the score scale itself (fedcredit.protocol.fixedpoint.Z_SCALE_BITS).
+            precision_bits=t.integer("precision_bits", d.precision_bits, low=0, high=20),
+        )
+
     def tls(self, raw: Any) -> TLSSettings:
         t = _Table(self.file, "[tls]", raw, ("ca", "cert_dir"))
         cert_dir = self.path(t, "cert_dir", "certs")
@@ -513,7 +546,9 @@ class _Parser:
         return TLSSettings(ca=ca if ca is not None else cert_dir / "ca.pem", cert_dir=cert_dir)
 
 
-_TOP_KEYS: Final = ("federation", "coordinator", "party", "train", "binning", "scorecard", "tls")
+_TOP_KEYS: Final = (
+    "federation", "coordinator", "party", "train", "binning", "scorecard", "scoring", "tls",
+)  # fmt: skip
 _SCORECARD_KEYS: Final = ("base_score", "base_odds", "pdo", "min_score", "max_score")
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
@@ -523,6 +558,7 @@ _PARTY_KEYS: Final = (
 _COORDINATOR_KEYS: Final = ("address", "cert_sha256")
 _TRAIN_KEYS: Final = tuple(f.name for f in dataclasses.fields(TrainSettings))
 _BINNING_KEYS: Final = tuple(f.name for f in dataclasses.fields(BinningSettings))
+_SCORING_KEYS: Final = tuple(f.name for f in dataclasses.fields(ScoringSettings))
 
 
 def _split_address(address: str) -> tuple[str, int]:

@@ -29,6 +29,10 @@ class StorageError(FedCreditError):
     """A file or folder could not be written or read (full disk, permissions, a file in the way)."""
 
 
+class QuotaError(FedCreditError):
+    """A party refused a request past a limit the federation file sets (a scoring quota)."""
+
+
 class PartyUnavailableError(FedCreditError):
     """A party did not answer in time or refused the connection."""
 

@@ -336,6 +336,7 @@ def aligned_parties(job: RecordedJob, public: PublicKey) -> dict[str, FeaturePar
         else:
             party = FeatureParty(config.name, data.ids, data.X, data.feature_names, settings)
         party.public_key = public
+        party.release_bits = job.fed.scoring.precision_bits  # as make_party_node sets it
         parties[config.name] = party
     # The PSI hands every party the common ids sorted as strings (PSIParty.resolve).
     common = sorted(set.intersection(*(set(p.ids) for p in parties.values())))

@@ -19,6 +19,7 @@ def test_concurrent_first_callers_fetch_the_coordinator_key_once_and_all_see_its
         "lender",
         credentials=None,
         own_name="lender",
+        allow_small_keys=True,
     )
     calls: list[str] = []
     release = threading.Event()

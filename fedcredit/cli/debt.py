@@ -84,7 +84,9 @@ class LocalConsortium:
             servicer = DebtLenderServicer(self.lenders[name], name, set(self.names), COORDINATOR)
             self._serve(name, servicer, parties)
         stubs = {name: self.stub(COORDINATOR, name) for name in self.names}
-        self.coordinator = DebtCoordinator(min_count_floor=min_count_floor)
+        self.coordinator = DebtCoordinator(
+            min_count_floor=min_count_floor, allow_small_keys=key_bits < 2048
+        )
         self.coordinator_servicer = DebtCoordinatorServicer(self.coordinator, stubs)
         self._serve(COORDINATOR, self.coordinator_servicer, set(self.names))
 

@@ -17,6 +17,7 @@ from fedcredit.crypto.digits import (
 from fedcredit.crypto.keys import (
     PrivateKey,
     PublicKey,
+    check_peer_key,
     generate_keypair,
     load_private_key,
     save_private_key,
@@ -30,7 +31,12 @@ from fedcredit.crypto.serde import (
     vector_from_bytes,
     vector_to_bytes,
 )
-from fedcredit.crypto.vector import EncryptedVector, decrypt_vector, encrypt_vector
+from fedcredit.crypto.vector import (
+    EncryptedVector,
+    decrypt_vector,
+    encrypt_ints_for_owner,
+    encrypt_vector,
+)
 
 __all__ = [
     "DigitPacked",
@@ -38,6 +44,7 @@ __all__ = [
     "PackedCiphertexts",
     "PrivateKey",
     "PublicKey",
+    "check_peer_key",
     "decode",
     "decrypt_digit_numbers",
     "decrypt_digits",
@@ -47,6 +54,7 @@ __all__ = [
     "digits_per_ciphertext",
     "digits_to_bytes",
     "encode",
+    "encrypt_ints_for_owner",
     "encrypt_vector",
     "generate_keypair",
     "get_workers",

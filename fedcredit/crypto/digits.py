@@ -84,7 +84,9 @@ def mask_and_pack_digits(
     """Pack ``group`` entries of ``ev`` per ciphertext as digits, mask each number, rerandomize.
 
     Every entry must decrypt to an integer in ``[0, 2**digit_bits)``. Returns the packed
-    ciphertexts for the key owner and one mask per ciphertext, which the caller keeps.
+    ciphertexts for the key owner and one mask per ciphertext, which the caller keeps. The
+    fresh randomness is ``r**n`` with r uniform in Z*_n, not the owner's ``hs``: the owner
+    learns ``V + R`` and nothing about which ciphertexts of ``ev`` were packed.
     """
     key = ev.public_key
     if len(ev) < 1:
@@ -106,7 +108,8 @@ def mask_and_pack_digits(
         return acc * (1 + n * mpz(mask)) % nsq
 
     packed = pool.map_tasks(pack, list(zip(groups, masks, strict=True)), inline=len(groups) < 2)
-    obfuscators = key.obfuscators(len(packed), rng)
+    # The key's owner decrypts these: textbook randomness, never its own base hs (review F6).
+    obfuscators = key.full_obfuscators(len(packed), rng)
     fresh = tuple(c * r % nsq for c, r in zip(packed, obfuscators, strict=True))
     return DigitPacked(key.fingerprint, digit_bits, group, len(ev), fresh), masks
 

@@ -6,6 +6,7 @@ Raw primitives here (``raw_encrypt``, ``raw_decrypt``) take and return integers 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -32,6 +33,8 @@ ABSOLUTE_MIN_KEY_BITS = 512
 MAX_KEY_BITS = 8192
 #: Shortest exponent ``short_exponent_bits`` accepts.
 MIN_SHORT_EXPONENT_BITS = 256
+#: A peer's modulus must have no prime factor below this.
+SMALL_FACTOR_BOUND = 1 << 16
 
 _SYSTEM_RANDOM = random.SystemRandom()
 _PUBLIC_KIND = "fedcredit.paillier.public"
@@ -125,8 +128,33 @@ class PublicKey:
         return [source.getrandbits(self.exponent_bits) for _ in range(count)]
 
     def obfuscators(self, count: int, rng: random.Random | None = None) -> list[Any]:
-        """``count`` fresh values ``hs**x mod n**2`` (threads, fixed-base table)."""
+        """``count`` fresh values ``hs**x mod n**2`` (threads, fixed-base table).
+
+        DJN's fast path, for ciphertexts whose receiver is NOT the key's owner. The owner chose
+        ``hs`` and knows p and q: it can pick a base whose powers it strips (``hs = 1``, or a root
+        of small order), so ``hs**x`` hides nothing from it. Use :meth:`full_obfuscators` for
+        anything the owner decrypts.
+        """
         return self.table.pow_many(self.random_exponents(count, rng))
+
+    def full_obfuscators(self, count: int, rng: random.Random | None = None) -> list[Any]:
+        """``count`` fresh values ``r**n mod n**2`` with r uniform in Z*_n (textbook Paillier).
+
+        For every ciphertext that goes to the key's owner. Multiplying by one makes the
+        randomness of the result uniform whatever the inputs carried and whatever ``hs`` is, so
+        the owner who decrypts learns the plaintext only, not which ciphertexts went into it
+        (under an honest n: gcd(n, phi(n)) = 1). One full exponentiation each, some fifteen DJN
+        obfuscators' worth; ``r`` is drawn in the caller's thread so an injected rng stays
+        deterministic.
+        """
+        source = rng or _SYSTEM_RANDOM
+        n, nsquare = self.n, self.nsquare
+        bases: list[Any] = []
+        while len(bases) < count:
+            r = mpz(source.randrange(1, int(n)))
+            if gmpy2.gcd(r, n) == 1:
+                bases.append(r)
+        return pool.map_tasks(lambda r: gmpy2.powmod(r, n, nsquare), bases)
 
     def raw_encrypt(self, plaintext: int, r: int) -> Any:
         """Textbook Paillier ``(1 + n m) * r**n mod n**2`` with a caller-given ``r``.
@@ -307,6 +335,52 @@ def generate_keypair(
             break
     public = PublicKey(p * q, rng=source)
     return public, PrivateKey(public, p, q)
+
+
+@functools.cache
+def _small_primes() -> Any:
+    # The product of every prime below SMALL_FACTOR_BOUND (about 94,000 bits): one gcd tests them.
+    return gmpy2.primorial(SMALL_FACTOR_BOUND - 1)
+
+
+def check_peer_key(
+    key: PublicKey, *, allow_small: bool = False, party: str = "a peer"
+) -> PublicKey:
+    """``key`` when it meets the policy for a key a peer gives us, else CryptoError naming
+    ``party`` (one line, safe to show the peer).
+
+    Every receiver applies it where a peer's key arrives (the job key, the scoring key, a
+    lender's binning key, a loan-stacking lender's key):
+
+    - ``2048 <= bits <= 8192``; ``allow_small`` (the test-only switch) lowers the floor to 512;
+    - n odd, not prime (anyone could decrypt), not a perfect power, no prime factor below 2**16;
+    - the DJN base ``hs`` of full size (above n) with ``hs mod n`` not 1 or n - 1: that rules out
+      ``hs = 1``, ``n**2 - 1`` and every ``+-(1 + n)**k``, under which ``hs**x`` hides nothing or
+      carries a plaintext anyone can strip.
+
+    What no check can see without the factors: whether ``hs`` is an n-th residue of large
+    order, or whether gcd(n, phi(n)) = 1. Hence whoever re-randomizes a ciphertext that goes to
+    the key's owner uses :meth:`PublicKey.full_obfuscators`, which does not depend on ``hs``.
+    """
+    refused = f"the Paillier key from {party} is refused"
+    bits = key.bits
+    floor = ABSOLUTE_MIN_KEY_BITS if allow_small else MIN_KEY_BITS
+    if bits < floor:
+        hint = "even in tests" if allow_small else "outside tests"
+        raise CryptoError(f"{refused}: {bits} bits, below the {floor} required {hint}")
+    if bits > MAX_KEY_BITS:
+        raise CryptoError(f"{refused}: {bits} bits, above the {MAX_KEY_BITS} accepted")
+    n, hs = key.n, key.hs
+    if gmpy2.gcd(n, _small_primes()) != 1:
+        raise CryptoError(f"{refused}: n has a prime factor below {SMALL_FACTOR_BOUND}")
+    if gmpy2.is_power(n) or gmpy2.is_prime(n):
+        raise CryptoError(f"{refused}: n is a prime or a perfect power, not a product of primes")
+    if hs <= n or hs % n in (1, n - 1):
+        raise CryptoError(
+            f"{refused}: its DJN base hs is degenerate (hs = +-(1 + n)**k or below n), "
+            "so encryptions under it would hide nothing"
+        )
+    return key
 
 
 def save_private_key(path: str | os.PathLike[str], private_key: PrivateKey) -> None:

@@ -71,7 +71,9 @@ def mask_and_pack(
     """Mask every entry of ``ev`` (|value| < 2**value_bits at its scale), pack, rerandomize.
 
     Returns the packed ciphertexts for the coordinator and the masks, which the caller
-    keeps secret and later passes to :func:`unmask`. ``rng`` is for deterministic tests.
+    keeps secret and later passes to :func:`unmask`. The coordinator owns the key, so the
+    fresh randomness is ``r**n`` with r uniform in Z*_n, never its own base ``hs``.
+    ``rng`` is for deterministic tests.
     """
     key = ev.public_key
     _check_value_bits(value_bits, key.bits)
@@ -95,7 +97,8 @@ def mask_and_pack(
         return acc * (1 + n * (mpz(packed_mask) % n)) % nsq
 
     packed = pool.map_tasks(pack, groups, inline=len(groups) < 2)
-    obfuscators = key.obfuscators(len(packed), rng)
+    # The coordinator owns the key it decrypts with: textbook randomness, not its hs (F6).
+    obfuscators = key.full_obfuscators(len(packed), rng)
     fresh = tuple(c * r % nsq for c, r in zip(packed, obfuscators, strict=True))
     return PackedCiphertexts(key.fingerprint, slot_bits, value_bits, len(ev), fresh), masks
 

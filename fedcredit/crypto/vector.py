@@ -148,9 +148,27 @@ class EncryptedVector:
         return self._new([acc])
 
     def rerandomize(self, rng: random.Random | None = None) -> EncryptedVector:
-        """Same plaintexts, fresh DJN randomness: unlinkable to this vector's ciphertexts."""
+        """Same plaintexts, fresh DJN randomness ``hs**x``: unlinkable to this vector's
+        ciphertexts for anyone but the key's owner.
+
+        The fast path, only for a receiver that is NOT the key's owner: the owner chose ``hs``
+        and may strip its powers (security review F6). Before the owner decrypts, use
+        :meth:`rerandomize_for_owner`.
+        """
         nsq = self.public_key.nsquare
         masks = self.public_key.obfuscators(len(self), rng)
+        return self._new([c * r % nsq for c, r in zip(self.ciphertexts, masks, strict=True)])
+
+    def rerandomize_for_owner(self, rng: random.Random | None = None) -> EncryptedVector:
+        """Same plaintexts, times ``r**n`` with r uniform in Z*_n (textbook Paillier), for a
+        vector that goes to the key's owner.
+
+        The owner then learns the plaintexts only: the randomness is uniform whatever the
+        inputs carried and whatever base the owner published. One full exponentiation per
+        ciphertext (some fifteen times :meth:`rerandomize`), so pack first.
+        """
+        nsq = self.public_key.nsquare
+        masks = self.public_key.full_obfuscators(len(self), rng)
         return self._new([c * r % nsq for c, r in zip(self.ciphertexts, masks, strict=True)])
 
     def take(self, indices: Sequence[int] | npt.NDArray[np.integer[Any]]) -> EncryptedVector:
@@ -217,6 +235,22 @@ def encrypt_ints(
     return EncryptedVector(
         public_key, pool.map_chunked(work, list(zip(ints, exponents, strict=True))), scale_bits
     )
+
+
+def encrypt_ints_for_owner(
+    public_key: PublicKey,
+    ints: Sequence[int],
+    scale_bits: int,
+    *,
+    rng: random.Random | None = None,
+) -> EncryptedVector:
+    """Encrypt integers with textbook randomness ``r**n`` (never ``hs``), for values that end
+    up, after homomorphic steps, at the key's owner: a base the owner chose may be no n-th
+    residue, and ``hs**x`` would then add a value it can read."""
+    n, nsq = public_key.n, public_key.nsquare
+    masks = public_key.full_obfuscators(len(ints), rng)
+    cts = [(1 + n * (mpz(m) % n)) * r % nsq for m, r in zip(ints, masks, strict=True)]
+    return EncryptedVector(public_key, cts, scale_bits)
 
 
 def encrypt_vector(

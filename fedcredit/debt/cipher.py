@@ -16,9 +16,11 @@ from fedcredit.crypto import (
     EncryptedVector,
     PrivateKey,
     PublicKey,
+    check_peer_key,
     decrypt_digit_numbers,
     decrypt_digits,
     digits_per_ciphertext,
+    encrypt_ints_for_owner,
     encrypt_vector,
     mask_and_pack_digits,
 )
@@ -29,9 +31,11 @@ __all__ = [
     "EncryptedVector",
     "PrivateKey",
     "PublicKey",
+    "check_peer_key",
     "decrypt_masked_numbers",
     "decrypt_masked_slots",
     "encrypt_values",
+    "encrypt_values_for_owner",
     "group_size",
     "mask_selected",
 ]
@@ -40,6 +44,13 @@ __all__ = [
 def encrypt_values(public_key: PublicKey, values: Sequence[int]) -> EncryptedVector:
     """Fresh encryptions of non-negative integers (scale 0), one ciphertext per value."""
     return encrypt_vector(public_key, np.zeros(len(values)), 0).add_plain_ints(list(values))
+
+
+def encrypt_values_for_owner(public_key: PublicKey, values: Sequence[int]) -> EncryptedVector:
+    """Encryptions of non-negative integers that someone other than the key's owner makes and
+    that reach the owner (the coordinator's Enc(0) and Enc(1)): textbook randomness, never the
+    owner's base, which might carry a value of its own."""
+    return encrypt_ints_for_owner(public_key, list(values), 0)
 
 
 def group_size(keys: Iterable[PublicKey]) -> int:
@@ -55,7 +66,9 @@ def mask_selected(
     rerandomize.
 
     The key owner who decrypts the result sees ``V + R`` per ciphertext, with the mask ``R``
-    ``2**80`` times wider than the packed values ``V``; the caller keeps the masks.
+    ``2**80`` times wider than the packed values ``V``; the caller keeps the masks. The fresh
+    randomness is textbook ``r**n``, so the owner cannot tell which rows were selected even
+    when it chose the rows' randomness and its base ``hs``.
     """
     return mask_and_pack_digits(rows.take(list(indices)), DIGIT_BITS, group)
 

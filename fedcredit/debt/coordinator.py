@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from fedcredit.debt.cipher import (
     EncryptedVector,
     PublicKey,
-    encrypt_values,
+    check_peer_key,
+    encrypt_values_for_owner,
     group_size,
     mask_selected,
 )
@@ -39,7 +40,7 @@ from fedcredit.debt.messages import (
     UploadTable,
 )
 from fedcredit.debt.oprf import TAG_BYTES
-from fedcredit.errors import ProtocolError
+from fedcredit.errors import CryptoError, ProtocolError
 
 SEAL_OVERHEAD = 48
 """Bytes a libsodium sealed box adds (ephemeral public key and MAC)."""
@@ -87,10 +88,12 @@ class PreparedQuery:
 class DebtCoordinator:
     """The aggregator: tables per lender, and the selection and masking step of a query."""
 
-    def __init__(self, min_count_floor: int = 2) -> None:
+    def __init__(self, min_count_floor: int = 2, *, allow_small_keys: bool = False) -> None:
         if min_count_floor < 1:
             raise ProtocolError("the minimum count for a total must be at least 1")
         self.min_count_floor = min_count_floor
+        # The test-only switch: lenders' keys of 512 to 2047 bits are taken too.
+        self.allow_small_keys = allow_small_keys
         self._tables: dict[str, LenderTable] = {}
 
     @property
@@ -105,8 +108,17 @@ class DebtCoordinator:
         except KeyError as exc:
             raise ProtocolError(f"lender {lender!r} has not uploaded its table") from exc
 
+    def check_key(self, lender: str, key: PublicKey) -> None:
+        """ProtocolError naming ``lender`` unless its key meets the key policy
+        (``check_peer_key``): a key under 162 bits would hold no applicant per ciphertext."""
+        try:
+            check_peer_key(key, allow_small=self.allow_small_keys, party=f"lender {lender!r}")
+        except CryptoError as exc:
+            raise ProtocolError(str(exc)) from exc
+
     def accept_upload(self, lender: str, upload: UploadTable) -> LenderTable:
         """Replace ``lender``'s table (the caller's name comes from its TLS certificate)."""
+        self.check_key(lender, upload.public_key)
         if len(upload.tags) != len(upload.ciphertexts):
             raise ProtocolError("an upload must hold as many ciphertexts as tags")
         if any(len(tag) != TAG_BYTES for tag in upload.tags):
@@ -116,7 +128,8 @@ class DebtCoordinator:
             raise ProtocolError("an upload holds the same tag twice")
         if lender not in self._tables and len(self._tables) >= MAX_LENDERS:
             raise ProtocolError(f"a consortium may hold at most {MAX_LENDERS} lenders")
-        extras = encrypt_values(upload.public_key, [NO_MATCH, MATCH_WITHHELD])
+        # Made here, sent (packed) to the key's owner: textbook randomness, not its base (F6).
+        extras = encrypt_values_for_owner(upload.public_key, [NO_MATCH, MATCH_WITHHELD])
         rows = upload.ciphertexts.concat(extras)
         table = LenderTable(lender, upload.epoch, upload.public_key, index, rows)
         self._tables[lender] = table

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fedcredit.crypto import generate_keypair
+from fedcredit.crypto.keys import MIN_KEY_BITS
 from fedcredit.debt.coordinator import DebtCoordinator
 from fedcredit.debt.lender import DebtLender
 from fedcredit.debt.messages import (
@@ -54,11 +55,16 @@ class LocalFederation:
         min_count_floor: int = 2,
         transcript: Transcript | None = None,
     ) -> LocalFederation:
-        """One lender per book (id -> balance in cents), keys generated, tables uploaded."""
-        coordinator = DebtCoordinator(min_count_floor=min_count_floor)
+        """One lender per book (id -> balance in cents), keys generated, tables uploaded.
+
+        ``key_bits`` below 2048 (tests) lets the coordinator take keys that small too.
+        """
+        coordinator = DebtCoordinator(
+            min_count_floor=min_count_floor, allow_small_keys=key_bits < MIN_KEY_BITS
+        )
         lenders: dict[str, DebtLender] = {}
         for name, book in books.items():
-            public, private = generate_keypair(key_bits, allow_small=key_bits < 2048)
+            public, private = generate_keypair(key_bits, allow_small=key_bits < MIN_KEY_BITS)
             lenders[name] = DebtLender(public, private)
             upload(lenders[name], name, book, coordinator, transcript)
         return cls(lenders, coordinator)

@@ -19,6 +19,7 @@ import grpc
 
 from fedcredit.config import BinningSettings
 from fedcredit.crypto import PublicKey
+from fedcredit.crypto.keys import check_peer_key
 from fedcredit.errors import ProtocolError
 from fedcredit.node import convert
 from fedcredit.node.client import call
@@ -215,10 +216,14 @@ class BinningServicer(binning_pb2_grpc.BinningServicer):
     ) -> common_pb2.Ack:
         def step(_: str) -> common_pb2.Ack:
             side = self._partner()
+            small = self.node.allow_small_keys
             key = PublicKey.from_json(request.public_key_json)
+            # Before reading a ciphertext under it: the key policy (CryptoError naming the lender).
+            check_peer_key(key, allow_small=small, party="the lender")
             rows = len(train_raw(side.party))
             side.receive_labels(
-                convert.vector_from_proto(request.labels, key, scale_bits=0, count=rows)
+                convert.vector_from_proto(request.labels, key, scale_bits=0, count=rows),
+                allow_small=small,
             )
             return common_pb2.Ack(env=request.env)
 

@@ -121,8 +121,13 @@ def serve_coordinator_debt(
     fed: Federation,
     overrides: Mapping[str, str],
     credentials: grpc.ChannelCredentials | None,
+    *,
+    allow_small_keys: bool = False,
 ) -> None:
-    """Add the consortium's ``DebtCoordinatorServicer`` to the coordinator node (if any)."""
+    """Add the consortium's ``DebtCoordinatorServicer`` to the coordinator node (if any).
+
+    ``allow_small_keys`` (tests only) lets lenders upload under keys below 2048 bits.
+    """
     lenders = lending_parties(fed)
     if not lenders:
         return
@@ -137,7 +142,8 @@ def serve_coordinator_debt(
         # period) lists no table, so every lender uploads again.
         server.health.set(table_health_service(lender), health_pb2.HealthCheckResponse.SERVING)
 
-    servicer = DebtCoordinatorServicer(DebtCoordinator(), directory, on_upload=listed)
+    coordinator = DebtCoordinator(allow_small_keys=allow_small_keys)
+    servicer = DebtCoordinatorServicer(coordinator, directory, on_upload=listed)
     server.add(debt_pb2_grpc.add_DebtServiceServicer_to_server, servicer)
 
 

@@ -11,6 +11,7 @@ errors; details of the latter go to the local log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -180,7 +181,8 @@ class DebtCoordinatorServicer(debt_pb2_grpc.DebtServiceServicer):
     ) -> Any:
         caller = _require(context, self._lenders.names.__contains__, "UploadTable")
         address = _announced_address(context)
-        upload = _run(context, lambda: upload_from_chunks(request_iterator))
+        check = functools.partial(self._coordinator.check_key, caller)
+        upload = _run(context, lambda: upload_from_chunks(request_iterator, check))
         table = _run(context, lambda: self._coordinator.accept_upload(caller, upload))
         if address is not None:
             self._lenders.announce(caller, address)
@@ -303,12 +305,20 @@ def upload_to_chunks(
         yield chunk
 
 
-def upload_from_chunks(chunks: Iterator[debt_pb2.DebtUploadChunk]) -> UploadTable:
-    """Reassemble and validate an upload (every ciphertext checked against the key)."""
+def upload_from_chunks(
+    chunks: Iterator[debt_pb2.DebtUploadChunk],
+    check_key: Callable[[PublicKey], None] | None = None,
+) -> UploadTable:
+    """Reassemble and validate an upload (every ciphertext checked against the key).
+
+    ``check_key`` vets the lender's key (the coordinator's ``check_key``) before any row is read.
+    """
     first = next(chunks, None)
     if first is None or not first.public_key_json:
         raise ProtocolError("an upload must start with a header chunk")
     public_key = PublicKey.from_json(first.public_key_json)
+    if check_key is not None:
+        check_key(public_key)
     tags: list[bytes] = []
     parts = []
     for chunk in (first, *chunks):

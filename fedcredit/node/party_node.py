@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fedcredit.crypto import EncryptedVector, PublicKey
+from fedcredit.crypto.keys import check_peer_key
 from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import evaluate
@@ -76,6 +77,8 @@ class PartyNode:
         self.scorecard = Scorecard()
         self._scoring: FeatureParty | None = None
         self.static_peers: Peers | None = None
+        self.allow_small_keys = False
+        """The test-only switch: peers' keys of 512 to 2047 bits pass ``check_peer_key`` too."""
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -130,7 +133,11 @@ class PartyNode:
         state_dir: str,
     ) -> party_pb2.SetupReply:
         party = self._party_factory()
-        party.public_key = PublicKey.from_json(public_key_json)
+        party.public_key = check_peer_key(
+            PublicKey.from_json(public_key_json),
+            allow_small=self.allow_small_keys,
+            party="the coordinator",
+        )
         directory = self.within_home(state_dir, "state folder") if state_dir else self.home
         directory.mkdir(parents=True, exist_ok=True)
         with self._lock:

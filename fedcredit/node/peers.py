@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from fedcredit.crypto import PackedCiphertexts, PublicKey
+from fedcredit.crypto.keys import check_peer_key
 from fedcredit.node import convert
 from fedcredit.node.client import call, open_channel
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc, party_pb2_grpc
@@ -27,8 +28,11 @@ class Peers:
         *,
         credentials: grpc.ChannelCredentials | None,
         own_name: str,
+        allow_small_keys: bool = False,
     ) -> None:
         self.addresses = dict(addresses)
+        # The test-only switch: the coordinator's key may then be 512 to 2047 bits.
+        self.allow_small_keys = allow_small_keys
         self.lender = lender
         self.parties = sorted(n for n in self.addresses if n != COORDINATOR)
         self.hosts = [n for n in self.parties if n != lender]
@@ -79,7 +83,8 @@ class Peers:
         """The coordinator's current public key (and job id), asked once and cached.
 
         Safe under concurrent callers (a lender scores many applicants at once): the first asks,
-        the others wait for its answer, and nobody sees the key without its job id.
+        the others wait for its answer, and nobody sees the key without its job id. A key that
+        fails the key policy (``check_peer_key``) is refused (CryptoError) and not kept.
         """
         key = self._key
         if key is not None:
@@ -89,9 +94,14 @@ class Peers:
                 reply = self.call_coordinator(
                     "GetPublicKey", coordinator_pb2.PublicKeyRequest(), 30.0
                 )
+                key = check_peer_key(
+                    PublicKey.from_json(reply.public_key_json),
+                    allow_small=self.allow_small_keys,
+                    party="the coordinator",
+                )
                 # The job id first: a reader that sees the key must also see its job.
                 self.coordinator_job = reply.env.job_id
-                self._key = PublicKey.from_json(reply.public_key_json)
+                self._key = key
             return self._key
 
     def decrypt_masked(self, env: common_pb2.Envelope, packed: PackedCiphertexts) -> list[int]:

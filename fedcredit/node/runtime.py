@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 
 from fedcredit.config import Federation
+from fedcredit.crypto.keys import MIN_KEY_BITS
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
 from fedcredit.model.scorecard import Scorecard
@@ -112,9 +113,22 @@ def build_node(
         server.add(
             coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(keys)
         )
-        serve_coordinator_debt(server, fed, dict(options.peers), channel_creds)
+        serve_coordinator_debt(
+            server,
+            fed,
+            dict(options.peers),
+            channel_creds,
+            allow_small_keys=options.allow_small_keys,
+        )
         return server
-    node = make_party_node(fed, options.name, channel_creds, dict(options.peers), options.state_dir)
+    node = make_party_node(
+        fed,
+        options.name,
+        channel_creds,
+        dict(options.peers),
+        options.state_dir,
+        allow_small_keys=options.allow_small_keys,
+    )
     if options.model_dir is not None:
         node.load_model(options.model_dir)
     # A party with a loans file also serves the loan-stacking check (docs/DEBT.md).
@@ -134,8 +148,13 @@ def make_party_node(
     credentials: grpc.ChannelCredentials | None,
     overrides: dict[str, str],
     home: Path | None = None,
+    *,
+    allow_small_keys: bool | None = None,
 ) -> PartyNode:
     """Load and validate the party's data (DataError names file, row, column) and wrap it.
+
+    ``allow_small_keys`` (the test-only switch) lets the node take peers' keys below 2048 bits;
+    None takes it from the file: ``key_bits`` below 2048 loads only with that switch.
 
     Categorical columns (text columns, and those the ``categorical`` key names) become code
     columns after the numeric ones. With a [binning] table they are binned as categories;
@@ -151,6 +170,7 @@ def make_party_node(
     )
     x, names = with_category_codes(data.X, data.feature_names, data.categorical)
     settings = fed.train
+    small_keys = fed.key_bits < MIN_KEY_BITS if allow_small_keys is None else allow_small_keys
 
     def factory() -> FeatureParty:
         party: FeatureParty
@@ -165,10 +185,17 @@ def make_party_node(
         return party
 
     def peers_factory(addresses: dict[str, str]) -> Peers:
-        return Peers(addresses, fed.lender.name, credentials=credentials, own_name=name)
+        return Peers(
+            addresses,
+            fed.lender.name,
+            credentials=credentials,
+            own_name=name,
+            allow_small_keys=small_keys,
+        )
 
     node = PartyNode(name, factory, peers_factory, home)
     node.scorecard = Scorecard(**dataclasses.asdict(fed.scorecard))
+    node.allow_small_keys = small_keys
     static = {p.name: p.address for p in fed.parties}
     static[COORDINATOR] = fed.coordinator.address
     static.update(overrides)

@@ -1,9 +1,12 @@
 """Online and batch scoring at the lender: partners' encrypted parts, one masked decryption.
 
 The lender asks each partner for its encrypted partial scores, adds its own, masks the sum and
-has the coordinator decrypt the masked slots. It learns the final score and, per applicant, the
-partners' contribution as one aggregate (never per partner). A partner that does not hold an
-applicant answers the mean (zero) silently, so the lender does not learn who is its customer.
+has the coordinator decrypt the masked slots. It learns the final score and so, per applicant,
+the partners' contribution as one aggregate, each partner's part rounded to the federation
+file's [scoring] precision_bits: with one partner, that partner's part (which is why a single
+partner answers only under ``allow_single_partner``). What a partner answers, for whom and how
+often is its own policy (``fedcredit.node.partner``): by default an applicant it does not hold
+gets an answer the lender cannot tell from a customer's (``fedcredit.protocol.disclosure``).
 
 A lender of a loan-stacking consortium (``debt``) also asks, in parallel, how many other
 lenders each applicant owes and how much (docs/DEBT.md); the two aggregates go next to the

@@ -21,9 +21,11 @@ from fedcredit.errors import (
     FedCreditError,
     PartyUnavailableError,
     ProtocolError,
+    QuotaError,
     StorageError,
 )
 from fedcredit.node import convert
+from fedcredit.node.client import RemoteCallError
 from fedcredit.node.identity import caller_party
 from fedcredit.node.party_node import PartyNode
 from fedcredit.node.scoring import DebtCheck, score_applicants
@@ -45,6 +47,7 @@ R = TypeVar("R")
 
 STATUS: list[tuple[type[FedCreditError], grpc.StatusCode]] = [
     (PartyUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (QuotaError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CryptoError, grpc.StatusCode.INVALID_ARGUMENT),
     (DataError, grpc.StatusCode.INVALID_ARGUMENT),
     (ProtocolError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -54,6 +57,8 @@ STATUS: list[tuple[type[FedCreditError], grpc.StatusCode]] = [
 
 
 def status_for(error: FedCreditError) -> grpc.StatusCode:
+    if isinstance(error, RemoteCallError) and error.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return error.code  # a partner's quota: the lender's operator sees the same status
     for kind, code in STATUS:
         if isinstance(error, kind):
             return code
@@ -281,7 +286,8 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
         self, request: party_pb2.ScoreIds, context: grpc.ServicerContext
     ) -> party_pb2.CipherMessage:
         caller = caller_party(context)
-        vector = self.node.partial_score(caller, list(request.ids), self.node.scoring_peers())
+        peers = self.node.scoring_peers()
+        vector = self.node.partial_score(caller, list(request.ids), peers, request.env.job_id)
         return party_pb2.CipherMessage(env=request.env, phase="score", vector=vector)
 
     @rpc

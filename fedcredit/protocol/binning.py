@@ -42,6 +42,7 @@ from fedcredit.crypto import (
     matvec_t,
     weighted_sum,
 )
+from fedcredit.crypto.keys import MIN_KEY_BITS, check_peer_key
 from fedcredit.crypto.packing import SLOT_EXTRA_BITS, slots_per_ciphertext
 from fedcredit.crypto.vector import concat
 from fedcredit.errors import ConfigError, DataError, ProtocolError
@@ -281,7 +282,8 @@ def _pack(values: EncryptedVector) -> PackedCiphertexts:
         group = values.take(list(range(start, min(start + per, len(values)))))
         weights = [1 << (slot_bits * (len(group) - 1 - i)) for i in range(len(group))]
         parts.append(weighted_sum(group, weights))
-    packed = concat(parts[0], *parts[1:]).rerandomize() if parts else values
+    # The lender owns the key and decrypts these: textbook randomness, not its hs (review F6).
+    packed = concat(parts[0], *parts[1:]).rerandomize_for_owner() if parts else values
     return PackedCiphertexts(
         key.fingerprint, slot_bits, EVENT_VALUE_BITS, len(values), tuple(packed.ciphertexts)
     )
@@ -605,14 +607,18 @@ class PartnerBinning:
         self.columns: list[FineColumn] = []
         self.labels: EncryptedVector | None = None
 
-    def receive_labels(self, labels: EncryptedVector) -> None:
-        """Keep the lender's encrypted labels; refuses a key weaker than the job's."""
+    def receive_labels(self, labels: EncryptedVector, *, allow_small: bool = False) -> None:
+        """Keep the lender's encrypted labels; refuses a key weaker than the job's, and one that
+        fails the key policy (``check_peer_key``, CryptoError naming the lender)."""
         job_key = self.party.public_key
         if job_key is not None and labels.public_key.bits < job_key.bits:
             raise ProtocolError(
                 f"the lender's label key has {labels.public_key.bits} bits, "
                 f"below the job's {job_key.bits}"
             )
+        # The job key passed the same policy at setup: one below 2048 bits means a test run.
+        small = allow_small or (job_key is not None and job_key.bits < MIN_KEY_BITS)
+        check_peer_key(labels.public_key, allow_small=small, party="the lender")
         rows = len(train_raw(self.party))
         if len(labels) != rows or labels.scale_bits != 0:
             raise ProtocolError(f"expected {rows} encrypted labels at scale 0, got {len(labels)}")
@@ -820,7 +826,7 @@ def run_binning_local(
     labels = lender_side.encrypt_labels(key_bits, allow_small=allow_small)
     partners = {h.name: PartnerBinning(h, settings, cats.get(h.name, ())) for h in hosts}
     for name, partner in partners.items():
-        partner.receive_labels(labels)
+        partner.receive_labels(labels, allow_small=allow_small)
         lender_side.receive_sums(name, partner.bin_sums(rng))
     plans, reports, own = lender_side.select(list(partners))
     features = {lender.name: own}

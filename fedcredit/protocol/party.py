@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from fedcredit.crypto import (
 )
 from fedcredit.errors import ConfigError, ProtocolError, StorageError
 from fedcredit.model.optim import Newton, curvature_bound, make_optimizer
+from fedcredit.protocol.disclosure import round_partial
 from fedcredit.protocol.fixedpoint import (
     CLIP,
     Z_BOUND_BITS,
@@ -47,6 +48,7 @@ from fedcredit.protocol.fixedpoint import (
     quantize,
     residual_scale_bits,
 )
+from fedcredit.protocol.isolation import check_batch
 from fedcredit.protocol.split import Split, batch_count, batch_rows, split_rows
 
 PHASES = ("train", "validation", "test")
@@ -93,6 +95,10 @@ class FeatureParty:
     #: One-hot encode ``categorical`` at alignment (``fedcredit.protocol.encoding``): plain
     #: logistic regression. Off when a [binning] job bins the raw columns after alignment.
     one_hot_categories: bool = True
+    #: Partial scores whose sum the lender decrypts (evaluation, validation, scoring) are
+    #: rounded to multiples of 2^-release_bits ([scoring] precision_bits; None: not rounded).
+    #: Set by ``fedcredit.node.runtime.make_party_node``; see ``fedcredit.protocol.disclosure``.
+    release_bits: int | None = None
 
     def __init__(
         self,
@@ -255,7 +261,10 @@ class FeatureParty:
     def partial(self, phase: str, epoch: int, batch: int) -> EncryptedVector:
         """``[[u]] = Enc(X w)`` for the step's rows, at the shared score scale."""
         rows = self.rows_of(phase, epoch, batch)
-        return encrypt_vector(self._require_key(), self.linear(self._x_int[rows]), Z_SCALE_BITS)
+        u = self.linear(self._x_int[rows])
+        if phase != "train":  # the lender decrypts the sum of these
+            u = round_partial(u, self.release_bits)
+        return encrypt_vector(self._require_key(), u, Z_SCALE_BITS)
 
     def gradient_request(
         self, residual4: EncryptedVector, epoch: int, batch: int
@@ -269,6 +278,7 @@ class FeatureParty:
                 f"party {self.name!r}: residual has {len(residual4)} values, batch has {len(rows)}"
             )
         x = self._x_int[rows]
+        check_batch(self.name, self.feature_names, x, epoch, batch)
         encrypted = matvec_t(x, self.x_scale_bits, residual4)
         bits = gradient_value_bits(len(rows), int(np.abs(x).max(initial=1)), residual4.scale_bits)
         packed, masks = mask_and_pack(encrypted, bits)
@@ -341,11 +351,15 @@ class FeatureParty:
         rows = np.array([r if r >= 0 else 0 for r in found], dtype=np.int64)
         return self.design_for(self._raw[rows]), missing
 
-    def partial_for_ids(self, ids: list[str]) -> tuple[EncryptedVector, list[int]]:
-        """Encrypted partial scores for applicants (zero for ids this party lacks)."""
+    def partial_for_ids(
+        self, ids: list[str], unknown: Callable[[list[str]], np.ndarray] | None = None
+    ) -> tuple[EncryptedVector, list[int]]:
+        """Encrypted partial scores for applicants, rounded to ``release_bits``, and the
+        positions of the ids this party lacks, which get ``unknown``'s answers (else zero)."""
         x, missing = self.rows_for_ids(ids)
         u = self.linear(x)
-        u[missing] = 0.0
+        u[missing] = unknown([ids[i] for i in missing]) if unknown and missing else 0.0
+        u = round_partial(u, self.release_bits)
         return encrypt_vector(self._require_key(), u, Z_SCALE_BITS), missing
 
 

@@ -1,0 +1,120 @@
+"""A partner's side of online scoring: whom it answers, how much, what, and its log.
+
+The lender's node asks each partner for its encrypted partial scores of a list of applicants
+(``PartialScore``). Before answering, the partner applies the federation file's [scoring]
+table, which every party reads and agrees to (parties/README.md):
+
+- it answers the lender only, and not at all when it is the federation's only partner unless
+  ``allow_single_partner`` (the final score would hand the lender its partial score, F1);
+- an id it does not hold gets the answer ``unknown_ids`` says (``fedcredit.protocol.disclosure``:
+  by default one the lender cannot tell from a customer's, F2);
+- at most ``quota_per_day`` applicants to the lender in any 24 hours, every query in its
+  audit log (``fedcredit.node.audit``, F14);
+- each partial score rounded to ``precision_bits`` (done by the party, ``release_bits``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from fedcredit.config import ScoringSettings
+from fedcredit.crypto import EncryptedVector
+from fedcredit.errors import ProtocolError
+from fedcredit.node.audit import ScoringAudit
+from fedcredit.node.peers import Peers
+from fedcredit.node.secret import keyed_int, keyed_tag, node_secret
+from fedcredit.protocol.disclosure import UnknownAnswers
+from fedcredit.protocol.party import FeatureParty
+
+log = logging.getLogger("fedcredit.node")
+
+
+class PartnerScoring:
+    """Policy, quota and audit log of one partner node for the lender's scoring requests."""
+
+    def __init__(self, name: str, home: Path, settings: ScoringSettings) -> None:
+        self.name = name
+        self.home = home
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._audit: ScoringAudit | None = None
+        self._answers: tuple[FeatureParty, UnknownAnswers] | None = None
+        self._secret: bytes | None = None
+
+    def secret(self) -> bytes:
+        """The node's secret (``fedcredit.node.secret``), read once."""
+        if self._secret is None:
+            self._secret = node_secret(self.home)
+        return self._secret
+
+    def fingerprint(self, job_id: str, data_hash: str) -> str:
+        """What the driver gets for ``data_hash``: a per-job keyed tag only this node can
+        recompute (it cannot test a guess of the data with it, nor link two jobs)."""
+        return keyed_tag(self.secret(), "data", f"{job_id}\0{data_hash}")
+
+    def audit(self) -> ScoringAudit:
+        with self._lock:
+            if self._audit is None:
+                self._audit = ScoringAudit(
+                    self.name, self.home / "audit", self.secret(), self.settings.quota_per_day
+                )
+            return self._audit
+
+    def partial_score(
+        self, caller: str, job: str, ids: list[str], party: FeatureParty, peers: Peers
+    ) -> EncryptedVector:
+        """The encrypted partial scores of ``ids`` for the lender, or a logged refusal."""
+        audit = self.audit()
+        refusal = self._refusal(caller, ids, party, peers)
+        if refusal is not None:
+            audit.refuse(caller, job, ids, refusal)
+            raise ProtocolError(refusal)
+        audit.admit(caller, job, ids)
+        party.public_key = peers.coordinator_key()
+        vector, missing = party.partial_for_ids(ids, self._unknown(party))
+        if missing:
+            log.info(
+                "scoring: %d applicant(s) unknown here answered as unknown_ids = %r says",
+                len(missing),
+                self.settings.unknown_ids,
+            )
+        return vector
+
+    def _refusal(
+        self, caller: str, ids: list[str], party: FeatureParty, peers: Peers
+    ) -> str | None:
+        if caller != peers.lender:
+            return f"partial scores are only given to the lender, not {caller!r}"
+        if len(peers.hosts) == 1 and not self.settings.allow_single_partner:
+            return (
+                f"party {self.name!r} is the federation's only partner: the final score would "
+                "give the lender its partial score of every applicant, so it does not score "
+                "alone unless the federation file's [scoring] allow_single_partner = true"
+            )
+        if self.settings.unknown_ids == "refuse" and party.rows_for_ids(ids)[1]:
+            return (
+                f"party {self.name!r} does not hold every applicant asked for, and the "
+                'federation file\'s [scoring] unknown_ids = "refuse"'
+            )
+        return None
+
+    def _unknown(self, party: FeatureParty) -> Callable[[list[str]], np.ndarray] | None:
+        if self.settings.unknown_ids == "refuse":
+            return None
+        with self._lock:
+            if self._answers is None or self._answers[0] is not party:
+                secret = self.secret()
+                partials = party.linear(party.design_for(party.raw))
+                answers = UnknownAnswers(
+                    self.settings.unknown_ids,
+                    party.ids,
+                    partials,
+                    lambda purpose, text: keyed_int(secret, purpose, text),
+                )
+                self._answers = (party, answers)
+            return self._answers[1].answer
