@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from fedcredit.config import ScoringSettings
 from fedcredit.crypto import EncryptedVector, PublicKey
 from fedcredit.crypto.keys import check_peer_key
 from fedcredit.errors import ProtocolError
@@ -25,6 +26,7 @@ from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import evaluate
 from fedcredit.model.scorecard import Scorecard
 from fedcredit.node import convert
+from fedcredit.node.partner import PartnerScoring
 from fedcredit.node.peers import Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
@@ -63,11 +65,14 @@ class PartyNode:
         party_factory: Callable[[], FeatureParty],
         peers_factory: Callable[[dict[str, str]], Peers],
         home: Path | None = None,
+        scoring: ScoringSettings | None = None,
     ) -> None:
         self.name = name
         self.home = home if home is not None else Path(".") / f"state-{name}"
         """The node's own folder. Checkpoints and the model part go inside it: where the
         driver names a folder, that folder must lie within this one (see ``within_home``)."""
+        self.partner = PartnerScoring(name, self.home, scoring or ScoringSettings())
+        """Its answers to the lender's scoring requests: policy, quota, audit log."""
         self._party_factory = party_factory
         self._peers_factory = peers_factory
         self._job: JobState | None = None
@@ -153,7 +158,7 @@ class PartyNode:
             rows=len(party.ids),
             features=party.n_weights,
             checkpoints=checkpoints,
-            data_hash=party.data_hash,
+            data_hash=self.partner.fingerprint(header.job_id, party.data_hash),
             feature_names=party.feature_names,
         )
 
@@ -371,9 +376,8 @@ class PartyNode:
             self.within_home(model_dir, "model folder") if model_dir else self.home / "model"
         )
         write_json_atomic(directory / f"{self.name}.json", part)
-        summary = {
-            k: part[k] for k in ("party", "has_label", "data_hash", "public_key_fingerprint")
-        }
+        summary = {k: part[k] for k in ("party", "has_label", "public_key_fingerprint")}
+        summary["data_hash"] = self.partner.fingerprint(self.job.job_id, part["data_hash"])
         summary["features"] = len(part["feature_names"])
         return json.dumps(summary)
 
@@ -400,12 +404,9 @@ class PartyNode:
             raise ProtocolError(f"party {self.name!r} was started without its peers' addresses")
         return self.static_peers
 
-    def partial_score(self, caller: str, ids: list[str], peers: Peers) -> common_pb2.CipherVector:
-        if caller != peers.lender:
-            raise ProtocolError(f"partial scores are only given to the lender, not {caller!r}")
+    def partial_score(
+        self, caller: str, ids: list[str], peers: Peers, job: str = ""
+    ) -> common_pb2.CipherVector:
+        """This partner's encrypted partial scores for the lender (``fedcredit.node.partner``)."""
         party = self.scoring_party()
-        party.public_key = peers.coordinator_key()
-        vector, missing = party.partial_for_ids(ids)
-        if missing:
-            log.info("scoring: %d applicant(s) unknown here were given the mean", len(missing))
-        return convert.vector_to_proto(vector)
+        return convert.vector_to_proto(self.partner.partial_score(caller, job, ids, party, peers))

@@ -182,6 +182,7 @@ def make_party_node(
             party = FeatureParty(name, data.ids, x, names, settings)
         party.categorical = tuple(data.categorical)
         party.one_hot_categories = fed.binning is None
+        party.release_bits = fed.scoring.precision_bits
         return party
 
     def peers_factory(addresses: dict[str, str]) -> Peers:
@@ -193,7 +194,7 @@ def make_party_node(
             allow_small_keys=small_keys,
         )
 
-    node = PartyNode(name, factory, peers_factory, home)
+    node = PartyNode(name, factory, peers_factory, home, scoring=fed.scoring)
     node.scorecard = Scorecard(**dataclasses.asdict(fed.scorecard))
     node.allow_small_keys = small_keys
     static = {p.name: p.address for p in fed.parties}
