@@ -325,7 +325,22 @@ def federation_toml(
     ]
     if binned:
         lines += ["", "[binning]"]
+    if len(data.parties) == 2 and _knows_single_partner():
+        # The only partner of a two-party federation scores only when told it may: the lender
+        # then learns its partial scores, which a benchmark on public data can accept.
+        lines += ["", "[scoring]", "allow_single_partner = true"]
     return "\n".join(lines) + "\n"
+
+
+def _knows_single_partner() -> bool:
+    """Whether this fedcredit has ``[scoring] allow_single_partner`` (older ones refuse the
+    table, and let a single partner score)."""
+    from dataclasses import fields
+
+    import fedcredit.config
+
+    settings = getattr(fedcredit.config, "ScoringSettings", None)
+    return settings is not None and "allow_single_partner" in {f.name for f in fields(settings)}
 
 
 def write_case_files(
