@@ -118,7 +118,8 @@ class BinningSettings:
     bins: int = 10
     min_bin_share: float = 0.05
     iv_threshold: float = 0.02
-    noise_epsilon: float = 0.0  # > 0: partners add geometric noise to bin counts (BINNING.md)
+    # Per column and run, partners add geometric noise to their bin counts (BINNING.md); 0: off.
+    noise_epsilon: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,7 @@ def test_partners_receive_only_ciphertexts_and_their_plan(binned) -> None:  # ty
                 "name",
                 "keep",
                 "group_of_bin",
+                "fold",  # merged bins too small for a design column (docs/BINNING.md)
             }
 
 

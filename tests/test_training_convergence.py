@@ -189,6 +189,9 @@ def federation(folder: Path, flip: set[str] | None = None) -> Path:
     text = path.read_text().replace("batch_size = 4096", "batch_size = 300")
     text = text.replace("validation_fraction = 0.1", "validation_fraction = 0.2")
     text = text.replace("early_stopping_rounds = 3", "early_stopping_rounds = 0")
+    # Binning noise off: the flipped-label run below must repeat the first one exactly (the
+    # noise, fresh every run, is what stops a lender differencing two runs, security review F9).
+    text = text.replace("[binning]\n", "[binning]\nnoise_epsilon = 0.0\n")
     path.write_text(text)
     return path
 

@@ -183,7 +183,9 @@ def fit_bins(
     ``method`` is ``"quantile"``, ``"equal_width"`` or ``"categorical"``; string values
     are always binned as categories. Numeric bins holding less than ``min_share`` of the
     present values are merged into their smaller neighbour. Categories below
-    ``min_share``, and all but the ``n_bins - 1`` most frequent, go to ``"other"``.
+    ``min_share``, and all but the ``n_bins - 1`` most frequent, go to ``"other"``. The missing
+    and ``"other"`` bins may be small (they have no neighbour to join); a one-hot encoder gives
+    them no design column then (``fedcredit.protocol.design_floor``, security review F3).
     """
     if method not in METHODS:
         raise ConfigError(f"unknown binning method {method!r}; choose one of {METHODS}")

@@ -267,7 +267,9 @@ def _plan_to_proto(plan: ColumnPlan) -> binning_pb2.ColumnPlan:
     for index, group in enumerate(plan.groups):
         for k in group:
             group_of_bin[k] = index
-    return binning_pb2.ColumnPlan(name=plan.name, keep=plan.keep, group_of_bin=group_of_bin)
+    return binning_pb2.ColumnPlan(
+        name=plan.name, keep=plan.keep, group_of_bin=group_of_bin, fold=list(plan.fold)
+    )
 
 
 def _plan_from_proto(message: binning_pb2.ColumnPlan) -> ColumnPlan:
@@ -277,4 +279,6 @@ def _plan_from_proto(message: binning_pb2.ColumnPlan) -> ColumnPlan:
     if sorted(groups) != list(range(len(groups))):
         raise ProtocolError(f"bin plan of {message.name!r}: group numbers are not 0..n-1")
     ordered = tuple(tuple(groups[g]) for g in range(len(groups)))
-    return ColumnPlan(message.name, bool(message.keep), ordered)
+    return ColumnPlan(
+        message.name, bool(message.keep), ordered, tuple(int(k) for k in message.fold)
+    )

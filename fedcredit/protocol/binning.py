@@ -3,13 +3,14 @@
 Every party bins its own columns on its own training rows (``fedcredit.model.binning``); no
 value and no bin edge leaves it. The lender makes a Paillier key pair of its own for the job,
 encrypts its training labels (one ciphertext per row, scale 0) and sends them to each partner.
-A partner sums them per fine bin of each of its columns (``X_onehot.T @ [[y]]``), optionally adds
-two-sided geometric noise, packs the sums several to a ciphertext, re-randomizes them and sends
-them back with its per-bin row counts. The lender decrypts per-bin event counts, computes WOE and
-IV of every column, keeps the columns whose IV reaches the threshold (and, among its own
-columns, drops the weaker of highly correlated pairs), merges fine bins into groups of monotonic
-event rate (``merge_monotonic``) and tells each partner only which columns to keep and which
-fine bins to merge. What each side learns is stated in docs/BINNING.md.
+A partner sums them per fine bin of each of its columns (``X_onehot.T @ [[y]]``), adds exact
+two-sided geometric noise (on by default), packs the sums several to a ciphertext,
+re-randomizes them and sends them back with its per-bin row counts. The lender decrypts per-bin
+event counts, computes WOE and IV of every column, keeps the columns whose IV reaches the
+threshold (and, among its own columns, drops the weaker of highly correlated pairs), merges fine
+bins into groups of monotonic event rate (``merge_monotonic``) and tells each partner only which
+columns to keep, which fine bins to merge and which merged bins are too small for a design
+column. What each side learns is stated in docs/BINNING.md.
 
 Encoding for training: partners encode their merged bins one-hot (one reference bin per column
 dropped). Sending WOE values back would tell a partner the label statistics of its bins; one-hot
@@ -19,11 +20,12 @@ weights are learned by the model and never leave it. The lender encodes its own 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import html
 import io
-import math
 import random
+import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,8 +49,10 @@ from fedcredit.crypto.packing import SLOT_EXTRA_BITS, slots_per_ciphertext
 from fedcredit.crypto.vector import concat
 from fedcredit.errors import ConfigError, DataError, ProtocolError
 from fedcredit.model.binning import Binning, bin_counts, fit_bins, group_counts, merge_monotonic
+from fedcredit.model.noise import two_sided_geometric
 from fedcredit.model.scorecard import Scorecard
 from fedcredit.model.woe import apply_woe, select_by_correlation, woe_iv
+from fedcredit.protocol.design_floor import columned_levels, total_floor
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
 
@@ -59,6 +63,8 @@ EVENT_VALUE_BITS = 48
 EVENT_OFFSET = 1 << (EVENT_VALUE_BITS - 1)
 #: Geometric noise is clipped here (reached with probability below 1e-9 for epsilon >= 1e-4).
 NOISE_CLIP = 1 << 40
+#: L1 change of one column's per-bin rows and events when one customer moves between its bins.
+NOISE_SENSITIVITY = 4
 #: Among the lender's own columns, the weaker of a pair correlated beyond this is dropped.
 MAX_CORRELATION = 0.9
 MISSING_CODE = 0.0
@@ -212,20 +218,15 @@ class EncryptedBinSums:
     unordered: tuple[bool, ...] = ()  # categorical columns: bins have no order to merge along
 
 
-def geometric_noise(size: int, epsilon: float, rng: random.Random) -> IntArray:
-    """Two-sided geometric (discrete Laplace) noise of scale ``4 / epsilon``, clipped."""
-    if not (math.isfinite(epsilon) and epsilon > 0):
-        raise ConfigError(f"noise epsilon must be a positive number, got {epsilon}")
-    alpha = math.exp(-epsilon / 4.0)
-    log_alpha = math.log(alpha)
+def geometric_noise(size: int, epsilon: float, rng: random.Random | None = None) -> IntArray:
+    """Exact two-sided geometric (discrete Laplace) noise, ``P(k) ~ exp(-epsilon |k| / 4)``,
+    sampled with integers only (``fedcredit.model.noise``), clipped at ``NOISE_CLIP``.
 
-    def one() -> int:
-        # The difference of two geometric variables is two-sided geometric.
-        a = math.floor(math.log(1.0 - rng.random()) / log_alpha)
-        b = math.floor(math.log(1.0 - rng.random()) / log_alpha)
-        return max(-NOISE_CLIP, min(NOISE_CLIP, a - b))
-
-    return np.array([one() for _ in range(size)], dtype=np.int64)
+    The scale fits the L1 sensitivity 4 of one column's per-bin rows and events (BINNING.md,
+    "The noise option"). Without ``rng`` the draws come fresh from ``secrets.SystemRandom``, so
+    two runs never share noise that a difference of their counts would cancel.
+    """
+    return two_sided_geometric(size, epsilon, NOISE_SENSITIVITY, rng, clip=NOISE_CLIP)
 
 
 def compute_bin_sums(
@@ -258,7 +259,8 @@ def compute_bin_sums(
     extra = np.zeros(len(rows), dtype=np.int64)
     noisy = noise_epsilon > 0
     if noisy:
-        source = rng or random.SystemRandom()
+        # Fresh draws from the operating system's generator unless a test passes ``rng``.
+        source = rng or secrets.SystemRandom()
         rows = np.maximum(rows + geometric_noise(len(rows), noise_epsilon, source), 0)
         extra = geometric_noise(len(rows), noise_epsilon, source)
     packed = _pack(sums.add_plain_ints([int(v) + EVENT_OFFSET for v in extra.tolist()]))
@@ -341,11 +343,16 @@ def plain_stats(
 # -- WOE, IV, selection and merges -------------------------------------------------------------
 @dataclass(frozen=True)
 class ColumnPlan:
-    """The lender's decision for one column: keep it, and the groups of its regular fine bins."""
+    """The lender's decision for one column: keep it, and the groups of its regular fine bins.
+
+    ``fold``: merged bins (the missing bin is the last) that get no design column and score
+    like the reference, because they hold too few training rows (``design_floor``).
+    """
 
     name: str
     keep: bool
     groups: tuple[tuple[int, ...], ...]
+    fold: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -383,16 +390,21 @@ def _iv(rows: IntArray, events: IntArray) -> tuple[np.ndarray, float]:
 
 
 def plan_columns(
-    stats: Sequence[ColumnStats], categorical: Collection[str], threshold: float
+    stats: Sequence[ColumnStats],
+    categorical: Collection[str],
+    threshold: float,
+    min_rows: int = 0,
 ) -> tuple[list[ColumnPlan], list[ColumnReport]]:
     """Merge, WOE and IV of every column of one party; keep the columns at or above
-    ``threshold`` (the best one always, so no party is left without a column)."""
+    ``threshold`` (the best one always, so no party is left without a column). Merged bins
+    (missing and ``other`` included) with fewer than ``min_rows`` rows are folded."""
     plans, reports = [], []
     for s in stats:
         groups, rows, events = merge_column(s, s.name in categorical)
         woe, iv = _iv(rows, events)
         _, iv_fine = _iv(s.rows, s.events)
-        plans.append(ColumnPlan(s.name, iv >= threshold, groups))
+        fold = tuple(k for k, r in enumerate(rows.tolist()) if r < min_rows)
+        plans.append(ColumnPlan(s.name, iv >= threshold, groups, fold))
         reports.append(
             ColumnReport(
                 s.party,
@@ -407,7 +419,7 @@ def plan_columns(
         )
     if reports and not any(r.kept for r in reports):
         best = max(range(len(reports)), key=lambda i: reports[i].iv)
-        plans[best] = ColumnPlan(plans[best].name, True, plans[best].groups)
+        plans[best] = dataclasses.replace(plans[best], keep=True)
         reports[best] = _replace_kept(reports[best], True)
     return plans, reports
 
@@ -565,9 +577,17 @@ class BinEncoder:
 
 
 def partner_encoder(
-    party: FeatureParty, columns: Sequence[FineColumn], plans: Sequence[ColumnPlan]
+    party: FeatureParty,
+    columns: Sequence[FineColumn],
+    plans: Sequence[ColumnPlan],
+    min_share: float = 0.0,
 ) -> BinEncoder:
-    """One-hot encoder of a partner's kept columns; the largest merged bin is the reference."""
+    """One-hot encoder of a partner's kept columns; the largest merged bin is the reference.
+
+    A merged bin gets a design column only when the plan does not fold it and it holds enough
+    training rows, in all and in every mini-batch of the job (``design_floor``, ``min_share``
+    being the job's ``min_bin_share``); the others score like the reference.
+    """
     by_name = {p.name: p for p in plans}
     if sorted(by_name) != sorted(c.name for c in columns) or len(by_name) != len(plans):
         raise ProtocolError(f"party {party.name!r}: the bin plan does not name exactly its columns")
@@ -583,9 +603,19 @@ def partner_encoder(
             raise ProtocolError(
                 f"party {party.name!r}, column {c.name!r}: bad merge: {exc}"
             ) from exc
-        counts = np.bincount(_bins(merged, raw[:, c.index], c.categorical), minlength=merged.n_bins)
+        if any(not 0 <= k < merged.n_bins for k in plan.fold):
+            raise ProtocolError(f"party {party.name!r}, column {c.name!r}: bad fold {plan.fold}")
+        bins = _bins(merged, raw[:, c.index], c.categorical)
+        counts = np.bincount(bins, minlength=merged.n_bins)
         reference = int(np.argmax(counts))
-        active = tuple(k for k in range(merged.n_bins) if counts[k] > 0 and k != reference)
+        active = columned_levels(
+            bins,
+            merged.n_bins,
+            reference,
+            min_share=min_share,
+            settings=party.settings,
+            exclude=plan.fold,
+        )
         shares = tuple(float(counts[k]) / max(1, len(raw)) for k in active)
         encoded.append(
             EncodedColumn(c.name, c.index, merged, c.categorical, "onehot", (), active, shares)
@@ -644,7 +674,8 @@ class PartnerBinning:
         """Encode the kept columns one-hot for training; returns the design column count."""
         if not self.columns:
             raise ProtocolError(f"party {self.party.name!r} has no bins to apply a plan to")
-        encoder = partner_encoder(self.party, self.columns, plans)
+        min_share = float(self.settings.min_bin_share)
+        encoder = partner_encoder(self.party, self.columns, plans, min_share)
         self.party.set_encoder(encoder)
         party = self.party
         encoder.bind_weights(lambda: party.weights, has_intercept=False)
@@ -694,11 +725,15 @@ class LenderBinning:
         if missing:
             raise ProtocolError(f"no bin sums from {', '.join(missing)}")
         threshold = float(self.settings.iv_threshold)
+        # The label owner folds a partner's small merged bins itself (the partner's encoder
+        # applies the batch floors on top); it can judge only from the counts it was sent.
+        train_rows = len(_train_rows(self.lender))
+        min_rows = total_floor(float(self.settings.min_bin_share), train_rows)
         plans: dict[str, list[ColumnPlan]] = {}
         reports: list[ColumnReport] = []
         for partner in partners:
             stats, unordered = self.stats[partner]
-            plans[partner], rows = plan_columns(stats, unordered, threshold)
+            plans[partner], rows = plan_columns(stats, unordered, threshold, min_rows)
             reports.extend(rows)
         own_reports, features = self._own_columns(threshold)
         return plans, own_reports + reports, features

@@ -14,7 +14,11 @@ validation and test rows never shape the encoding):
 - the most frequent level is the reference and gets no column (the lender's intercept carries
   it), so a column with k levels becomes k - 1 indicator columns named ``column=level``. When
   the training rows had no rare category (so no ``(other)`` level), a category first seen
-  later scores like the reference.
+  later scores like the reference;
+- a level (``(other)`` included) with too few rows in all or in one mini-batch of the job gets
+  no column (``fedcredit.protocol.design_floor``: one row alone in a column of a batch would
+  give its party that row's residual, so its label): a category joins ``(other)``, a too small
+  ``(other)`` scores like the reference.
 
 Numeric columns are standardized with the training mean and standard deviation, exactly as the
 plain path does without an encoder: with an encoder set, ``FeatureParty._design`` only clips its
@@ -27,7 +31,7 @@ feature names, never in a message (a category longer than 6 UTF-8 bytes is named
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,7 @@ import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError, ProtocolError
 from fedcredit.protocol.binning import BinEncoder, category_label, label_code
+from fedcredit.protocol.design_floor import columned_levels
 from fedcredit.protocol.party import ColumnEncoder, FeatureParty
 
 IntArray = npt.NDArray[np.int64]
@@ -96,20 +101,58 @@ class CategoryColumn:
         return levels
 
 
-def fit_levels(name: str, index: int, codes: np.ndarray, min_share: float) -> CategoryColumn:
-    """Levels of one categorical column from its training rows' category codes."""
+def fit_levels(
+    name: str,
+    index: int,
+    codes: np.ndarray,
+    min_share: float,
+    *,
+    exclude: Collection[str] = (),
+    fold_other: bool = False,
+) -> CategoryColumn:
+    """Levels of one categorical column from its training rows' category codes.
+
+    Categories in ``exclude`` get no level of their own; with ``fold_other`` the rare ones
+    score like the reference instead of sharing ``(other)`` (``fit_floored_levels``).
+    """
     unique, counts = np.unique(np.asarray(codes, dtype=np.float64), return_counts=True)
     rows = int(counts.sum())
     labels = [category_label(code) for code in unique.tolist()]
     # Most frequent first, ties by label, so every run of the same rows gives the same encoder.
     order = sorted(range(len(unique)), key=lambda k: (-int(counts[k]), labels[k]))
-    kept = [k for k in order if rows and counts[k] >= min_share * rows]
+    kept = [k for k in order if rows and counts[k] >= min_share * rows and labels[k] not in exclude]
     other_rows = rows - sum(int(counts[k]) for k in kept)
-    has_other = other_rows > 0 or not kept
+    has_other = (other_rows > 0 and not fold_other) or not kept
     sizes = [int(counts[k]) for k in kept] + ([other_rows] if has_other else [])
     reference = int(np.argmax(sizes))  # the first of equals: a kept category before (other)
     centre = tuple(sizes[k] / max(1, rows) for k in range(len(sizes)) if k != reference)
     return CategoryColumn(name, index, tuple(labels[k] for k in kept), has_other, reference, centre)
+
+
+def fit_floored_levels(
+    name: str, index: int, codes: np.ndarray, min_share: float, settings: Any
+) -> CategoryColumn:
+    """``fit_levels``, then every level too small for a design column, in all or in one
+    mini-batch of the job (``fedcredit.protocol.design_floor``), joins ``(other)``, and a
+    too small ``(other)`` scores like the reference. ``codes``: the training rows in order."""
+    exclude: set[str] = set()
+    fold_other = False
+    while True:
+        column = fit_levels(name, index, codes, min_share, exclude=exclude, fold_other=fold_other)
+        active = columned_levels(
+            column.levels_of(codes),
+            column.n_levels,
+            column.reference,
+            min_share=min_share,
+            settings=settings,
+        )
+        sparse = [k for k in column.active if k not in active]
+        if not sparse:
+            return column
+        if not active:  # what would have no column is itself too sparse: no column at all
+            return fit_levels(name, index, codes, min_share, exclude=set(column.levels))
+        exclude.update(column.levels[k] for k in sparse if k < len(column.levels))
+        fold_other = fold_other or any(k >= len(column.levels) for k in sparse)
 
 
 class OneHotEncoder:
@@ -233,7 +276,7 @@ def fit_onehot(party: FeatureParty, min_share: float = MIN_LEVEL_SHARE) -> OneHo
     for index, name in enumerate(party.feature_names):
         values = train[:, index]
         if name in party.categorical:
-            columns.append(fit_levels(name, index, values, min_share))
+            columns.append(fit_floored_levels(name, index, values, min_share, party.settings))
         else:
             std = float(values.std()) if len(values) else 1.0
             mean = float(values.mean()) if len(values) else 0.0

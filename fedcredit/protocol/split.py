@@ -49,6 +49,16 @@ def batch_rows(train: np.ndarray, batch_size: int, seed: int, epoch: int, batch:
     return train[np.sort(perm[start:stop])]
 
 
+def batch_of_rows(rows: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The mini-batch of every training position ``0..rows-1`` in ``epoch`` (``batch_rows``'s
+    batches, all at once: position ``i`` of the training rows is in batch ``out[i]``)."""
+    count = batch_count(rows, batch_size)
+    perm = np.random.default_rng([seed, epoch, 0xBA7C]).permutation(rows)
+    out = np.empty(rows, dtype=np.int64)
+    out[perm] = np.minimum(np.arange(rows) // batch_size, count - 1)
+    return out
+
+
 def batch_count(rows: int, batch_size: int) -> int:
     """Mini-batches per epoch: whole batches, the remainder joining the last one."""
     return max(1, rows // batch_size)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/binning.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"2\n\x0b\x42inningStep\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"w\n\x0bLabelVector\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12*\n\x06labels\x18\x03 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"=\n\x0c\x43olumnCounts\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x03(\x04\x12\x11\n\tunordered\x18\x03 \x01(\x08\"\x97\x01\n\x07\x42inSums\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12+\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x1a.fedcredit.v1.ColumnCounts\x12+\n\x06\x65vents\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\r\n\x05noisy\x18\x04 \x01(\x08\">\n\nColumnPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04keep\x18\x02 \x01(\x08\x12\x14\n\x0cgroup_of_bin\x18\x03 \x03(\r\"Y\n\x07\x42inPlan\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12)\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x18.fedcredit.v1.ColumnPlan\"B\n\tPlanReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x01(\r\"\xb3\x01\n\x0bSelectReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x13\n\x0breport_json\x18\x02 \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\'.fedcredit.v1.SelectReply.FeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x32\xfa\x02\n\x07\x42inning\x12:\n\nSendLabels\x12\x19.fedcredit.v1.BinningStep\x1a\x11.fedcredit.v1.Ack\x12\x39\n\tPutLabels\x12\x19.fedcredit.v1.LabelVector\x1a\x11.fedcredit.v1.Ack\x12>\n\x0e\x43omputeBinSums\x12\x19.fedcredit.v1.BinningStep\x1a\x11.fedcredit.v1.Ack\x12\x36\n\nPutBinSums\x12\x15.fedcredit.v1.BinSums\x1a\x11.fedcredit.v1.Ack\x12\x42\n\nSelectBins\x12\x19.fedcredit.v1.BinningStep\x1a\x19.fedcredit.v1.SelectReply\x12<\n\nPutBinPlan\x12\x15.fedcredit.v1.BinPlan\x1a\x17.fedcredit.v1.PlanReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/binning.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"2\n\x0b\x42inningStep\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"w\n\x0bLabelVector\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12*\n\x06labels\x18\x03 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"=\n\x0c\x43olumnCounts\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x03(\x04\x12\x11\n\tunordered\x18\x03 \x01(\x08\"\x97\x01\n\x07\x42inSums\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12+\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x1a.fedcredit.v1.ColumnCounts\x12+\n\x06\x65vents\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\r\n\x05noisy\x18\x04 \x01(\x08\"L\n\nColumnPlan\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04keep\x18\x02 \x01(\x08\x12\x14\n\x0cgroup_of_bin\x18\x03 \x03(\r\x12\x0c\n\x04\x66old\x18\x04 \x03(\r\"Y\n\x07\x42inPlan\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12)\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x18.fedcredit.v1.ColumnPlan\"B\n\tPlanReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08\x66\x65\x61tures\x18\x02 \x01(\r\"\xb3\x01\n\x0bSelectReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x13\n\x0breport_json\x18\x02 \x01(\t\x12\x39\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32\'.fedcredit.v1.SelectReply.FeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x32\xfa\x02\n\x07\x42inning\x12:\n\nSendLabels\x12\x19.fedcredit.v1.BinningStep\x1a\x11.fedcredit.v1.Ack\x12\x39\n\tPutLabels\x12\x19.fedcredit.v1.LabelVector\x1a\x11.fedcredit.v1.Ack\x12>\n\x0e\x43omputeBinSums\x12\x19.fedcredit.v1.BinningStep\x1a\x11.fedcredit.v1.Ack\x12\x36\n\nPutBinSums\x12\x15.fedcredit.v1.BinSums\x1a\x11.fedcredit.v1.Ack\x12\x42\n\nSelectBins\x12\x19.fedcredit.v1.BinningStep\x1a\x19.fedcredit.v1.SelectReply\x12<\n\nPutBinPlan\x12\x15.fedcredit.v1.BinPlan\x1a\x17.fedcredit.v1.PlanReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,15 +43,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BINSUMS']._serialized_start=308
   _globals['_BINSUMS']._serialized_end=459
   _globals['_COLUMNPLAN']._serialized_start=461
-  _globals['_COLUMNPLAN']._serialized_end=523
-  _globals['_BINPLAN']._serialized_start=525
-  _globals['_BINPLAN']._serialized_end=614
-  _globals['_PLANREPLY']._serialized_start=616
-  _globals['_PLANREPLY']._serialized_end=682
-  _globals['_SELECTREPLY']._serialized_start=685
-  _globals['_SELECTREPLY']._serialized_end=864
-  _globals['_SELECTREPLY_FEATURESENTRY']._serialized_start=817
-  _globals['_SELECTREPLY_FEATURESENTRY']._serialized_end=864
-  _globals['_BINNING']._serialized_start=867
-  _globals['_BINNING']._serialized_end=1245
+  _globals['_COLUMNPLAN']._serialized_end=537
+  _globals['_BINPLAN']._serialized_start=539
+  _globals['_BINPLAN']._serialized_end=628
+  _globals['_PLANREPLY']._serialized_start=630
+  _globals['_PLANREPLY']._serialized_end=696
+  _globals['_SELECTREPLY']._serialized_start=699
+  _globals['_SELECTREPLY']._serialized_end=878
+  _globals['_SELECTREPLY_FEATURESENTRY']._serialized_start=831
+  _globals['_SELECTREPLY_FEATURESENTRY']._serialized_end=878
+  _globals['_BINNING']._serialized_start=881
+  _globals['_BINNING']._serialized_end=1259
 # @@protoc_insertion_point(module_scope)

@@ -141,11 +141,18 @@ class ColumnPlan(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     KEEP_FIELD_NUMBER: _builtins.int
     GROUP_OF_BIN_FIELD_NUMBER: _builtins.int
+    FOLD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     keep: _builtins.bool
     @_builtins.property
     def group_of_bin(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """merged bin of every regular fine bin (missing stays alone)"""
+
+    @_builtins.property
+    def fold(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Merged bins (the missing bin last) too small for a design column: they score like the
+        reference (docs/BINNING.md, "Encoding for training").
+        """
 
     def __init__(
         self,
@@ -153,10 +160,11 @@ class ColumnPlan(_message.Message):
         name: _builtins.str = ...,
         keep: _builtins.bool = ...,
         group_of_bin: _abc.Iterable[_builtins.int] | None = ...,
+        fold: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_of_bin", b"group_of_bin", "keep", b"keep", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fold", b"fold", "group_of_bin", b"group_of_bin", "keep", b"keep", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
