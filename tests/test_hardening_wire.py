@@ -41,7 +41,7 @@ from fedcredit.proto.v1 import (
     party_pb2,
     party_pb2_grpc,
 )
-from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
+from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, score_value_bits
 from fedcredit.protocol.split import batch_rows, split_rows
 
 FUZZ_TOTAL = 10_000
@@ -201,7 +201,9 @@ def valid_partial(nodes: InProcessFederation) -> common_pb2.CipherVector:
 
 
 def valid_packed(nodes: InProcessFederation, count: int = 4) -> common_pb2.PackedCiphers:
-    packed, _ = mask_and_pack(encrypt_vector(nodes.key, np.zeros(count), Z_SCALE_BITS), 40)
+    """Scores as the lender sends them for decryption (what this job, with no schedule, allows)."""
+    scores = encrypt_vector(nodes.key, np.zeros(count), Z_SCALE_BITS)
+    packed, _ = mask_and_pack(scores, score_value_bits())
     return convert.packed_to_proto(packed, nodes.key)
 
 
@@ -216,7 +218,7 @@ def put_partial(
 def decrypt(
     nodes: InProcessFederation, packed: common_pb2.PackedCiphers, *, job: str | None = None
 ) -> coordinator_pb2.DecryptReply:
-    request = coordinator_pb2.DecryptRequest(env=nodes.env(job=job), packed=packed)
+    request = coordinator_pb2.DecryptRequest(env=nodes.env(job=job), packed=packed, phase="score")
     return nodes.coordinator("lender").DecryptMasked(request, timeout=30)
 
 
@@ -468,6 +470,7 @@ def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path
     nodes = start_federation(tmp_path / "fed")
     try:
         driver = nodes.driver
+        driver._register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
         before = _weights(nodes, "ecommerce", "before")
         for host in ("ecommerce", "payments"):
             step = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")

@@ -129,8 +129,8 @@ def test_secure_loss_equals_plaintext_taylor_loss(keypair) -> None:  # type: ign
     partials = {h.name: h.partial("train", 0, 0) for h in hosts}
     z_enc = lender.encrypted_scores("train", 0, 0, partials)
     request, pending = lender.loss_request(z_enc, "train", 0, 0)
-    total, slots = keys.decrypt_loss(request.masked_scores, request.masked_sums)
-    assert LabelParty.finish_loss(total, slots, pending) == pytest.approx(expected, rel=1e-6)
+    total = keys.decrypt_loss(request.masked_scores, request.masked_sums)
+    assert LabelParty.finish_loss(total, pending) == pytest.approx(expected, rel=1e-6)
 
 
 def test_coordinator_sees_values_uncorrelated_with_gradients_and_scores(keypair) -> None:  # type: ignore[no-untyped-def]

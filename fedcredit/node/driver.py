@@ -171,6 +171,7 @@ class Driver:
         self.timings["align"] = time.monotonic() - align_started
         self._check_sizes(setup, aligned)
         binned = run_binning(self, aligned, out_dir) if self.fed.binning is not None else {}
+        self._register_schedule(setup, aligned, binned)
         state = self._resume_state(out_dir, setup) if resume else TrainingState()
         train_started = time.monotonic()
         self._train(state, aligned, out_dir)
@@ -334,6 +335,34 @@ class Driver:
                 f"only {aligned['train']} training rows: a mini-batch of {smallest} is not larger "
                 f"than the {counts[worst]} features of party {worst!r}"
             )
+
+    def _register_schedule(
+        self, setup: Mapping[str, Any], aligned: Mapping[str, int], binned: Mapping[str, Any]
+    ) -> None:
+        """Tell the coordinator what it may decrypt in this job (fedcredit.protocol.schedule).
+
+        Each party's gradient has one slot per design column: after binning the counts the
+        lender's plan gives (plus its intercept), else what each party reported at alignment
+        (one-hot text columns included) or, from a node of an older release, at setup.
+        """
+        lender = self.peers.lender
+        if "binned_features" in binned:
+            features = binned["binned_features"]
+            widths = {p: int(n) + (1 if p == lender else 0) for p, n in features.items()}
+        else:
+            widths = {
+                p: self.aligned_features.get(p) or int(setup[p].features)
+                for p in self.peers.parties
+            }
+        request = coordinator_pb2.ScheduleRequest(
+            env=self.env(),
+            train_rows=aligned["train"],
+            validation_rows=aligned["validation"],
+            test_rows=aligned["test"],
+            widths=widths,
+        )
+        self.liveness()
+        self.peers.call_coordinator("SetSchedule", request, STEP_TIMEOUT_S)
 
     def _resume_state(self, out_dir: Path, setup: Mapping[str, Any]) -> TrainingState:
         common = set.intersection(*(set(r.checkpoints) for r in setup.values()))

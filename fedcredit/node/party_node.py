@@ -251,7 +251,7 @@ class PartyNode:
             # The true log-loss from the validation rows' final scores (what stopping and the
             # kept model act on); the training figure stays the Taylor loss, named as such.
             packed, pending = LabelParty.score_request(z)
-            scores = LabelParty.finish_scores(self._decrypt(header, packed), pending)
+            scores = LabelParty.finish_scores(self._decrypt(header, packed, "validation"), pending)
             job.last_validation_loss = lender.validation_log_loss(scores)
             return job.last_validation_loss
         job.last_train_loss = self._secure_loss(lender, z, phase, header)
@@ -270,8 +270,7 @@ class PartyNode:
             ),
             PEER_TIMEOUT_S,
         )
-        slots = convert.ints_from_bytes(reply.slots, reply.slot_bytes, reply.count)
-        return LabelParty.finish_loss(int.from_bytes(reply.sum_of_squares, "big"), slots, pending)
+        return LabelParty.finish_loss(int.from_bytes(reply.total, "big"), pending)
 
     def put_residual(self, caller: str, header: Header, message: common_pb2.CipherVector) -> None:
         job = self.job
@@ -291,14 +290,17 @@ class PartyNode:
         if residual is None:
             raise ProtocolError(f"party {self.name!r} has no residual for this batch")
         packed, pending = job.party.gradient_request(residual, header.epoch, header.batch)
-        slots = self._decrypt(header, packed)
+        slots = self._decrypt(header, packed, "train")
         job.party.apply_gradient(slots, pending, header.epoch)
 
-    def _decrypt(self, header: Header, packed: Any) -> list[int]:
+    def _decrypt(self, header: Header, packed: Any, phase: str) -> list[int]:
+        """The coordinator's masked slots for ``phase``'s step of the schedule."""
         reply = self.job.peers.call_coordinator(
             "DecryptMasked",
             coordinator_pb2.DecryptRequest(
-                env=self._env(header), packed=convert.packed_to_proto(packed, self._key())
+                env=self._env(header),
+                packed=convert.packed_to_proto(packed, self._key()),
+                phase=phase,
             ),
             PEER_TIMEOUT_S,
         )
@@ -342,7 +344,7 @@ class PartyNode:
             "test", header.epoch, header.batch, self._take_partials("test", header)
         )
         packed, pending = LabelParty.score_request(z)
-        scores = LabelParty.finish_scores(self._decrypt(header, packed), pending)
+        scores = LabelParty.finish_scores(self._decrypt(header, packed, "test"), pending)
         rows = lender.rows_of("test", 0, 0)
         y = lender.labels(rows)
         p = sigmoid(scores)

@@ -108,7 +108,9 @@ class Peers:
         reply = self.call_coordinator(
             "DecryptMasked",
             coordinator_pb2.DecryptRequest(
-                env=env, packed=convert.packed_to_proto(packed, self.coordinator_key())
+                env=env,
+                packed=convert.packed_to_proto(packed, self.coordinator_key()),
+                phase="score",
             ),
             60.0,
         )

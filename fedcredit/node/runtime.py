@@ -24,6 +24,7 @@ from fedcredit.node.debt_node import (
     serve_coordinator_debt,
     serve_lender_debt,
 )
+from fedcredit.node.decryption import coordinator_gate
 from fedcredit.node.identity import ServerInterceptorBase
 from fedcredit.node.party_node import PartyNode
 from fedcredit.node.peers import COORDINATOR, Peers
@@ -110,8 +111,11 @@ def build_node(
     )
     if options.name == COORDINATOR:
         keys = KeyHolder(allow_small_keys=options.allow_small_keys)
+        # Its own folder holds the decryption audit log (fedcredit.node.decryption).
+        home = options.state_dir if options.state_dir is not None else Path("state-coordinator")
+        gate = coordinator_gate(fed, home)
         server.add(
-            coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(keys)
+            coordinator_pb2_grpc.add_CoordinatorServicer_to_server, CoordinatorServicer(keys, gate)
         )
         serve_coordinator_debt(
             server,

@@ -24,7 +24,7 @@ from fedcredit.errors import (
     QuotaError,
     StorageError,
 )
-from fedcredit.node import convert
+from fedcredit.node import convert, decryption
 from fedcredit.node.client import RemoteCallError
 from fedcredit.node.identity import caller_party
 from fedcredit.node.party_node import PartyNode
@@ -38,6 +38,7 @@ from fedcredit.proto.v1 import (
 )
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.guard import SequenceGuard
+from fedcredit.protocol.schedule import DecryptionGate, DecryptionRefused
 from fedcredit.psi import POINT_BYTES
 from fedcredit.psi import SUITE as PSI_SUITE
 
@@ -47,6 +48,7 @@ R = TypeVar("R")
 
 STATUS: list[tuple[type[FedCreditError], grpc.StatusCode]] = [
     (PartyUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (DecryptionRefused, grpc.StatusCode.PERMISSION_DENIED),
     (QuotaError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (CryptoError, grpc.StatusCode.INVALID_ARGUMENT),
     (DataError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -301,10 +303,17 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
-    """The Coordinator service: key holder and decryptor of masked values."""
+    """The Coordinator service: key holder and decryptor of masked values.
 
-    def __init__(self, keys: KeyHolder, driver: str = "coordinator") -> None:
+    ``gate`` admits each decryption against the job's schedule (``decryption.coordinator_gate``);
+    without one every decryption is refused.
+    """
+
+    def __init__(
+        self, keys: KeyHolder, gate: DecryptionGate | None = None, driver: str = "coordinator"
+    ) -> None:
         self.keys = keys
+        self.gate = gate if gate is not None else DecryptionGate(None, driver=driver)
         self.driver = driver
 
     @rpc
@@ -315,6 +324,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         if caller != self.driver:
             raise ProtocolError(f"only the coordinator's operator starts a job, not {caller!r}")
         key = self.keys.start_job(request.env.job_id, request.key_bits)
+        self.gate.start_job(request.env.job_id)
         return coordinator_pb2.PublicKeyReply(
             env=request.env, public_key_json=key.to_json(), fingerprint=key.fingerprint
         )
@@ -336,12 +346,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
             )
 
     @rpc
+    def SetSchedule(
+        self, request: coordinator_pb2.ScheduleRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        caller = caller_party(context)
+        self._check_job(request.env)
+        self.gate.register(caller, request.env.job_id, decryption.schedule_of(request))
+        return common_pb2.Ack(env=request.env)
+
+    @rpc
     def DecryptMasked(
         self, request: coordinator_pb2.DecryptRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.DecryptReply:
-        caller_party(context)
+        caller = caller_party(context)
         self._check_job(request.env)
         packed = convert.packed_from_proto(request.packed, self.keys.public_key())
+        self.gate.admit(decryption.ticket(caller, request, request.env, request.phase, packed))
         slots = self.keys.decrypt_masked(packed)
         width = convert.slot_width(packed.slot_bits)
         return coordinator_pb2.DecryptReply(
@@ -355,17 +375,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
     def DecryptLoss(
         self, request: coordinator_pb2.LossRequest, context: grpc.ServicerContext
     ) -> coordinator_pb2.LossReply:
-        caller_party(context)
+        caller = caller_party(context)
         self._check_job(request.env)
         key = self.keys.public_key()
         scores = convert.packed_from_proto(request.masked_scores, key)
         sums = convert.packed_from_proto(request.masked_sums, key)
-        total, slots = self.keys.decrypt_loss(scores, sums)
-        width = convert.slot_width(sums.slot_bits)
+        self.gate.admit(decryption.ticket(caller, request, request.env, "loss", scores, sums))
+        total = self.keys.decrypt_loss(scores, sums)
         return coordinator_pb2.LossReply(
-            env=request.env,
-            sum_of_squares=total.to_bytes((total.bit_length() + 7) // 8 or 1, "big"),
-            slots=convert.ints_to_bytes(slots, width),
-            slot_bytes=width,
-            count=len(slots),
+            env=request.env, total=total.to_bytes((total.bit_length() + 7) // 8 or 1, "big")
         )

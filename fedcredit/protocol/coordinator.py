@@ -67,9 +67,13 @@ class KeyHolder:
             self.observed.extend(slots)
         return slots
 
-    def decrypt_loss(
-        self, masked_scores: PackedCiphertexts, masked_sums: PackedCiphertexts
-    ) -> tuple[int, list[int]]:
-        """Only the sum of squares of the masked scores, and the masked scalars."""
+    def decrypt_loss(self, masked_scores: PackedCiphertexts, masked_sum: PackedCiphertexts) -> int:
+        """One integer: the sum of squares of the masked scores plus the one masked scalar.
+
+        That sum is all the lender needs for the batch's loss and all it gets
+        (``LabelParty.loss_request``); the coordinator sees masked values only.
+        """
+        if masked_sum.count != 1:
+            raise ProtocolError(f"a loss request has one masked scalar, not {masked_sum.count}")
         slots = self.decrypt_masked(masked_scores)
-        return sum(s * s for s in slots), self.decrypt_masked(masked_sums)
+        return sum(s * s for s in slots) + self.decrypt_masked(masked_sum)[0]

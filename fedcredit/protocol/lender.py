@@ -22,11 +22,15 @@ from fedcredit.crypto import (
     unmask,
     weighted_sum,
 )
-from fedcredit.crypto.vector import concat
 from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import log_loss
-from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS, Z_SCALE_BITS, score_value_bits
+from fedcredit.protocol.fixedpoint import (
+    SLOPE_SCALE_BITS,
+    Z_SCALE_BITS,
+    loss_value_bits,
+    score_value_bits,
+)
 from fedcredit.protocol.party import FeatureParty, PendingMasks
 
 #: Ridge penalty of the expansion point's regression (on sums over the validation rows).
@@ -38,13 +42,17 @@ class PendingLoss:
     """What the lender keeps while the coordinator works on a loss request."""
 
     score_masks: list[int]
-    sum_masks: list[int]
+    sum_mask: int
     rows: int
 
 
 @dataclass(frozen=True)
 class LossRequest:
-    """Masked values for the coordinator: per-row z + r (packed) and two masked scalars."""
+    """Masked values for the coordinator: per-row z + r (packed) and one masked scalar.
+
+    The coordinator returns one integer, ``Σ (z + r)² +`` the decrypted scalar, from which the
+    lender gets exactly the batch's Taylor loss and nothing else about its scores.
+    """
 
     masked_scores: PackedCiphertexts
     masked_sums: PackedCiphertexts
@@ -147,25 +155,31 @@ class LabelParty(FeatureParty):
     def loss_request(
         self, z: EncryptedVector, phase: str, epoch: int, batch: int
     ) -> tuple[LossRequest, PendingLoss]:
-        """Mask the scores so the coordinator can return only sum((z + r)^2) and two sums."""
+        """Mask the scores so that the coordinator's one answer gives the lender only the loss.
+
+        The mean Taylor loss is ``log 2 + (Σz² − 4 Σy'z) / 8m`` with ``y' = ±1``. Over the
+        fixed-point scores (scale ``s``) the lender sends ``[[z + r]]`` per row and the one
+        scalar ``[[T]] = [[Σ (−2r − 4s y') z]]``, masked. The coordinator returns
+        ``Σ (z + r)² + T + m``; less ``Σr²`` and the mask ``m`` that is ``Σz² − 4s Σy'z``, the
+        loss times ``8 m s²``, and nothing more: neither ``Σz²`` nor ``Σy'z`` on its own
+        (security review F15). The coordinator sees ``z + r`` and ``T + m``, both masked.
+        """
         y = self.labels(self.rows_of(phase, epoch, batch))
         packed, r = mask_and_pack(z, score_value_bits())
-        signs = [1 if label else -1 for label in y.tolist()]
-        sums = concat(weighted_sum(z, r), weighted_sum(z, signs))
-        sum_bits = score_value_bits() * 2 + 44 + max(1, len(r)).bit_length()
-        packed_sums, m = mask_and_pack(sums, sum_bits)
-        return LossRequest(packed, packed_sums), PendingLoss(r, m, len(r))
+        four_s = 4 << Z_SCALE_BITS
+        weights = [
+            -2 * mask - (four_s if label else -four_s)
+            for mask, label in zip(r, y.tolist(), strict=True)
+        ]
+        packed_sum, m = mask_and_pack(weighted_sum(z, weights), loss_value_bits(len(r)))
+        return LossRequest(packed, packed_sum), PendingLoss(r, m[0], len(r))
 
     @staticmethod
-    def finish_loss(sum_of_squares: int, sum_slots: list[int], pending: PendingLoss) -> float:
-        """The mean Taylor loss ``log 2 - y'z/2 + z^2/8`` from the coordinator's aggregates."""
-        sum_rz = sum_slots[0] - pending.sum_masks[0]
-        sum_yz = sum_slots[1] - pending.sum_masks[1]
-        sum_r2 = sum(r * r for r in pending.score_masks)
-        sum_z2 = sum_of_squares - 2 * sum_rz - sum_r2
+    def finish_loss(total: int, pending: PendingLoss) -> float:
+        """The mean Taylor loss ``log 2 - y'z/2 + z^2/8`` from the coordinator's one answer."""
+        quadratic = total - pending.sum_mask - sum(r * r for r in pending.score_masks)
         scale = float(1 << Z_SCALE_BITS)
-        m = float(pending.rows)
-        return math.log(2.0) - 0.5 * (sum_yz / scale) / m + (sum_z2 / scale / scale) / 8.0 / m
+        return math.log(2.0) + quadratic / (scale * scale) / 8.0 / float(pending.rows)
 
     def validation_log_loss(self, scores: np.ndarray) -> float:
         """The true mean log-loss of the validation rows from their decrypted final scores.

@@ -32,8 +32,8 @@ def train_batch(
     loss = None
     if want_loss:
         request, pending = lender.loss_request(z, "train", epoch, batch)
-        total, slots = keys.decrypt_loss(request.masked_scores, request.masked_sums)
-        loss = LabelParty.finish_loss(total, slots, pending)
+        total = keys.decrypt_loss(request.masked_scores, request.masked_sums)
+        loss = LabelParty.finish_loss(total, pending)
     for party in (lender, *hosts):
         packed, masks = party.gradient_request(residual, epoch, batch)
         party.apply_gradient(keys.decrypt_masked(packed), masks, epoch)

@@ -44,7 +44,7 @@ from fedcredit.protocol.fixedpoint import (
     CLIP,
     Z_BOUND_BITS,
     Z_SCALE_BITS,
-    gradient_value_bits,
+    job_gradient_value_bits,
     quantize,
     residual_scale_bits,
 )
@@ -280,7 +280,11 @@ class FeatureParty:
         x = self._x_int[rows]
         check_batch(self.name, self.feature_names, x, epoch, batch)
         encrypted = matvec_t(x, self.x_scale_bits, residual4)
-        bits = gradient_value_bits(len(rows), int(np.abs(x).max(initial=1)), residual4.scale_bits)
+        # The job's constant width, never this batch's largest |x| (security review F13).
+        train = len(self._require_split().train)
+        bits = job_gradient_value_bits(
+            train, int(self.settings.batch_size), self.x_scale_bits, str(self.settings.sigmoid)
+        )
         packed, masks = mask_and_pack(encrypted, bits)
         return packed, PendingMasks(masks, encrypted.scale_bits, len(rows))
 

@@ -25,27 +25,33 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64\x63redit/v1/coordinator.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"H\n\x0fStartJobRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08key_bits\x18\x02 \x01(\r\"7\n\x10PublicKeyRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"c\n\x0ePublicKeyReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\"b\n\x0e\x44\x65\x63ryptRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12+\n\x06packed\x18\x02 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\"e\n\x0c\x44\x65\x63ryptReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05slots\x18\x02 \x01(\x0c\x12\x12\n\nslot_bytes\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\x98\x01\n\x0bLossRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x32\n\rmasked_scores\x18\x02 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\x30\n\x0bmasked_sums\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\"z\n\tLossReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x16\n\x0esum_of_squares\x18\x02 \x01(\x0c\x12\r\n\x05slots\x18\x03 \x01(\x0c\x12\x12\n\nslot_bytes\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r2\xb2\x02\n\x0b\x43oordinator\x12G\n\x08StartJob\x12\x1d.fedcredit.v1.StartJobRequest\x1a\x1c.fedcredit.v1.PublicKeyReply\x12L\n\x0cGetPublicKey\x12\x1e.fedcredit.v1.PublicKeyRequest\x1a\x1c.fedcredit.v1.PublicKeyReply\x12I\n\rDecryptMasked\x12\x1c.fedcredit.v1.DecryptRequest\x1a\x1a.fedcredit.v1.DecryptReply\x12\x41\n\x0b\x44\x65\x63ryptLoss\x12\x19.fedcredit.v1.LossRequest\x1a\x17.fedcredit.v1.LossReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66\x65\x64\x63redit/v1/coordinator.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"H\n\x0fStartJobRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08key_bits\x18\x02 \x01(\r\"7\n\x10PublicKeyRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"c\n\x0ePublicKeyReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x03 \x01(\t\"\xe0\x01\n\x0fScheduleRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x12\n\ntrain_rows\x18\x02 \x01(\r\x12\x17\n\x0fvalidation_rows\x18\x03 \x01(\r\x12\x11\n\ttest_rows\x18\x04 \x01(\r\x12\x39\n\x06widths\x18\x05 \x03(\x0b\x32).fedcredit.v1.ScheduleRequest.WidthsEntry\x1a-\n\x0bWidthsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"q\n\x0e\x44\x65\x63ryptRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12+\n\x06packed\x18\x02 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\r\n\x05phase\x18\x03 \x01(\t\"e\n\x0c\x44\x65\x63ryptReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05slots\x18\x02 \x01(\x0c\x12\x12\n\nslot_bytes\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"\x98\x01\n\x0bLossRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x32\n\rmasked_scores\x18\x02 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\x30\n\x0bmasked_sums\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\"{\n\tLossReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05total\x18\x02 \x01(\x0cJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x05\x10\x06R\x0esum_of_squaresR\x05slotsR\nslot_bytesR\x05\x63ount2\xf3\x02\n\x0b\x43oordinator\x12G\n\x08StartJob\x12\x1d.fedcredit.v1.StartJobRequest\x1a\x1c.fedcredit.v1.PublicKeyReply\x12L\n\x0cGetPublicKey\x12\x1e.fedcredit.v1.PublicKeyRequest\x1a\x1c.fedcredit.v1.PublicKeyReply\x12?\n\x0bSetSchedule\x12\x1d.fedcredit.v1.ScheduleRequest\x1a\x11.fedcredit.v1.Ack\x12I\n\rDecryptMasked\x12\x1c.fedcredit.v1.DecryptRequest\x1a\x1a.fedcredit.v1.DecryptReply\x12\x41\n\x0b\x44\x65\x63ryptLoss\x12\x19.fedcredit.v1.LossRequest\x1a\x17.fedcredit.v1.LossReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_SCHEDULEREQUEST_WIDTHSENTRY']._loaded_options = None
+  _globals['_SCHEDULEREQUEST_WIDTHSENTRY']._serialized_options = b'8\001'
   _globals['_STARTJOBREQUEST']._serialized_start=75
   _globals['_STARTJOBREQUEST']._serialized_end=147
   _globals['_PUBLICKEYREQUEST']._serialized_start=149
   _globals['_PUBLICKEYREQUEST']._serialized_end=204
   _globals['_PUBLICKEYREPLY']._serialized_start=206
   _globals['_PUBLICKEYREPLY']._serialized_end=305
-  _globals['_DECRYPTREQUEST']._serialized_start=307
-  _globals['_DECRYPTREQUEST']._serialized_end=405
-  _globals['_DECRYPTREPLY']._serialized_start=407
-  _globals['_DECRYPTREPLY']._serialized_end=508
-  _globals['_LOSSREQUEST']._serialized_start=511
-  _globals['_LOSSREQUEST']._serialized_end=663
-  _globals['_LOSSREPLY']._serialized_start=665
-  _globals['_LOSSREPLY']._serialized_end=787
-  _globals['_COORDINATOR']._serialized_start=790
-  _globals['_COORDINATOR']._serialized_end=1096
+  _globals['_SCHEDULEREQUEST']._serialized_start=308
+  _globals['_SCHEDULEREQUEST']._serialized_end=532
+  _globals['_SCHEDULEREQUEST_WIDTHSENTRY']._serialized_start=487
+  _globals['_SCHEDULEREQUEST_WIDTHSENTRY']._serialized_end=532
+  _globals['_DECRYPTREQUEST']._serialized_start=534
+  _globals['_DECRYPTREQUEST']._serialized_end=647
+  _globals['_DECRYPTREPLY']._serialized_start=649
+  _globals['_DECRYPTREPLY']._serialized_end=750
+  _globals['_LOSSREQUEST']._serialized_start=753
+  _globals['_LOSSREQUEST']._serialized_end=905
+  _globals['_LOSSREPLY']._serialized_start=907
+  _globals['_LOSSREPLY']._serialized_end=1030
+  _globals['_COORDINATOR']._serialized_start=1033
+  _globals['_COORDINATOR']._serialized_end=1404
 # @@protoc_insertion_point(module_scope)

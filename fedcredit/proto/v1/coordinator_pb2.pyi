@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from fedcredit.proto.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -87,11 +89,71 @@ class PublicKeyReply(_message.Message):
 Global___PublicKeyReply: _TypeAlias = PublicKeyReply  # noqa: Y015
 
 @_typing.final
+class ScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class WidthsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ENV_FIELD_NUMBER: _builtins.int
+    TRAIN_ROWS_FIELD_NUMBER: _builtins.int
+    VALIDATION_ROWS_FIELD_NUMBER: _builtins.int
+    TEST_ROWS_FIELD_NUMBER: _builtins.int
+    WIDTHS_FIELD_NUMBER: _builtins.int
+    train_rows: _builtins.int
+    validation_rows: _builtins.int
+    test_rows: _builtins.int
+    @_builtins.property
+    def env(self) -> _common_pb2.Envelope: ...
+    @_builtins.property
+    def widths(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Design columns per party (the lender's with the intercept): its gradient's slot count."""
+
+    def __init__(
+        self,
+        *,
+        env: _common_pb2.Envelope | None = ...,
+        train_rows: _builtins.int = ...,
+        validation_rows: _builtins.int = ...,
+        test_rows: _builtins.int = ...,
+        widths: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "test_rows", b"test_rows", "train_rows", b"train_rows", "validation_rows", b"validation_rows", "widths", b"widths"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleRequest: _TypeAlias = ScheduleRequest  # noqa: Y015
+
+@_typing.final
 class DecryptRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENV_FIELD_NUMBER: _builtins.int
     PACKED_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    """Which step of the schedule this is: "train" (a gradient of batch env.batch), "validation",
+    "test" or "score". The envelope's epoch and batch say when.
+    """
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     @_builtins.property
@@ -101,10 +163,11 @@ class DecryptRequest(_message.Message):
         *,
         env: _common_pb2.Envelope | None = ...,
         packed: _common_pb2.PackedCiphers | None = ...,
+        phase: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "packed", b"packed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "packed", b"packed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "packed", b"packed", "phase", b"phase"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -142,6 +205,8 @@ Global___DecryptReply: _TypeAlias = DecryptReply  # noqa: Y015
 
 @_typing.final
 class LossRequest(_message.Message):
+    """The secure loss of the last training batch of an epoch (the lender only)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ENV_FIELD_NUMBER: _builtins.int
@@ -155,7 +220,7 @@ class LossRequest(_message.Message):
 
     @_builtins.property
     def masked_sums(self) -> _common_pb2.PackedCiphers:
-        """masked scalars the lender needs (sum r z, sum y' z)"""
+        """one masked scalar: sum of (-2 r - 4 2^20 y') z"""
 
     def __init__(
         self,
@@ -177,30 +242,22 @@ class LossReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENV_FIELD_NUMBER: _builtins.int
-    SUM_OF_SQUARES_FIELD_NUMBER: _builtins.int
-    SLOTS_FIELD_NUMBER: _builtins.int
-    SLOT_BYTES_FIELD_NUMBER: _builtins.int
-    COUNT_FIELD_NUMBER: _builtins.int
-    sum_of_squares: _builtins.bytes
-    """sum over rows of (z + r)^2, big-endian unsigned"""
-    slots: _builtins.bytes
-    """decrypted masked scalars"""
-    slot_bytes: _builtins.int
-    count: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    total: _builtins.bytes
+    """sum over rows of (z + r)^2 plus the decrypted masked scalar, big-endian unsigned: with its
+    own masks the lender gets the loss and nothing else.
+    """
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     def __init__(
         self,
         *,
         env: _common_pb2.Envelope | None = ...,
-        sum_of_squares: _builtins.bytes = ...,
-        slots: _builtins.bytes = ...,
-        slot_bytes: _builtins.int = ...,
-        count: _builtins.int = ...,
+        total: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "env", b"env", "slot_bytes", b"slot_bytes", "slots", b"slots", "sum_of_squares", b"sum_of_squares"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 from fedcredit.proto.v1 import coordinator_pb2 as fedcredit_dot_v1_dot_coordinator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -27,7 +28,10 @@ if _version_not_supported:
 
 class CoordinatorStub:
     """The coordinator holds the Paillier private key and never a data party's data. It decrypts
-    only masked, packed values and returns them to the caller that sent them.
+    only masked, packed values and returns them to the caller that sent them, and only what the
+    job's schedule allows: per caller and step one request of the protocol's size
+    (fedcredit/protocol/schedule.py); everything else is refused PERMISSION_DENIED, and every
+    request is a line of its audit log.
     """
 
     def __init__(self, channel):
@@ -46,6 +50,11 @@ class CoordinatorStub:
                 request_serializer=fedcredit_dot_v1_dot_coordinator__pb2.PublicKeyRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_coordinator__pb2.PublicKeyReply.FromString,
                 _registered_method=True)
+        self.SetSchedule = channel.unary_unary(
+                '/fedcredit.v1.Coordinator/SetSchedule',
+                request_serializer=fedcredit_dot_v1_dot_coordinator__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_common__pb2.Ack.FromString,
+                _registered_method=True)
         self.DecryptMasked = channel.unary_unary(
                 '/fedcredit.v1.Coordinator/DecryptMasked',
                 request_serializer=fedcredit_dot_v1_dot_coordinator__pb2.DecryptRequest.SerializeToString,
@@ -60,7 +69,10 @@ class CoordinatorStub:
 
 class CoordinatorServicer:
     """The coordinator holds the Paillier private key and never a data party's data. It decrypts
-    only masked, packed values and returns them to the caller that sent them.
+    only masked, packed values and returns them to the caller that sent them, and only what the
+    job's schedule allows: per caller and step one request of the protocol's size
+    (fedcredit/protocol/schedule.py); everything else is refused PERMISSION_DENIED, and every
+    request is a line of its audit log.
     """
 
     def StartJob(self, request, context):
@@ -71,6 +83,13 @@ class CoordinatorServicer:
 
     def GetPublicKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSchedule(self, request, context):
+        """The driver, once per training job, after alignment and binning, before training.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -100,6 +119,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     request_deserializer=fedcredit_dot_v1_dot_coordinator__pb2.PublicKeyRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_coordinator__pb2.PublicKeyReply.SerializeToString,
             ),
+            'SetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSchedule,
+                    request_deserializer=fedcredit_dot_v1_dot_coordinator__pb2.ScheduleRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_common__pb2.Ack.SerializeToString,
+            ),
             'DecryptMasked': grpc.unary_unary_rpc_method_handler(
                     servicer.DecryptMasked,
                     request_deserializer=fedcredit_dot_v1_dot_coordinator__pb2.DecryptRequest.FromString,
@@ -120,7 +144,10 @@ def add_CoordinatorServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Coordinator:
     """The coordinator holds the Paillier private key and never a data party's data. It decrypts
-    only masked, packed values and returns them to the caller that sent them.
+    only masked, packed values and returns them to the caller that sent them, and only what the
+    job's schedule allows: per caller and step one request of the protocol's size
+    (fedcredit/protocol/schedule.py); everything else is refused PERMISSION_DENIED, and every
+    request is a line of its audit log.
     """
 
     @staticmethod
@@ -167,6 +194,33 @@ class Coordinator:
             '/fedcredit.v1.Coordinator/GetPublicKey',
             fedcredit_dot_v1_dot_coordinator__pb2.PublicKeyRequest.SerializeToString,
             fedcredit_dot_v1_dot_coordinator__pb2.PublicKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Coordinator/SetSchedule',
+            fedcredit_dot_v1_dot_coordinator__pb2.ScheduleRequest.SerializeToString,
+            fedcredit_dot_v1_dot_common__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

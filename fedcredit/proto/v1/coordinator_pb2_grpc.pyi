@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from fedcredit.proto.v1 import common_pb2 as _common_pb2
 from fedcredit.proto.v1 import coordinator_pb2 as _coordinator_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -28,7 +29,10 @@ GRPC_VERSION: str
 
 class CoordinatorStub:
     """The coordinator holds the Paillier private key and never a data party's data. It decrypts
-    only masked, packed values and returns them to the caller that sent them.
+    only masked, packed values and returns them to the caller that sent them, and only what the
+    job's schedule allows: per caller and step one request of the protocol's size
+    (fedcredit/protocol/schedule.py); everything else is refused PERMISSION_DENIED, and every
+    request is a line of its audit log.
     """
 
     @_typing.overload
@@ -37,24 +41,34 @@ class CoordinatorStub:
     def __new__(cls, channel: _aio.Channel) -> CoordinatorAsyncStub: ...
     StartJob: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.StartJobRequest, _coordinator_pb2.PublicKeyReply]
     GetPublicKey: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.PublicKeyRequest, _coordinator_pb2.PublicKeyReply]
+    SetSchedule: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ScheduleRequest, _common_pb2.Ack]
+    """The driver, once per training job, after alignment and binning, before training."""
     DecryptMasked: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.DecryptRequest, _coordinator_pb2.DecryptReply]
     DecryptLoss: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.LossRequest, _coordinator_pb2.LossReply]
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
     """The coordinator holds the Paillier private key and never a data party's data. It decrypts
-    only masked, packed values and returns them to the caller that sent them.
+    only masked, packed values and returns them to the caller that sent them, and only what the
+    job's schedule allows: per caller and step one request of the protocol's size
+    (fedcredit/protocol/schedule.py); everything else is refused PERMISSION_DENIED, and every
+    request is a line of its audit log.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartJob: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.StartJobRequest, _coordinator_pb2.PublicKeyReply]  # type: ignore[assignment]
     GetPublicKey: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.PublicKeyRequest, _coordinator_pb2.PublicKeyReply]  # type: ignore[assignment]
+    SetSchedule: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ScheduleRequest, _common_pb2.Ack]  # type: ignore[assignment]
+    """The driver, once per training job, after alignment and binning, before training."""
     DecryptMasked: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.DecryptRequest, _coordinator_pb2.DecryptReply]  # type: ignore[assignment]
     DecryptLoss: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.LossRequest, _coordinator_pb2.LossReply]  # type: ignore[assignment]
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     """The coordinator holds the Paillier private key and never a data party's data. It decrypts
-    only masked, packed values and returns them to the caller that sent them.
+    only masked, packed values and returns them to the caller that sent them, and only what the
+    job's schedule allows: per caller and step one request of the protocol's size
+    (fedcredit/protocol/schedule.py); everything else is refused PERMISSION_DENIED, and every
+    request is a line of its audit log.
     """
 
     @_abc_1.abstractmethod
@@ -70,6 +84,14 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.PublicKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.PublicKeyReply, _abc.Awaitable[_coordinator_pb2.PublicKeyReply]]: ...
+
+    @_abc_1.abstractmethod
+    def SetSchedule(
+        self,
+        request: _coordinator_pb2.ScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Ack, _abc.Awaitable[_common_pb2.Ack]]:
+        """The driver, once per training job, after alignment and binning, before training."""
 
     @_abc_1.abstractmethod
     def DecryptMasked(
