@@ -114,7 +114,10 @@ def wire_bytes(message: UploadTable | QueryRequest) -> bytes:
         width = (message.public_key.bits * 2 + 7) // 8
         cts = b"".join(int(c).to_bytes(width, "big") for c in message.ciphertexts.ciphertexts)
         return b"".join(message.tags) + cts
-    return message.recipient_key + b"".join(b"".join(entry.tags) for entry in message.lenders)
+    parts = [message.recipient_key, *message.blinded, *message.proofs]
+    for entry in message.lenders:
+        parts += [*entry.evaluated, entry.proof, *entry.points]
+    return b"".join(parts)
 
 
 def test_nothing_sent_to_the_coordinator_holds_an_identifier_or_a_balance() -> None:
@@ -140,5 +143,5 @@ def test_nothing_sent_to_the_coordinator_holds_an_identifier_or_a_balance() -> N
     for needle in forbidden:
         assert needle not in seen, needle
     assert transcript.queries and all(
-        len(t) == 32 for q in transcript.queries for e in q.lenders for t in e.tags
+        len(t) == 32 for q in transcript.queries for e in q.lenders for t in e.points
     )

@@ -56,17 +56,19 @@ def test_a_lender_may_not_ask_another_lender_to_decrypt(consortium) -> None:  # 
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_the_coordinator_refuses_malformed_tags(consortium) -> None:  # type: ignore[no-untyped-def]
+def test_the_coordinator_refuses_malformed_points(consortium) -> None:  # type: ignore[no-untyped-def]
     stub = consortium.stub("bank", COORDINATOR)
     bad = debt_pb2.DebtQueryRequest(
-        size=2, recipient_key=bytes(32), lenders=[debt_pb2.DebtLenderTags(lender="card", tags=b"x")]
+        size=2,
+        recipient_key=bytes(32),
+        lenders=[debt_pb2.DebtLenderTags(lender="card", evaluated=b"x", points=b"x")],
     )
 
     with pytest.raises(grpc.RpcError) as caught:
         stub.Query(bad, timeout=10)
 
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "tags" in (caught.value.details() or "")
+    assert "points" in (caught.value.details() or "")
 
 
 def test_wire_messages_to_the_coordinator_hold_no_identifier_or_balance(consortium) -> None:  # type: ignore[no-untyped-def]

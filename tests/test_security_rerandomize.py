@@ -79,7 +79,11 @@ class MarkingLender(DebtLender):
             self._marks[stamp] = pid
             self._marks[stamp * key.hs % key.nsquare] = pid
         table = UploadTable(
-            honest.table.epoch, key, honest.table.tags, EncryptedVector(key, ciphertexts, 0)
+            honest.table.epoch,
+            key,
+            honest.table.tags,
+            EncryptedVector(key, ciphertexts, 0),
+            honest.table.oprf_key,
         )
         return PendingUpload(table=table, key=honest.key)
 
@@ -170,7 +174,11 @@ class WatchingLender(DebtLender):
             for tag in honest.table.tags
         ]
         table = UploadTable(
-            honest.table.epoch, key, honest.table.tags, EncryptedVector(key, ciphertexts, 0)
+            honest.table.epoch,
+            key,
+            honest.table.tags,
+            EncryptedVector(key, ciphertexts, 0),
+            honest.table.oprf_key,
         )
         return PendingUpload(table=table, key=honest.key)
 

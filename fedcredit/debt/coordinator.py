@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from fedcredit.debt.binding import verified_tags
 from fedcredit.debt.cipher import (
     EncryptedVector,
     PublicKey,
@@ -24,6 +25,7 @@ from fedcredit.debt.cipher import (
     group_size,
     mask_selected,
 )
+from fedcredit.debt.dleq import check_public_key
 from fedcredit.debt.encoding import (
     MATCH_WITHHELD,
     MAX_LENDERS,
@@ -55,6 +57,8 @@ class LenderTable:
     public_key: PublicKey
     index: Mapping[bytes, int] = field(repr=False)
     rows: EncryptedVector = field(repr=False)
+    oprf_key: bytes = b""
+    """``K = k G`` of the upload's OPRF key: every answer of this lender is checked against it."""
 
     @property
     def customers(self) -> int:
@@ -123,6 +127,7 @@ class DebtCoordinator:
             raise ProtocolError("an upload must hold as many ciphertexts as tags")
         if any(len(tag) != TAG_BYTES for tag in upload.tags):
             raise ProtocolError(f"every tag in an upload must be {TAG_BYTES} bytes")
+        oprf_key = check_public_key(upload.oprf_key, f"lender {lender!r}")
         index = {tag: row for row, tag in enumerate(upload.tags)}
         if len(index) != len(upload.tags):
             raise ProtocolError("an upload holds the same tag twice")
@@ -131,7 +136,7 @@ class DebtCoordinator:
         # Made here, sent (packed) to the key's owner: textbook randomness, not its base (F6).
         extras = encrypt_values_for_owner(upload.public_key, [NO_MATCH, MATCH_WITHHELD])
         rows = upload.ciphertexts.concat(extras)
-        table = LenderTable(lender, upload.epoch, upload.public_key, index, rows)
+        table = LenderTable(lender, upload.epoch, upload.public_key, index, rows, oprf_key)
         self._tables[lender] = table
         return table
 
@@ -150,9 +155,8 @@ class DebtCoordinator:
         for name, entry in asked.items():
             if entry.epoch != self._tables[name].epoch:
                 raise ProtocolError(f"lender {name!r} changed its key (stale epoch); ask again")
-            if len(entry.tags) != request.size:
-                raise ProtocolError(f"the tags for lender {name!r} are not {request.size} long")
-        return {name: entry.tags for name, entry in asked.items()}
+        # One person per slot for every lender (F5): the proofs, then the tags from the points.
+        return verified_tags(request, {name: self._tables[name].oprf_key for name in asked})
 
     def prepare(self, caller: str, request: QueryRequest) -> PreparedQuery:
         """Select each lender's matched rows (or Enc(0)), pack and mask them, sum the masks."""

@@ -17,6 +17,7 @@ from nacl.public import PublicKey as BoxPublicKey
 from nacl.public import SealedBox
 
 from fedcredit.debt.cipher import PrivateKey, PublicKey, decrypt_masked_slots, encrypt_values
+from fedcredit.debt.dleq import prove_evaluation
 from fedcredit.debt.encoding import DIGIT_BITS, encode_share, row_value
 from fedcredit.debt.messages import (
     MaskedBatch,
@@ -67,7 +68,7 @@ class DebtLender:
         rows = [customers[i] for i in order]
         tags = tuple(key.tags([pid for pid, _ in rows]))
         cipher = encrypt_values(self.public_key, [row_value(cents) for _, cents in rows])
-        table = UploadTable(key.epoch, self.public_key, tags, cipher)
+        table = UploadTable(key.epoch, self.public_key, tags, cipher, oprf_key=key.public)
         return PendingUpload(table=table, key=key)
 
     def confirm_upload(self, pending: PendingUpload) -> None:
@@ -75,11 +76,14 @@ class DebtLender:
         self._oprf = pending.key
 
     def evaluate(self, request: OPRFRequest) -> OPRFAnswer:
-        """Apply this lender's key to blinded points (one scalar multiplication each)."""
-        if len(request.points) > MAX_BATCH:
-            raise ProtocolError(f"a batch may hold at most {MAX_BATCH} points")
+        """Apply this lender's key to blinded points (one scalar multiplication each) and prove
+        it (one more each): the coordinator checks the proof against the upload's ``K``."""
+        if not 0 < len(request.points) <= MAX_BATCH:
+            raise ProtocolError(f"a batch must hold 1 to {MAX_BATCH} points")
         key = self._oprf
-        return OPRFAnswer(epoch=key.epoch, points=tuple(key.evaluate(request.points)))
+        points = tuple(key.evaluate(request.points))
+        proof = prove_evaluation(key.scalar, request.points, points)
+        return OPRFAnswer(epoch=key.epoch, points=points, proof=proof)
 
     def decrypt_masked(self, batch: MaskedBatch) -> SealedShares:
         """Decrypt the masked numbers, reduce each modulo ``2**(80 g)`` (``g`` applicants in

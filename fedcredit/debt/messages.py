@@ -4,8 +4,11 @@ Flow for a batch of ``B`` applicants asked by lender Q, with other lenders ``L_1
 coordinator A (each arrow is one message; every vector has ``B`` entries):
 
 1. ``L_i -> A``   ``UploadTable``: shuffled (tag, Enc_i(row value)) pairs, refreshed on change.
-2. ``Q -> L_i``   ``OPRFRequest``: blinded points; ``L_i -> Q`` ``OPRFAnswer``: ``k_i`` applied.
-3. ``Q -> A``     ``QueryRequest``: per lender the ``B`` tags, and a one-time X25519 key.
+2. ``Q -> L_i``   ``OPRFRequest``: blinded points; ``L_i -> Q`` ``OPRFAnswer``: ``k_i`` applied,
+   with a proof that it was (against ``K_i = k_i G`` from the upload).
+3. ``Q -> A``     ``QueryRequest``: the blinded points, per lender its answer, its proof and the
+   ``B`` unblinded points, per applicant a proof that one scalar unblinds every lender's answer
+   (so one person per slot), and a one-time X25519 key. A checks, then hashes the points into tags.
 4. ``A -> L_i``   ``MaskedBatch``: Enc_i(row value or 0), ``g`` applicants per ciphertext as
    80-bit digits of one number, each number plus one mask; exactly ``B`` values.
    ``L_i -> A``   ``SealedShares``: its ``B`` digits of the numbers modulo ``2**(80 g)``, sealed to Q.
@@ -27,6 +30,9 @@ class UploadTable:
     public_key: PublicKey
     tags: tuple[bytes, ...]
     ciphertexts: EncryptedVector = field(repr=False)
+    oprf_key: bytes = b""
+    """``K = k G`` for the upload's OPRF key: the coordinator checks every answer against it
+    and refuses an upload without one."""
 
 
 @dataclass(frozen=True)
@@ -38,29 +44,41 @@ class OPRFRequest:
 
 @dataclass(frozen=True)
 class OPRFAnswer:
-    """``k * B`` for each blinded point, and the epoch of the key used."""
+    """``k * B`` for each blinded point, the epoch of the key used, and the lender's proof
+    (``dleq.prove_evaluation``) that every point is ``k * B`` for that epoch's key."""
 
     epoch: int
     points: tuple[bytes, ...]
+    proof: bytes
 
 
 @dataclass(frozen=True)
 class LenderTags:
-    """The tags of the applicants under one lender's key, in applicant order."""
+    """One lender's part of a query, from which the coordinator derives (and trusts) the tags
+    of the applicants under that lender's key, in applicant order: the lender's answer
+    ``evaluated`` (``k * B_x``) with its ``proof``, and the unblinded ``points`` ``k * H(x)``."""
 
     lender: str
     epoch: int
-    tags: tuple[bytes, ...]
+    evaluated: tuple[bytes, ...]
+    proof: bytes
+    points: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)
 class QueryRequest:
-    """What the querier sends the coordinator: tags only, never an identity."""
+    """What the querier sends the coordinator: blinded and unblinded points, never an identity.
+
+    ``blinded`` are the points every lender was asked about; ``proofs`` hold, per applicant,
+    the querier's proof (``dleq.prove_common_scalar``) that one scalar turns every lender's
+    answer into its ``points``: the slot holds one person for every lender."""
 
     size: int
     recipient_key: bytes
     min_count_for_total: int
     lenders: tuple[LenderTags, ...]
+    blinded: tuple[bytes, ...]
+    proofs: tuple[bytes, ...]
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
 the Elligator map). The querier sends ``r * H(x)`` for a fresh random scalar ``r``: a uniformly
 random group element, independent of ``x``, so the lender evaluating it learns nothing about
 ``x``. The querier multiplies the answer by ``1/r`` and gets ``k * H(x)`` without learning ``k``.
-A tag is SHA-256 of that point with a domain label; the coordinator only ever sees tags.
+A tag is SHA-256 of that point with a domain label. The querier sends the coordinator the
+points ``k * H(x)`` themselves, with proofs (``fedcredit.debt.dleq``) that each slot holds one
+person for every lender; the coordinator checks them and hashes the points into tags.
 
 libsodium is called through ctypes, which releases the GIL, so long batches run on a small
 thread pool.
@@ -93,6 +95,12 @@ class OPRFKey:
         """A fresh key; a lender draws a new one for every upload so epochs are unlinkable."""
         return cls(scalar=random_scalar(), epoch=epoch)
 
+    @property
+    def public(self) -> bytes:
+        """``K = k * G``, published in the upload so the coordinator can check each answer."""
+        point: bytes = rbcl.crypto_scalarmult_ristretto255_base(self.scalar)
+        return point
+
     def tags(self, identifiers: Sequence[str]) -> list[bytes]:
         """The tags of this lender's own customers (computed with the key in the clear)."""
         return _map(lambda pid: derive_tag(multiply(self.scalar, hash_to_point(pid))), identifiers)
@@ -121,11 +129,15 @@ class Blinding:
         pairs = _map(_blind_one, identifiers)
         return cls(inverses=tuple(p[0] for p in pairs), points=tuple(p[1] for p in pairs))
 
-    def tags(self, evaluated: Sequence[bytes]) -> list[bytes]:
-        """Unblind one lender's answer and derive the tags to send to the coordinator."""
+    def unblind(self, evaluated: Sequence[bytes]) -> list[bytes]:
+        """``k * H(x)`` for each applicant from one lender's answer ``k * r_x * H(x)``."""
         if len(evaluated) != len(self.inverses):
             raise ProtocolError(
                 f"a lender answered {len(evaluated)} points for {len(self.inverses)} blinded ones"
             )
         pairs = list(zip(self.inverses, evaluated, strict=True))
-        return _map(lambda pair: derive_tag(multiply(pair[0], pair[1])), pairs)
+        return _map(lambda pair: multiply(pair[0], pair[1]), pairs)
+
+    def tags(self, evaluated: Sequence[bytes]) -> list[bytes]:
+        """Unblind one lender's answer and derive its tags (what the coordinator derives)."""
+        return [derive_tag(point) for point in self.unblind(evaluated)]

@@ -14,6 +14,7 @@ from nacl.exceptions import CryptoError as NaclCryptoError
 from nacl.public import PrivateKey as BoxPrivateKey
 from nacl.public import SealedBox
 
+from fedcredit.debt.dleq import prove_common_scalar
 from fedcredit.debt.encoding import decode_shares, split_sum, unmask_groups
 from fedcredit.debt.lender import MAX_BATCH
 from fedcredit.debt.messages import (
@@ -24,7 +25,7 @@ from fedcredit.debt.messages import (
     QueryAnswer,
     QueryRequest,
 )
-from fedcredit.debt.oprf import Blinding
+from fedcredit.debt.oprf import Blinding, _map
 from fedcredit.errors import ProtocolError
 
 
@@ -55,16 +56,32 @@ class DebtQuery:
         return OPRFRequest(points=self._blinding.points)
 
     def request(self, answers: Mapping[str, OPRFAnswer]) -> QueryRequest:
-        """Unblind every lender's answer into tags; the request carries no identifier."""
+        """Unblind every lender's answer and prove, per applicant, that one scalar unblinds
+        them all; the request carries no identifier (the coordinator derives the tags)."""
+        if not answers:
+            raise ProtocolError("a query needs the answer of at least one other lender")
+        ordered = sorted(answers.items())
+        unblinded = [self._blinding.unblind(answer.points) for _, answer in ordered]
+        inverses = self._blinding.inverses
+        proofs = _map(
+            lambda x: prove_common_scalar(
+                inverses[x],
+                [answer.points[x] for _, answer in ordered],
+                [points[x] for points in unblinded],
+            ),
+            range(self.size),
+        )
         lenders = tuple(
-            LenderTags(name, answer.epoch, tuple(self._blinding.tags(answer.points)))
-            for name, answer in sorted(answers.items())
+            LenderTags(name, answer.epoch, answer.points, answer.proof, tuple(points))
+            for (name, answer), points in zip(ordered, unblinded, strict=True)
         )
         return QueryRequest(
             size=self.size,
             recipient_key=bytes(self._box_key.public_key),
             min_count_for_total=self.min_count_for_total,
             lenders=lenders,
+            blinded=self._blinding.points,
+            proofs=tuple(proofs),
         )
 
     def finish(self, answer: QueryAnswer) -> list[DebtResult]:

@@ -37,6 +37,7 @@ from fedcredit.debt import (
     SealedShares,
     UploadTable,
 )
+from fedcredit.debt.dleq import PROOF_BYTES
 from fedcredit.debt.encoding import SUM_BYTES
 from fedcredit.debt.oprf import POINT_BYTES, TAG_BYTES
 from fedcredit.errors import CryptoError, FedCreditError, PartyUnavailableError, ProtocolError
@@ -131,7 +132,7 @@ class DebtLenderServicer(debt_pb2_grpc.DebtServiceServicer):
         def step() -> debt_pb2.DebtPoints:
             points = _split(request.points, POINT_BYTES, request.count, "points")
             answer = self._lender.evaluate(OPRFRequest(points))
-            return points_to_proto(answer.points, answer.epoch)
+            return points_to_proto(answer.points, answer.epoch, answer.proof)
 
         return _run(context, step)
 
@@ -283,8 +284,10 @@ def digits_from_proto(message: debt_pb2.DebtMaskedBatch, public_key: PublicKey) 
     )
 
 
-def points_to_proto(points: Sequence[bytes], epoch: int = 0) -> debt_pb2.DebtPoints:
-    return debt_pb2.DebtPoints(epoch=epoch, count=len(points), points=b"".join(points))
+def points_to_proto(
+    points: Sequence[bytes], epoch: int = 0, proof: bytes = b""
+) -> debt_pb2.DebtPoints:
+    return debt_pb2.DebtPoints(epoch=epoch, count=len(points), points=b"".join(points), proof=proof)
 
 
 def upload_to_chunks(
@@ -302,6 +305,7 @@ def upload_to_chunks(
             chunk.epoch = table.epoch
             chunk.public_key_json = table.public_key.to_json()
             chunk.total_rows = total
+            chunk.oprf_key = table.oprf_key
         yield chunk
 
 
@@ -329,7 +333,8 @@ def upload_from_chunks(
             raise ProtocolError(f"the upload holds more than the {first.total_rows} rows announced")
     if len(tags) != first.total_rows:
         raise ProtocolError(f"the upload holds {len(tags)} rows, not {first.total_rows}")
-    return UploadTable(first.epoch, public_key, tuple(tags), parts[0].concat(*parts[1:]))
+    ciphertexts = parts[0].concat(*parts[1:])
+    return UploadTable(first.epoch, public_key, tuple(tags), ciphertexts, bytes(first.oprf_key))
 
 
 def query_to_proto(request: QueryRequest) -> debt_pb2.DebtQueryRequest:
@@ -338,19 +343,39 @@ def query_to_proto(request: QueryRequest) -> debt_pb2.DebtQueryRequest:
         recipient_key=request.recipient_key,
         min_count_for_total=request.min_count_for_total,
         lenders=[
-            debt_pb2.DebtLenderTags(lender=e.lender, epoch=e.epoch, tags=b"".join(e.tags))
+            debt_pb2.DebtLenderTags(
+                lender=e.lender,
+                epoch=e.epoch,
+                evaluated=b"".join(e.evaluated),
+                proof=e.proof,
+                points=b"".join(e.points),
+            )
             for e in request.lenders
         ],
+        blinded=b"".join(request.blinded),
+        proofs=b"".join(request.proofs),
     )
 
 
 def query_from_proto(message: debt_pb2.DebtQueryRequest) -> QueryRequest:
+    size = message.size
     lenders = tuple(
-        LenderTags(e.lender, e.epoch, _split(e.tags, TAG_BYTES, message.size, "tags"))
+        LenderTags(
+            e.lender,
+            e.epoch,
+            _split(e.evaluated, POINT_BYTES, size, f"evaluated points for {e.lender!r}"),
+            bytes(e.proof),
+            _split(e.points, POINT_BYTES, size, f"points for {e.lender!r}"),
+        )
         for e in message.lenders
     )
     return QueryRequest(
-        message.size, bytes(message.recipient_key), message.min_count_for_total, lenders
+        size,
+        bytes(message.recipient_key),
+        message.min_count_for_total,
+        lenders,
+        _split(message.blinded, POINT_BYTES, size, "blinded points"),
+        _split(message.proofs, PROOF_BYTES, size, "proofs"),
     )
 
 
@@ -421,7 +446,8 @@ def _evaluate_all(
     def evaluate(item: tuple[str, debt_pb2_grpc.DebtServiceStub]) -> tuple[str, OPRFAnswer]:
         name, stub = item
         reply = call(stub.EvaluateOPRF, request, party=name, timeout_s=timeout_s)
-        return name, OPRFAnswer(reply.epoch, _split(reply.points, POINT_BYTES, size, "points"))
+        points = _split(reply.points, POINT_BYTES, size, "points")
+        return name, OPRFAnswer(reply.epoch, points, bytes(reply.proof))
 
     if pool is None:
         return dict(map(evaluate, lenders.items()))
@@ -487,7 +513,8 @@ def _ask_once(
             raise
         if stats is not None:
             sent = request.ByteSize() * len(lenders) + message.ByteSize()
-            received = sum(len(a.points) * POINT_BYTES for a in answers.values()) + reply.ByteSize()
+            received = sum(len(a.points) * POINT_BYTES + len(a.proof) for a in answers.values())
+            received += reply.ByteSize()
             stats["bytes_querier"] = sent + received
         return query.finish(answer_from_proto(reply, len(applicants)))
     raise ProtocolError("the query kept meeting re-uploaded tables; try again later")

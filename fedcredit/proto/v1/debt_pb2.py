@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64\x63redit/v1/debt.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"\x8c\x01\n\x0f\x44\x65\x62tUploadChunk\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12\x12\n\ntotal_rows\x18\x03 \x01(\r\x12\x0c\n\x04tags\x18\x04 \x01(\x0c\x12/\n\x0b\x63iphertexts\x18\x05 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\",\n\rDebtUploadAck\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0c\n\x04rows\x18\x02 \x01(\r\":\n\nDebtPoints\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0e\n\x06points\x18\x03 \x01(\x0c\"=\n\x0e\x44\x65\x62tLenderTags\x12\x0e\n\x06lender\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0c\n\x04tags\x18\x03 \x01(\x0c\"\x83\x01\n\x10\x44\x65\x62tQueryRequest\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x15\n\rrecipient_key\x18\x02 \x01(\x0c\x12\x1b\n\x13min_count_for_total\x18\x03 \x01(\r\x12-\n\x07lenders\x18\x04 \x03(\x0b\x32\x1c.fedcredit.v1.DebtLenderTags\"w\n\x0f\x44\x65\x62tMaskedBatch\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x15\n\rrecipient_key\x18\x02 \x01(\x0c\x12+\n\x06packed\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\x12\n\ngroup_size\x18\x04 \x01(\r\"\x1f\n\x10\x44\x65\x62tSealedShares\x12\x0b\n\x03\x62ox\x18\x01 \x01(\x0c\"d\n\x0f\x44\x65\x62tQueryAnswer\x12\r\n\x05\x62oxes\x18\x01 \x03(\x0c\x12\x11\n\tmask_sums\x18\x02 \x01(\x0c\x12\x1b\n\x13min_count_for_total\x18\x03 \x01(\r\x12\x12\n\ngroup_size\x18\x04 \x01(\r2\xb6\x02\n\x0b\x44\x65\x62tService\x12K\n\x0bUploadTable\x12\x1d.fedcredit.v1.DebtUploadChunk\x1a\x1b.fedcredit.v1.DebtUploadAck(\x01\x12\x42\n\x0c\x45valuateOPRF\x12\x18.fedcredit.v1.DebtPoints\x1a\x18.fedcredit.v1.DebtPoints\x12N\n\rDecryptMasked\x12\x1d.fedcredit.v1.DebtMaskedBatch\x1a\x1e.fedcredit.v1.DebtSealedShares\x12\x46\n\x05Query\x12\x1e.fedcredit.v1.DebtQueryRequest\x1a\x1d.fedcredit.v1.DebtQueryAnswerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x66\x65\x64\x63redit/v1/debt.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"\x9e\x01\n\x0f\x44\x65\x62tUploadChunk\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12\x12\n\ntotal_rows\x18\x03 \x01(\r\x12\x0c\n\x04tags\x18\x04 \x01(\x0c\x12/\n\x0b\x63iphertexts\x18\x05 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\x12\x10\n\x08oprf_key\x18\x06 \x01(\x0c\",\n\rDebtUploadAck\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\x0c\n\x04rows\x18\x02 \x01(\r\"I\n\nDebtPoints\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x01(\x0c\"g\n\x0e\x44\x65\x62tLenderTags\x12\x0e\n\x06lender\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x11\n\tevaluated\x18\x04 \x01(\x0c\x12\r\n\x05proof\x18\x05 \x01(\x0c\x12\x0e\n\x06points\x18\x06 \x01(\x0cJ\x04\x08\x03\x10\x04\"\xa4\x01\n\x10\x44\x65\x62tQueryRequest\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x15\n\rrecipient_key\x18\x02 \x01(\x0c\x12\x1b\n\x13min_count_for_total\x18\x03 \x01(\r\x12-\n\x07lenders\x18\x04 \x03(\x0b\x32\x1c.fedcredit.v1.DebtLenderTags\x12\x0f\n\x07\x62linded\x18\x05 \x01(\x0c\x12\x0e\n\x06proofs\x18\x06 \x01(\x0c\"w\n\x0f\x44\x65\x62tMaskedBatch\x12\x0c\n\x04size\x18\x01 \x01(\r\x12\x15\n\rrecipient_key\x18\x02 \x01(\x0c\x12+\n\x06packed\x18\x03 \x01(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\x12\x12\n\ngroup_size\x18\x04 \x01(\r\"\x1f\n\x10\x44\x65\x62tSealedShares\x12\x0b\n\x03\x62ox\x18\x01 \x01(\x0c\"d\n\x0f\x44\x65\x62tQueryAnswer\x12\r\n\x05\x62oxes\x18\x01 \x03(\x0c\x12\x11\n\tmask_sums\x18\x02 \x01(\x0c\x12\x1b\n\x13min_count_for_total\x18\x03 \x01(\r\x12\x12\n\ngroup_size\x18\x04 \x01(\r2\xb6\x02\n\x0b\x44\x65\x62tService\x12K\n\x0bUploadTable\x12\x1d.fedcredit.v1.DebtUploadChunk\x1a\x1b.fedcredit.v1.DebtUploadAck(\x01\x12\x42\n\x0c\x45valuateOPRF\x12\x18.fedcredit.v1.DebtPoints\x1a\x18.fedcredit.v1.DebtPoints\x12N\n\rDecryptMasked\x12\x1d.fedcredit.v1.DebtMaskedBatch\x1a\x1e.fedcredit.v1.DebtSealedShares\x12\x46\n\x05Query\x12\x1e.fedcredit.v1.DebtQueryRequest\x1a\x1d.fedcredit.v1.DebtQueryAnswerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,21 +33,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.debt_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DEBTUPLOADCHUNK']._serialized_start=69
-  _globals['_DEBTUPLOADCHUNK']._serialized_end=209
-  _globals['_DEBTUPLOADACK']._serialized_start=211
-  _globals['_DEBTUPLOADACK']._serialized_end=255
-  _globals['_DEBTPOINTS']._serialized_start=257
-  _globals['_DEBTPOINTS']._serialized_end=315
-  _globals['_DEBTLENDERTAGS']._serialized_start=317
-  _globals['_DEBTLENDERTAGS']._serialized_end=378
-  _globals['_DEBTQUERYREQUEST']._serialized_start=381
-  _globals['_DEBTQUERYREQUEST']._serialized_end=512
-  _globals['_DEBTMASKEDBATCH']._serialized_start=514
-  _globals['_DEBTMASKEDBATCH']._serialized_end=633
-  _globals['_DEBTSEALEDSHARES']._serialized_start=635
-  _globals['_DEBTSEALEDSHARES']._serialized_end=666
-  _globals['_DEBTQUERYANSWER']._serialized_start=668
-  _globals['_DEBTQUERYANSWER']._serialized_end=768
-  _globals['_DEBTSERVICE']._serialized_start=771
-  _globals['_DEBTSERVICE']._serialized_end=1081
+  _globals['_DEBTUPLOADCHUNK']._serialized_end=227
+  _globals['_DEBTUPLOADACK']._serialized_start=229
+  _globals['_DEBTUPLOADACK']._serialized_end=273
+  _globals['_DEBTPOINTS']._serialized_start=275
+  _globals['_DEBTPOINTS']._serialized_end=348
+  _globals['_DEBTLENDERTAGS']._serialized_start=350
+  _globals['_DEBTLENDERTAGS']._serialized_end=453
+  _globals['_DEBTQUERYREQUEST']._serialized_start=456
+  _globals['_DEBTQUERYREQUEST']._serialized_end=620
+  _globals['_DEBTMASKEDBATCH']._serialized_start=622
+  _globals['_DEBTMASKEDBATCH']._serialized_end=741
+  _globals['_DEBTSEALEDSHARES']._serialized_start=743
+  _globals['_DEBTSEALEDSHARES']._serialized_end=774
+  _globals['_DEBTQUERYANSWER']._serialized_start=776
+  _globals['_DEBTQUERYANSWER']._serialized_end=876
+  _globals['_DEBTSERVICE']._serialized_start=879
+  _globals['_DEBTSERVICE']._serialized_end=1189
 # @@protoc_insertion_point(module_scope)

@@ -30,11 +30,14 @@ class DebtUploadChunk(_message.Message):
     TOTAL_ROWS_FIELD_NUMBER: _builtins.int
     TAGS_FIELD_NUMBER: _builtins.int
     CIPHERTEXTS_FIELD_NUMBER: _builtins.int
+    OPRF_KEY_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     public_key_json: _builtins.str
     total_rows: _builtins.int
     tags: _builtins.bytes
     """32 bytes per row"""
+    oprf_key: _builtins.bytes
+    """header: K = k * G of the upload's OPRF key (32 bytes)"""
     @_builtins.property
     def ciphertexts(self) -> _common_pb2.CipherVector:
         """scale 0, one ciphertext per row, fixed width"""
@@ -47,10 +50,11 @@ class DebtUploadChunk(_message.Message):
         total_rows: _builtins.int = ...,
         tags: _builtins.bytes = ...,
         ciphertexts: _common_pb2.CipherVector | None = ...,
+        oprf_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ciphertexts", b"ciphertexts"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertexts", b"ciphertexts", "epoch", b"epoch", "public_key_json", b"public_key_json", "tags", b"tags", "total_rows", b"total_rows"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ciphertexts", b"ciphertexts", "epoch", b"epoch", "oprf_key", b"oprf_key", "public_key_json", b"public_key_json", "tags", b"tags", "total_rows", b"total_rows"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -87,20 +91,24 @@ class DebtPoints(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     """set in answers: the key generation used"""
     count: _builtins.int
     points: _builtins.bytes
+    proof: _builtins.bytes
+    """answers: DLEQ proof (64 bytes) that points = k * request"""
     def __init__(
         self,
         *,
         epoch: _builtins.int = ...,
         count: _builtins.int = ...,
         points: _builtins.bytes = ...,
+        proof: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "epoch", b"epoch", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "epoch", b"epoch", "points", b"points", "proof", b"proof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -108,25 +116,35 @@ Global___DebtPoints: _TypeAlias = DebtPoints  # noqa: Y015
 
 @_typing.final
 class DebtLenderTags(_message.Message):
+    """One lender's part of a query; the coordinator checks the proofs and derives the tags."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LENDER_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
-    TAGS_FIELD_NUMBER: _builtins.int
+    EVALUATED_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
     lender: _builtins.str
     epoch: _builtins.int
-    tags: _builtins.bytes
-    """32 bytes per applicant, in applicant order"""
+    evaluated: _builtins.bytes
+    """the lender's answer, 32 bytes per applicant"""
+    proof: _builtins.bytes
+    """the lender's proof for it (64 bytes)"""
+    points: _builtins.bytes
+    """unblinded k * H(x), 32 bytes per applicant, in order"""
     def __init__(
         self,
         *,
         lender: _builtins.str = ...,
         epoch: _builtins.int = ...,
-        tags: _builtins.bytes = ...,
+        evaluated: _builtins.bytes = ...,
+        proof: _builtins.bytes = ...,
+        points: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "lender", b"lender", "tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "evaluated", b"evaluated", "lender", b"lender", "points", b"points", "proof", b"proof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -140,10 +158,16 @@ class DebtQueryRequest(_message.Message):
     RECIPIENT_KEY_FIELD_NUMBER: _builtins.int
     MIN_COUNT_FOR_TOTAL_FIELD_NUMBER: _builtins.int
     LENDERS_FIELD_NUMBER: _builtins.int
+    BLINDED_FIELD_NUMBER: _builtins.int
+    PROOFS_FIELD_NUMBER: _builtins.int
     size: _builtins.int
     recipient_key: _builtins.bytes
     """the querier's one-time X25519 public key"""
     min_count_for_total: _builtins.int
+    blinded: _builtins.bytes
+    """the points every lender was asked about, 32 bytes each"""
+    proofs: _builtins.bytes
+    """per applicant: one scalar unblinds every lender (64 bytes)"""
     @_builtins.property
     def lenders(self) -> _containers.RepeatedCompositeFieldContainer[Global___DebtLenderTags]: ...
     def __init__(
@@ -153,10 +177,12 @@ class DebtQueryRequest(_message.Message):
         recipient_key: _builtins.bytes = ...,
         min_count_for_total: _builtins.int = ...,
         lenders: _abc.Iterable[Global___DebtLenderTags] | None = ...,
+        blinded: _builtins.bytes = ...,
+        proofs: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lenders", b"lenders", "min_count_for_total", b"min_count_for_total", "recipient_key", b"recipient_key", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blinded", b"blinded", "lenders", b"lenders", "min_count_for_total", b"min_count_for_total", "proofs", b"proofs", "recipient_key", b"recipient_key", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
