@@ -35,6 +35,7 @@ from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty, write_json_atomic, write_text_atomic
 from fedcredit.protocol.report import evaluation_files
 from fedcredit.psi import PSIParty
+from fedcredit.psi.ring import Commitment, RingLedger
 
 log = logging.getLogger("fedcredit.node")
 
@@ -50,6 +51,8 @@ class JobState:
     peers: Peers
     state_dir: Path
     psi: PSIParty | None = None
+    ring: RingLedger | None = None
+    """Which PSI lists this party may blind: its peers' commitments (security review F11)."""
     partials: dict[tuple[str, int, int], dict[str, EncryptedVector]] = field(default_factory=dict)
     residuals: dict[tuple[int, int], EncryptedVector] = field(default_factory=dict)
     last_train_loss: float | None = None
@@ -167,15 +170,57 @@ class PartyNode:
             raise ProtocolError(f"party {self.name!r}: PSI was not started")
         return self.job.psi
 
-    def psi_blind(self) -> list[bytes]:
+    def _ring(self) -> RingLedger:
         job = self.job
-        job.psi = PSIParty(job.party.ids, job.job_id, len(job.peers.parties))
-        return job.psi.start()
+        with self._lock:
+            if job.ring is None:
+                job.ring = RingLedger(self.name, job.peers.parties)
+            return job.ring
 
-    def psi_apply(self, points: list[bytes]) -> list[bytes]:
-        return self._psi().relay(points)
+    def _hand_on(self, recipient: str, commitment: Commitment) -> None:
+        """Tell the party that processes a PSI list next, directly, which list it is, before the
+        driver gets it: that party blinds or finishes no other."""
+        job = self.job
+        message = party_pb2.PsiCommitment(
+            env=self._env(Header(job.job_id, 0, 0, 0)),
+            owner=commitment.owner,
+            hop=commitment.hop,
+            count=commitment.count,
+            digest=commitment.digest,
+        )
+        job.peers.call_party(recipient, "PsiCommit", message, PEER_TIMEOUT_S)
+
+    def psi_commit(self, caller: str, commitment: Commitment) -> None:
+        """A peer's commitment to the list it hands this party next (caller from its cert)."""
+        self._ring().record(caller, commitment)
+
+    def psi_blind(self) -> list[bytes]:
+        job, ring = self.job, self._ring()
+        psi = PSIParty(job.party.ids, job.job_id, len(job.peers.parties))
+        points = psi.start()
+        try:
+            self._hand_on(*ring.start(points))
+        except BaseException:
+            ring.abandon_start()
+            raise
+        job.psi = psi
+        return points
+
+    def psi_apply(self, owner: str, points: list[bytes]) -> list[bytes]:
+        """Blind ``owner``'s list: once per owner of the job, and only the list its previous
+        holder committed to (so never a list the driver made up)."""
+        ring = self._ring()
+        hop = ring.admit_relay(owner, points)
+        try:
+            relayed = self._psi().relay(points)
+            self._hand_on(*ring.handing_on(owner, hop, relayed))
+        except BaseException:
+            ring.release(owner)  # the result never left this party
+            raise
+        return relayed
 
     def psi_finish(self, points: list[bytes]) -> list[bytes]:
+        self._ring().admit_finish(points)
         return self._psi().finish(points)
 
     def psi_align(self, points: list[bytes]) -> party_pb2.AlignReply:

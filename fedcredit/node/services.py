@@ -41,6 +41,7 @@ from fedcredit.protocol.guard import SequenceGuard
 from fedcredit.protocol.schedule import DecryptionGate, DecryptionRefused
 from fedcredit.psi import POINT_BYTES
 from fedcredit.psi import SUITE as PSI_SUITE
+from fedcredit.psi.ring import Commitment
 
 log = logging.getLogger("fedcredit.node")
 
@@ -160,9 +161,20 @@ class PartyServicer(party_pb2_grpc.PartyServicer):
             context,
             f"PsiApply:{request.owner}",
             request.env,
-            lambda: self.node.psi_apply(points_of(request)),
+            lambda: self.node.psi_apply(request.owner, points_of(request)),
         )
         return points_message(request.env, request.owner, points)
+
+    @rpc
+    def PsiCommit(
+        self, request: party_pb2.PsiCommitment, context: grpc.ServicerContext
+    ) -> common_pb2.Ack:
+        # From a peer party, never from the driver: the ledger checks the caller's place.
+        caller = caller_party(context)
+        self.guard.check_job(convert.header_of(request.env))
+        commitment = Commitment(request.owner, request.hop, request.count, bytes(request.digest))
+        self.node.psi_commit(caller, commitment)
+        return common_pb2.Ack(env=request.env)
 
     @rpc
     def PsiFinish(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64\x63redit/v1/party.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"\xd3\x01\n\x0cSetupRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12\x34\n\x05peers\x18\x03 \x03(\x0b\x32%.fedcredit.v1.SetupRequest.PeersEntry\x12\x0e\n\x06resume\x18\x04 \x01(\x08\x12\x11\n\tstate_dir\x18\x05 \x01(\t\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\nSetupReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x01(\r\x12\x13\n\x0b\x63heckpoints\x18\x04 \x03(\r\x12\x11\n\tdata_hash\x18\x05 \x01(\t\x12\x15\n\rfeature_names\x18\x06 \x03(\t\"1\n\nPsiRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"m\n\tPsiPoints\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\r\n\x05suite\x18\x05 \x01(\t\"\x84\x01\n\nAlignReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0e\n\x06\x63ommon\x18\x02 \x01(\r\x12\r\n\x05train\x18\x03 \x01(\r\x12\x12\n\nvalidation\x18\x04 \x01(\r\x12\x0c\n\x04test\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\r\"~\n\x0bStepRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x14\n\x0cresume_epoch\x18\x03 \x01(\r\x12\x11\n\twant_loss\x18\x04 \x01(\x08\x12\x12\n\nkeep_epoch\x18\x05 \x01(\r\"o\n\rCipherMessage\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05phase\x18\x02 \x01(\t\x12*\n\x06vector\x18\x03 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"T\n\rResidualReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08has_loss\x18\x02 \x01(\x08\x12\x0c\n\x04loss\x18\x03 \x01(\x01\"\x88\x01\n\nEpochReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08has_loss\x18\x02 \x01(\x08\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x16\n\x0ehas_validation\x18\x05 \x01(\x08\"\xaf\x01\n\rEvaluateReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x14\n\x0cmetrics_json\x18\x02 \x01(\t\x12\x35\n\x05\x66iles\x18\x03 \x03(\x0b\x32&.fedcredit.v1.EvaluateReply.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"E\n\x0bSaveRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x11\n\tmodel_dir\x18\x02 \x01(\t\"G\n\tSaveReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x15\n\rmanifest_json\x18\x02 \x01(\t\"<\n\x08ScoreIds\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\x1b\n\x0cScoreRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xe9\x01\n\x0fScoredApplicant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05grade\x18\x04 \x01(\t\x12\x0f\n\x07reasons\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x1a\n\rother_lenders\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x1e\n\x11total_outstanding\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65\x62t_reason\x18\t \x01(\tB\x10\n\x0e_other_lendersB\x14\n\x12_total_outstanding\"?\n\nScoreReply\x12\x31\n\napplicants\x18\x01 \x03(\x0b\x32\x1d.fedcredit.v1.ScoredApplicant2\x8d\x08\n\x05Party\x12=\n\x05Setup\x12\x1a.fedcredit.v1.SetupRequest\x1a\x18.fedcredit.v1.SetupReply\x12=\n\x08PsiBlind\x12\x18.fedcredit.v1.PsiRequest\x1a\x17.fedcredit.v1.PsiPoints\x12<\n\x08PsiApply\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\tPsiFinish\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\x08PsiAlign\x12\x17.fedcredit.v1.PsiPoints\x1a\x18.fedcredit.v1.AlignReply\x12>\n\x0e\x43omputePartial\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12<\n\nPutPartial\x12\x1b.fedcredit.v1.CipherMessage\x1a\x11.fedcredit.v1.Ack\x12I\n\x0f\x43omputeResidual\x12\x19.fedcredit.v1.StepRequest\x1a\x1b.fedcredit.v1.ResidualReply\x12=\n\x0bPutResidual\x12\x1b.fedcredit.v1.CipherMessage\x1a\x11.fedcredit.v1.Ack\x12?\n\x0f\x43omputeGradient\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12?\n\x08\x45ndEpoch\x12\x19.fedcredit.v1.StepRequest\x1a\x18.fedcredit.v1.EpochReply\x12\x37\n\x07Restore\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12\x42\n\x08\x45valuate\x12\x19.fedcredit.v1.StepRequest\x1a\x1b.fedcredit.v1.EvaluateReply\x12?\n\tSaveModel\x12\x19.fedcredit.v1.SaveRequest\x1a\x17.fedcredit.v1.SaveReply\x12\x43\n\x0cPartialScore\x12\x16.fedcredit.v1.ScoreIds\x1a\x1b.fedcredit.v1.CipherMessage\x12=\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64\x63redit/v1/party.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"\xd3\x01\n\x0cSetupRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\x12\x34\n\x05peers\x18\x03 \x03(\x0b\x32%.fedcredit.v1.SetupRequest.PeersEntry\x12\x0e\n\x06resume\x18\x04 \x01(\x08\x12\x11\n\tstate_dir\x18\x05 \x01(\t\x1a,\n\nPeersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x90\x01\n\nSetupReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x03 \x01(\r\x12\x13\n\x0b\x63heckpoints\x18\x04 \x03(\r\x12\x11\n\tdata_hash\x18\x05 \x01(\t\x12\x15\n\rfeature_names\x18\x06 \x03(\t\"1\n\nPsiRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"m\n\tPsiPoints\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\r\n\x05suite\x18\x05 \x01(\t\"o\n\rPsiCommitment\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\"\x84\x01\n\nAlignReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0e\n\x06\x63ommon\x18\x02 \x01(\r\x12\r\n\x05train\x18\x03 \x01(\r\x12\x12\n\nvalidation\x18\x04 \x01(\r\x12\x0c\n\x04test\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\r\"~\n\x0bStepRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05phase\x18\x02 \x01(\t\x12\x14\n\x0cresume_epoch\x18\x03 \x01(\r\x12\x11\n\twant_loss\x18\x04 \x01(\x08\x12\x12\n\nkeep_epoch\x18\x05 \x01(\r\"o\n\rCipherMessage\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05phase\x18\x02 \x01(\t\x12*\n\x06vector\x18\x03 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"T\n\rResidualReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08has_loss\x18\x02 \x01(\x08\x12\x0c\n\x04loss\x18\x03 \x01(\x01\"\x88\x01\n\nEpochReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x10\n\x08has_loss\x18\x02 \x01(\x08\x12\x12\n\ntrain_loss\x18\x03 \x01(\x01\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x16\n\x0ehas_validation\x18\x05 \x01(\x08\"\xaf\x01\n\rEvaluateReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x14\n\x0cmetrics_json\x18\x02 \x01(\t\x12\x35\n\x05\x66iles\x18\x03 \x03(\x0b\x32&.fedcredit.v1.EvaluateReply.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"E\n\x0bSaveRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x11\n\tmodel_dir\x18\x02 \x01(\t\"G\n\tSaveReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x15\n\rmanifest_json\x18\x02 \x01(\t\"<\n\x08ScoreIds\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\x1b\n\x0cScoreRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xe9\x01\n\x0fScoredApplicant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05grade\x18\x04 \x01(\t\x12\x0f\n\x07reasons\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x1a\n\rother_lenders\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x1e\n\x11total_outstanding\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65\x62t_reason\x18\t \x01(\tB\x10\n\x0e_other_lendersB\x14\n\x12_total_outstanding\"?\n\nScoreReply\x12\x31\n\napplicants\x18\x01 \x03(\x0b\x32\x1d.fedcredit.v1.ScoredApplicant2\xca\x08\n\x05Party\x12=\n\x05Setup\x12\x1a.fedcredit.v1.SetupRequest\x1a\x18.fedcredit.v1.SetupReply\x12=\n\x08PsiBlind\x12\x18.fedcredit.v1.PsiRequest\x1a\x17.fedcredit.v1.PsiPoints\x12<\n\x08PsiApply\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\tPsiFinish\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\x08PsiAlign\x12\x17.fedcredit.v1.PsiPoints\x1a\x18.fedcredit.v1.AlignReply\x12;\n\tPsiCommit\x12\x1b.fedcredit.v1.PsiCommitment\x1a\x11.fedcredit.v1.Ack\x12>\n\x0e\x43omputePartial\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12<\n\nPutPartial\x12\x1b.fedcredit.v1.CipherMessage\x1a\x11.fedcredit.v1.Ack\x12I\n\x0f\x43omputeResidual\x12\x19.fedcredit.v1.StepRequest\x1a\x1b.fedcredit.v1.ResidualReply\x12=\n\x0bPutResidual\x12\x1b.fedcredit.v1.CipherMessage\x1a\x11.fedcredit.v1.Ack\x12?\n\x0f\x43omputeGradient\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12?\n\x08\x45ndEpoch\x12\x19.fedcredit.v1.StepRequest\x1a\x18.fedcredit.v1.EpochReply\x12\x37\n\x07Restore\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12\x42\n\x08\x45valuate\x12\x19.fedcredit.v1.StepRequest\x1a\x1b.fedcredit.v1.EvaluateReply\x12?\n\tSaveModel\x12\x19.fedcredit.v1.SaveRequest\x1a\x17.fedcredit.v1.SaveReply\x12\x43\n\x0cPartialScore\x12\x16.fedcredit.v1.ScoreIds\x1a\x1b.fedcredit.v1.CipherMessage\x12=\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,32 +46,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PSIREQUEST']._serialized_end=479
   _globals['_PSIPOINTS']._serialized_start=481
   _globals['_PSIPOINTS']._serialized_end=590
-  _globals['_ALIGNREPLY']._serialized_start=593
-  _globals['_ALIGNREPLY']._serialized_end=725
-  _globals['_STEPREQUEST']._serialized_start=727
-  _globals['_STEPREQUEST']._serialized_end=853
-  _globals['_CIPHERMESSAGE']._serialized_start=855
-  _globals['_CIPHERMESSAGE']._serialized_end=966
-  _globals['_RESIDUALREPLY']._serialized_start=968
-  _globals['_RESIDUALREPLY']._serialized_end=1052
-  _globals['_EPOCHREPLY']._serialized_start=1055
-  _globals['_EPOCHREPLY']._serialized_end=1191
-  _globals['_EVALUATEREPLY']._serialized_start=1194
-  _globals['_EVALUATEREPLY']._serialized_end=1369
-  _globals['_EVALUATEREPLY_FILESENTRY']._serialized_start=1325
-  _globals['_EVALUATEREPLY_FILESENTRY']._serialized_end=1369
-  _globals['_SAVEREQUEST']._serialized_start=1371
-  _globals['_SAVEREQUEST']._serialized_end=1440
-  _globals['_SAVEREPLY']._serialized_start=1442
-  _globals['_SAVEREPLY']._serialized_end=1513
-  _globals['_SCOREIDS']._serialized_start=1515
-  _globals['_SCOREIDS']._serialized_end=1575
-  _globals['_SCOREREQUEST']._serialized_start=1577
-  _globals['_SCOREREQUEST']._serialized_end=1604
-  _globals['_SCOREDAPPLICANT']._serialized_start=1607
-  _globals['_SCOREDAPPLICANT']._serialized_end=1840
-  _globals['_SCOREREPLY']._serialized_start=1842
-  _globals['_SCOREREPLY']._serialized_end=1905
-  _globals['_PARTY']._serialized_start=1908
-  _globals['_PARTY']._serialized_end=2945
+  _globals['_PSICOMMITMENT']._serialized_start=592
+  _globals['_PSICOMMITMENT']._serialized_end=703
+  _globals['_ALIGNREPLY']._serialized_start=706
+  _globals['_ALIGNREPLY']._serialized_end=838
+  _globals['_STEPREQUEST']._serialized_start=840
+  _globals['_STEPREQUEST']._serialized_end=966
+  _globals['_CIPHERMESSAGE']._serialized_start=968
+  _globals['_CIPHERMESSAGE']._serialized_end=1079
+  _globals['_RESIDUALREPLY']._serialized_start=1081
+  _globals['_RESIDUALREPLY']._serialized_end=1165
+  _globals['_EPOCHREPLY']._serialized_start=1168
+  _globals['_EPOCHREPLY']._serialized_end=1304
+  _globals['_EVALUATEREPLY']._serialized_start=1307
+  _globals['_EVALUATEREPLY']._serialized_end=1482
+  _globals['_EVALUATEREPLY_FILESENTRY']._serialized_start=1438
+  _globals['_EVALUATEREPLY_FILESENTRY']._serialized_end=1482
+  _globals['_SAVEREQUEST']._serialized_start=1484
+  _globals['_SAVEREQUEST']._serialized_end=1553
+  _globals['_SAVEREPLY']._serialized_start=1555
+  _globals['_SAVEREPLY']._serialized_end=1626
+  _globals['_SCOREIDS']._serialized_start=1628
+  _globals['_SCOREIDS']._serialized_end=1688
+  _globals['_SCOREREQUEST']._serialized_start=1690
+  _globals['_SCOREREQUEST']._serialized_end=1717
+  _globals['_SCOREDAPPLICANT']._serialized_start=1720
+  _globals['_SCOREDAPPLICANT']._serialized_end=1953
+  _globals['_SCOREREPLY']._serialized_start=1955
+  _globals['_SCOREREPLY']._serialized_end=2018
+  _globals['_PARTY']._serialized_start=2021
+  _globals['_PARTY']._serialized_end=3119
 # @@protoc_insertion_point(module_scope)

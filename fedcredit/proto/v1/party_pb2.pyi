@@ -169,6 +169,48 @@ class PsiPoints(_message.Message):
 Global___PsiPoints: _TypeAlias = PsiPoints  # noqa: Y015
 
 @_typing.final
+class PsiCommitment(_message.Message):
+    """Sent by the party that hands a PSI list on to the party that processes it next, before it
+    gives the list to the driver; that party blinds (or finishes) only that exact list.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENV_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    HOP_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    """whose ids the list stands for"""
+    hop: _builtins.int
+    """the hop the receiver serves (n parties: n is the finish)"""
+    count: _builtins.int
+    """points in the list"""
+    digest: _builtins.bytes
+    """SHA-256 of the list (fedcredit.psi.ring.list_digest)"""
+    @_builtins.property
+    def env(self) -> _common_pb2.Envelope:
+        """the job"""
+
+    def __init__(
+        self,
+        *,
+        env: _common_pb2.Envelope | None = ...,
+        owner: _builtins.str = ...,
+        hop: _builtins.int = ...,
+        count: _builtins.int = ...,
+        digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "digest", b"digest", "env", b"env", "hop", b"hop", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PsiCommitment: _TypeAlias = PsiCommitment  # noqa: Y015
+
+@_typing.final
 class AlignReply(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

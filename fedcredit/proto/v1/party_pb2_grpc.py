@@ -62,6 +62,11 @@ class PartyStub:
                 request_serializer=fedcredit_dot_v1_dot_party__pb2.PsiPoints.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_party__pb2.AlignReply.FromString,
                 _registered_method=True)
+        self.PsiCommit = channel.unary_unary(
+                '/fedcredit.v1.Party/PsiCommit',
+                request_serializer=fedcredit_dot_v1_dot_party__pb2.PsiCommitment.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_common__pb2.Ack.FromString,
+                _registered_method=True)
         self.ComputePartial = channel.unary_unary(
                 '/fedcredit.v1.Party/ComputePartial',
                 request_serializer=fedcredit_dot_v1_dot_party__pb2.StepRequest.SerializeToString,
@@ -151,6 +156,13 @@ class PartyServicer:
 
     def PsiAlign(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PsiCommit(self, request, context):
+        """Party to party, never from the driver: the list the caller hands on next (security F11).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -251,6 +263,11 @@ def add_PartyServicer_to_server(servicer, server):
                     servicer.PsiAlign,
                     request_deserializer=fedcredit_dot_v1_dot_party__pb2.PsiPoints.FromString,
                     response_serializer=fedcredit_dot_v1_dot_party__pb2.AlignReply.SerializeToString,
+            ),
+            'PsiCommit': grpc.unary_unary_rpc_method_handler(
+                    servicer.PsiCommit,
+                    request_deserializer=fedcredit_dot_v1_dot_party__pb2.PsiCommitment.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_common__pb2.Ack.SerializeToString,
             ),
             'ComputePartial': grpc.unary_unary_rpc_method_handler(
                     servicer.ComputePartial,
@@ -445,6 +462,33 @@ class Party:
             '/fedcredit.v1.Party/PsiAlign',
             fedcredit_dot_v1_dot_party__pb2.PsiPoints.SerializeToString,
             fedcredit_dot_v1_dot_party__pb2.AlignReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PsiCommit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Party/PsiCommit',
+            fedcredit_dot_v1_dot_party__pb2.PsiCommitment.SerializeToString,
+            fedcredit_dot_v1_dot_common__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,8 @@ class PartyStub:
     PsiApply: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]
     PsiFinish: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]
     PsiAlign: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.AlignReply]
+    PsiCommit: _grpc.UnaryUnaryMultiCallable[_party_pb2.PsiCommitment, _common_pb2.Ack]
+    """Party to party, never from the driver: the list the caller hands on next (security F11)."""
     ComputePartial: _grpc.UnaryUnaryMultiCallable[_party_pb2.StepRequest, _common_pb2.Ack]
     """Training steps."""
     PutPartial: _grpc.UnaryUnaryMultiCallable[_party_pb2.CipherMessage, _common_pb2.Ack]
@@ -70,6 +72,8 @@ class PartyAsyncStub(PartyStub):
     PsiApply: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]  # type: ignore[assignment]
     PsiFinish: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.PsiPoints]  # type: ignore[assignment]
     PsiAlign: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiPoints, _party_pb2.AlignReply]  # type: ignore[assignment]
+    PsiCommit: _aio.UnaryUnaryMultiCallable[_party_pb2.PsiCommitment, _common_pb2.Ack]  # type: ignore[assignment]
+    """Party to party, never from the driver: the list the caller hands on next (security F11)."""
     ComputePartial: _aio.UnaryUnaryMultiCallable[_party_pb2.StepRequest, _common_pb2.Ack]  # type: ignore[assignment]
     """Training steps."""
     PutPartial: _aio.UnaryUnaryMultiCallable[_party_pb2.CipherMessage, _common_pb2.Ack]  # type: ignore[assignment]
@@ -125,6 +129,14 @@ class PartyServicer(metaclass=_abc_1.ABCMeta):
         request: _party_pb2.PsiPoints,
         context: _ServicerContext,
     ) -> _typing.Union[_party_pb2.AlignReply, _abc.Awaitable[_party_pb2.AlignReply]]: ...
+
+    @_abc_1.abstractmethod
+    def PsiCommit(
+        self,
+        request: _party_pb2.PsiCommitment,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Ack, _abc.Awaitable[_common_pb2.Ack]]:
+        """Party to party, never from the driver: the list the caller hands on next (security F11)."""
 
     @_abc_1.abstractmethod
     def ComputePartial(
