@@ -111,25 +111,32 @@ class DroppingProxy:
             sock.close()
 
 
-def _one_batch_until_gradient(nodes: InProcessFederation) -> None:
-    """The training step of epoch 0, batch 0 up to the gradient step, as the driver runs it."""
+def _one_batch_until_gradient(nodes: InProcessFederation, epoch: int = 0) -> None:
+    """The training step of ``epoch``, batch 0 up to the gradient step, as the driver runs it."""
     driver = nodes.driver
-    driver.step(driver.peers.hosts, "ComputePartial", 0, 0, "train")
-    driver.step([driver.peers.lender], "ComputeResidual", 0, 0, "train")
+    driver.step(driver.peers.hosts, "ComputePartial", epoch, 0, "train")
+    driver.step([driver.peers.lender], "ComputeResidual", epoch, 0, "train")
+
+
+def _federation(folder: Path) -> InProcessFederation:
+    nodes = start_federation(folder)
+    nodes.driver._register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
+    return nodes
 
 
 def _reference(folder: Path) -> tuple[list[float], list[float], list[float]]:
     """Weights of ecommerce before, after one gradient step, and after a second update."""
-    nodes = start_federation(folder / "fed")
+    nodes = _federation(folder / "fed")
     try:
         before = _weights(nodes, TARGET, "before")
         _one_batch_until_gradient(nodes)
         nodes.driver.step([TARGET], METHOD, 0, 0, "train")
         once = _weights(nodes, TARGET, "once")
         # The gradient step cannot simply be resent under a new sequence number (the node has
-        # used up the batch's residual); a second update is the whole batch run again.
-        _one_batch_until_gradient(nodes)
-        nodes.driver.step([TARGET], METHOD, 0, 0, "train")
+        # used up the batch's residual, and the coordinator decrypts one request per step); a
+        # second update is the next epoch's batch.
+        _one_batch_until_gradient(nodes, epoch=1)
+        nodes.driver.step([TARGET], METHOD, 1, 0, "train")
         twice = _weights(nodes, TARGET, "twice")
     finally:
         nodes.close()
@@ -144,7 +151,7 @@ def test_two_dropped_connections_before_the_reply_are_retried_and_applied_exactl
     assert once != before_ref
     assert twice != once
 
-    nodes = start_federation(tmp_path / "dropped")
+    nodes = _federation(tmp_path / "dropped")
     proxy = DroppingProxy(nodes.addresses[TARGET])
     executed: list[int] = []
     served: list[int] = []

@@ -32,6 +32,8 @@ def small_federation(
     data = write_institutions(folder / "data", customers, seed=5)
     path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs)
     text = path.read_text().replace("batch_size = 4096", f"batch_size = {batch}")
+    # Binning noise is fresh every run; without it two runs of the same job are comparable.
+    text = text.replace("[binning]\n", "[binning]\nnoise_epsilon = 0.0\n")
     path.write_text(text)
     return path
 

@@ -170,9 +170,10 @@ class Driver:
         aligned = self._align()
         self.timings["align"] = time.monotonic() - align_started
         self._check_sizes(setup, aligned)
-        binned = run_binning(self, aligned, out_dir) if self.fed.binning is not None else {}
+        resume_at = self._resume_point(out_dir, setup) if resume else None
+        binned = self._binning(aligned, out_dir, resumed=resume_at is not None)
         self._register_schedule(setup, aligned, binned)
-        state = self._resume_state(out_dir, setup) if resume else TrainingState()
+        state = self._resume_from(*resume_at) if resume_at is not None else TrainingState()
         train_started = time.monotonic()
         self._train(state, aligned, out_dir)
         self.timings["train"] = time.monotonic() - train_started
@@ -364,19 +365,43 @@ class Driver:
         self.liveness()
         self.peers.call_coordinator("SetSchedule", request, STEP_TIMEOUT_S)
 
-    def _resume_state(self, out_dir: Path, setup: Mapping[str, Any]) -> TrainingState:
+    def _binning(
+        self, aligned: Mapping[str, int], out_dir: Path, *, resumed: bool
+    ) -> dict[str, Any]:
+        """Run federated binning, or, when resuming, keep the binning of the interrupted run.
+
+        Binning noise is fresh every run (so two runs cannot be differenced), so a resumed
+        job cannot bin again: the parties restore their encoders from their checkpoints and
+        the driver keeps the report it saved (``binning.json``).
+        """
+        if self.fed.binning is None:
+            return {}
+        saved = out_dir / "binning.json"
+        if resumed and saved.exists():
+            binned: dict[str, Any] = json.loads(saved.read_text(encoding="utf-8"))
+            return binned
+        binned = run_binning(self, aligned, out_dir)
+        write_json_atomic(saved, binned)
+        return binned
+
+    def _resume_point(
+        self, out_dir: Path, setup: Mapping[str, Any]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """The last epoch every party has a checkpoint of, and the saved progress; or None."""
         common = set.intersection(*(set(r.checkpoints) for r in setup.values()))
         path = out_dir / "progress.json"
-        if not common or not path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        epoch = min(max(common), int(saved["epoch"]) - 1) if common and saved else -1
+        if epoch not in common:
             self.progress(
                 "phase",
                 {"phase": "resume", "message": "no common checkpoint: starting from epoch 1"},
             )
-            return TrainingState()
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        epoch = min(max(common), int(saved["epoch"]) - 1)
-        if epoch not in common:
-            return TrainingState()
+            return None
+        return epoch, saved
+
+    def _resume_from(self, epoch: int, saved: Mapping[str, Any]) -> TrainingState:
+        """Every party restores ``epoch``'s checkpoint (its encoder too); training goes on."""
         self.call_all(
             self.peers.parties,
             "Restore",

@@ -49,7 +49,7 @@ class PartnerScoring:
     def secret(self) -> bytes:
         """The node's secret (``fedcredit.node.secret``), read once."""
         if self._secret is None:
-            self._secret = node_secret(self.home)
+            self._secret = node_secret(self.home, self.name)
         return self._secret
 
     def fingerprint(self, job_id: str, data_hash: str) -> str:

@@ -20,21 +20,31 @@ SECRET_FILE = "node-secret"
 SECRET_BYTES = 32
 
 
-def node_secret(home: Path) -> bytes:
-    """The secret in ``home`` (made there on first use); StorageError when unreadable."""
-    path = home / SECRET_FILE
+def node_secret(home: Path, name: str = "") -> bytes:
+    """The secret of node ``name`` in ``home`` (made there on first use); StorageError when
+    unreadable.
+
+    Each node has its own file (local nodes share one home), and a new secret is written to a
+    temporary file and linked into place, so a node starting next to another never reads a
+    half-written one.
+    """
+    path = home / (f"{SECRET_FILE}-{name}" if name else SECRET_FILE)
     try:
         home.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            text = path.read_text(encoding="ascii").strip()
-        else:
-            text = secrets.token_hex(SECRET_BYTES)
+        if not path.exists():
+            tmp = home / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(text + "\n")
+                handle.write(secrets.token_hex(SECRET_BYTES) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+            try:
+                os.link(tmp, path)  # atomic, and never replaces a secret another made first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise StorageError(f"cannot read or make the node secret {path}: {exc}") from exc
     try:

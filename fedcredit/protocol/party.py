@@ -307,14 +307,29 @@ class FeatureParty:
             "weights": self.weights.tolist(),
             "optimizer": self.optimizer.state_dict(),
             "data_hash": self.data_hash,
+            # A resumed job does not bin again (its noise is fresh every run): the encoder
+            # comes back from the checkpoint.
+            "encoder": self.encoder.to_dict() if self.encoder is not None else None,
         }
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         if state.get("data_hash") != self.data_hash:
             raise ProtocolError(f"party {self.name!r}: checkpoint was made on other data")
+        if state.get("encoder") is not None:
+            self._restore_encoder(state["encoder"])
         self.epoch = int(state["epoch"])
         self.weights = np.asarray(state["weights"], dtype=np.float64)
         self.optimizer.load_state_dict(state["optimizer"])
+
+    def _restore_encoder(self, data: Mapping[str, Any]) -> None:
+        # Imported here: fedcredit.protocol.encoding builds on this module.
+        from fedcredit.protocol.binning import BinEncoder
+        from fedcredit.protocol.encoding import encoder_from_dict
+
+        encoder = encoder_from_dict(data, self)
+        if isinstance(encoder, BinEncoder):
+            encoder.bind_weights(lambda: self.weights, has_intercept=self.has_label)
+        self.set_encoder(encoder)
 
     def model_part(self) -> dict[str, Any]:
         """What this party stores of the model: its own columns, scaling and weights."""
