@@ -15,11 +15,11 @@ from fedcredit.model.binning import bin_counts, group_counts, merge_monotonic
 from fedcredit.model.woe import woe_iv
 from fedcredit.protocol.binning import (
     BinEncoder,
-    _bins,
     ColumnPlan,
     EncryptedBinSums,
     LenderBinning,
     PartnerBinning,
+    _bins,
     category_code,
     category_label,
     fit_columns,

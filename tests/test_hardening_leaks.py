@@ -58,8 +58,8 @@ from fedcredit.protocol.binning import BinEncoder
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
 from fedcredit.protocol.local import validate
+from fedcredit.protocol.party import FeatureParty
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
 WINDOW = 8  # patterns are looked up by their last 8 bytes; shorter ones would match by chance
