@@ -12,6 +12,7 @@ import json
 import os
 import random
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,70 @@ def _make_djn_base(n: Any, nsquare: Any, rng: random.Random) -> Any:
             break
     h = (-(y * y)) % n
     return gmpy2.powmod(h, n, nsquare)
+
+
+def _full_obfuscators(n: Any, nsquare: Any, count: int, source: random.Random) -> list[Any]:
+    bases: list[Any] = []
+    while len(bases) < count:
+        r = mpz(source.randrange(1, int(n)))
+        if gmpy2.gcd(r, n) == 1:
+            bases.append(r)
+    return pool.map_tasks(lambda r: gmpy2.powmod(r, n, nsquare), bases)
+
+
+class _ObfuscatorStock:
+    """Full-group obfuscators ``r**n mod n**2`` of one key, drawn ahead in a daemon thread.
+
+    ``take`` hands out stocked values first (each once) and makes the rest inline; the thread
+    refills up to ``STOCK`` values whenever it falls below, with the GIL released.
+    """
+
+    STOCK = 16
+
+    def __init__(self, n: Any, nsquare: Any) -> None:
+        self._n, self._nsquare = n, nsquare
+        self._values: list[Any] = []
+        self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._wanted.set()
+        threading.Thread(target=self._fill, name="obfuscators", daemon=True).start()
+
+    def take(self, count: int) -> list[Any]:
+        with self._lock:
+            got = self._values[:count]
+            del self._values[:count]
+        self._wanted.set()
+        if len(got) < count:
+            got += _full_obfuscators(self._n, self._nsquare, count - len(got), _SYSTEM_RANDOM)
+        return got
+
+    def _fill(self) -> None:
+        gmpy2.get_context().allow_release_gil = True
+        while True:
+            self._wanted.wait()
+            with self._lock:
+                full = len(self._values) >= self.STOCK
+                if full:
+                    self._wanted.clear()
+            if full:
+                continue
+            value = _full_obfuscators(self._n, self._nsquare, 1, _SYSTEM_RANDOM)[0]
+            with self._lock:
+                self._values.append(value)
+
+
+_STOCKS: dict[int, _ObfuscatorStock] = {}
+_STOCKS_LOCK = threading.Lock()
+
+
+def _stock(n: Any, nsquare: Any) -> _ObfuscatorStock:
+    with _STOCKS_LOCK:
+        stock = _STOCKS.get(int(n))
+        if stock is None:
+            if len(_STOCKS) >= 8:  # a long-lived node sees a new key per job: keep a few
+                _STOCKS.pop(next(iter(_STOCKS)))
+            stock = _STOCKS[int(n)] = _ObfuscatorStock(n, nsquare)
+        return stock
 
 
 class PublicKey:
@@ -147,14 +212,11 @@ class PublicKey:
         obfuscators' worth; ``r`` is drawn in the caller's thread so an injected rng stays
         deterministic.
         """
-        source = rng or _SYSTEM_RANDOM
-        n, nsquare = self.n, self.nsquare
-        bases: list[Any] = []
-        while len(bases) < count:
-            r = mpz(source.randrange(1, int(n)))
-            if gmpy2.gcd(r, n) == 1:
-                bases.append(r)
-        return pool.map_tasks(lambda r: gmpy2.powmod(r, n, nsquare), bases)
+        if rng is None:
+            # Drawn ahead by a background thread while the key is idle, so an online score
+            # does not wait for the exponentiation (each value is used once, then dropped).
+            return _stock(self.n, self.nsquare).take(count)
+        return _full_obfuscators(self.n, self.nsquare, count, rng)
 
     def raw_encrypt(self, plaintext: int, r: int) -> Any:
         """Textbook Paillier ``(1 + n m) * r**n mod n**2`` with a caller-given ``r``.
