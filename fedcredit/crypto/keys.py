@@ -73,7 +73,7 @@ class _ObfuscatorStock:
     refills up to ``STOCK`` values whenever it falls below, with the GIL released.
     """
 
-    STOCK = 16
+    STOCK = 4
 
     def __init__(self, n: Any, nsquare: Any) -> None:
         self._n, self._nsquare = n, nsquare
