@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A module may import only from its own layer or lower ones.
 LAYERS = {
-    "errors": 0, "config": 0, "crypto": 1, "psi": 1, "model": 1, "data": 1, "debt": 2,
+    "errors": 0, "files": 0, "config": 0, "crypto": 1, "psi": 1, "model": 1, "data": 1, "debt": 2,
     "protocol": 2, "proto": 3, "node": 3, "cli": 4,
 }  # fmt: skip
 

@@ -15,9 +15,7 @@ them back from the log when it starts, so a restart does not reset it.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
-import os
 import threading
 import time
 from collections import deque
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fedcredit.errors import QuotaError, StorageError
+from fedcredit.files import ChainedLog, line_hash
 from fedcredit.node.secret import keyed_tag
 
 DAY_SECONDS = 86_400.0
@@ -51,7 +50,7 @@ class ScoringAudit:
         self._clock = clock
         self._lock = threading.Lock()
         self._answered: deque[tuple[float, str, int]] = deque()  # time, caller, applicants
-        self._previous = ""
+        self._chain = ChainedLog("scoring audit log")
         self._load()
 
     def admit(self, caller: str, job: str, ids: Sequence[str]) -> None:
@@ -95,19 +94,7 @@ class ScoringAudit:
         if refused is not None:
             record["reason"] = refused
         record["ids"] = [keyed_tag(self._secret, "audit", cid) for cid in ids]
-        record["prev"] = self._previous
-        line = json.dumps(record, separators=(",", ":"))
-        path = self._path(when)
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            # No answer leaves without its line in the log.
-            raise StorageError(f"cannot append to the scoring audit log {path}: {exc}") from exc
-        self._previous = hashlib.sha256(line.encode()).hexdigest()
+        self._chain.append(self._path(when), record)  # no answer leaves without its line
 
     def _load(self) -> None:
         """The chain's last line and the answered queries of the last 24 hours, from disk."""
@@ -122,7 +109,7 @@ class ScoringAudit:
             except OSError as exc:
                 raise StorageError(f"cannot read the scoring audit log {path}: {exc}") from exc
             if path == files[-1] and lines:
-                self._previous = hashlib.sha256(lines[-1].encode()).hexdigest()
+                self._chain.previous = line_hash(lines[-1])
             if path.name in recent:
                 self._load_answered(path, lines, now)
 

@@ -455,6 +455,17 @@ class EncodedColumn:
     centre: tuple[float, ...] = ()
 
 
+def centred_indicators(
+    levels: np.ndarray, active: Sequence[int], centre: Sequence[float]
+) -> np.ndarray:
+    """One indicator column per ``active`` level, minus its training share (``centre``; none
+    for a model part saved before columns were centred)."""
+    onehot = (levels[:, None] == np.asarray(active, dtype=np.int64)[None, :]).astype(np.float64)
+    shift = np.asarray(centre if centre else [0.0] * len(active), dtype=np.float64)
+    centred: np.ndarray = onehot - shift[None, :]
+    return centred
+
+
 class BinEncoder:
     """Raw columns -> one-hot or WOE design columns (``FeatureParty.set_encoder``)."""
 
@@ -485,10 +496,7 @@ class BinEncoder:
             if c.mode == "woe":
                 parts.append(apply_woe(bins, np.asarray(c.woe))[:, None])
             else:
-                onehot = (bins[:, None] == np.asarray(c.active, dtype=np.int64)[None, :]).astype(
-                    np.float64
-                )
-                parts.append(onehot - np.asarray(c.centre or [0.0] * len(c.active))[None, :])
+                parts.append(centred_indicators(bins, c.active, c.centre))
         return np.hstack(parts) if parts else np.zeros((len(data), 0))
 
     def bind_weights(self, source: Callable[[], np.ndarray], *, has_intercept: bool) -> None:

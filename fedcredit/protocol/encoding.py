@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError, ProtocolError
-from fedcredit.protocol.binning import BinEncoder, category_label, label_code
+from fedcredit.protocol.binning import BinEncoder, category_label, centred_indicators, label_code
 from fedcredit.protocol.design_floor import columned_levels
 from fedcredit.protocol.party import ColumnEncoder, FeatureParty
 
@@ -203,9 +203,7 @@ class OneHotEncoder:
             if isinstance(c, NumericColumn):
                 parts.append(((column - c.mean) / c.std)[:, None])
             else:
-                active = np.asarray(c.active, dtype=np.int64)
-                onehot = (c.levels_of(column)[:, None] == active[None, :]).astype(np.float64)
-                parts.append(onehot - np.asarray(c.centre or [0.0] * len(active))[None, :])
+                parts.append(centred_indicators(c.levels_of(column), c.active, c.centre))
         return np.hstack(parts) if parts else np.zeros((len(data), 0))
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,9 +36,6 @@ the design, stated in docs/THREAT-MODEL.md.
 from __future__ import annotations
 
 import datetime
-import hashlib
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -46,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcredit.errors import ProtocolError, StorageError
+from fedcredit.errors import ProtocolError
+from fedcredit.files import ChainedLog, last_line_hash
 from fedcredit.protocol.fixedpoint import (
     job_gradient_value_bits,
     largest_batch,
@@ -119,33 +117,11 @@ class AuditLog:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        self._previous = _last_line_hash(path)
+        self._chain = ChainedLog("decryption audit", last_line_hash(path, "decryption audit"))
 
     def write(self, entry: Mapping[str, Any]) -> None:
         when = datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
-        line = json.dumps(
-            {"time": when.isoformat(timespec="milliseconds"), **entry, "prev": self._previous},
-            sort_keys=False,
-        )
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise StorageError(f"cannot write the decryption audit {self.path}: {exc}") from exc
-        self._previous = hashlib.sha256(line.encode()).hexdigest()
-
-
-def _last_line_hash(path: Path) -> str:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        raise StorageError(f"cannot read the decryption audit {path}: {exc}") from exc
-    return hashlib.sha256(lines[-1].encode()).hexdigest() if lines else ""
+        self._chain.append(self.path, {"time": when.isoformat(timespec="milliseconds"), **entry})
 
 
 class DecryptionGate:
