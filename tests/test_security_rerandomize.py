@@ -284,3 +284,81 @@ def test_full_obfuscators_are_fresh_encryptions_of_zero() -> None:
 
     assert len(set(values)) == 4
     assert [int(private.raw_decrypt(v)) for v in values] == [0, 0, 0, 0]
+
+
+# -- the coordinator's masked decryptions --------------------------------------------------------
+GRADIENT_VALUE_BITS = 48
+TRIALS = 64
+
+
+def _coordinator_view(
+    public: PublicKey, private: PrivateKey, column: np.ndarray, seed: int
+) -> tuple[list[int], list[bool], np.ndarray]:
+    """A lender encrypts residuals under the coordinator's (marked) key, a host computes
+    ``X.T @ [[d]]`` for its column and sends it masked and packed: the coordinator's slots, its
+    reading of each request's randomness (True: a power of ``hs`` other than 1), and what the
+    host recovers."""
+    from fedcredit.crypto import mask_and_pack, matvec_t, unmask
+    from fedcredit.crypto.packing import decrypt_packed
+
+    rng = np.random.default_rng(seed)
+    residual = rng.integers(-(2**12), 2**12, size=len(column))
+    encrypted = EncryptedVector(public, [c for c in _encrypt_djn(public, residual)], 0)
+    gradient = matvec_t(column.reshape(-1, 1), 0, encrypted)
+    packed, masks = mask_and_pack(gradient, GRADIENT_VALUE_BITS)
+    slots = decrypt_packed(private, packed)
+    marked = [randomness(private, c) != 1 for c in packed.ciphertexts]
+    recovered = unmask(slots, masks, 0)
+    assert recovered.tolist() == [float(column @ residual)]
+    return slots, marked, recovered
+
+
+def _encrypt_djn(public: PublicKey, values: np.ndarray) -> list[Any]:
+    """Honest DJN encryption ``(1 + n m) hs**x`` by a data party, under the given key."""
+    exponents = public.random_exponents(len(values))
+    return [public.raw_encrypt_djn(int(v), x) for v, x in zip(values, exponents, strict=True)]
+
+
+def test_a_coordinator_whose_base_is_marked_reads_only_masked_slots_and_coin_flips() -> None:
+    # Arrange: the coordinator publishes a base whose powers it strips (hs**x is 1 or hs), so
+    # DJN re-randomization hands it every request's randomness. Two hosts' columns differ in
+    # one row.
+    public, private = marked_base_key(random.Random(11))
+    column_a = np.array([3, 0, 5, 1, 0, 2, 7, 1], dtype=np.int64)
+    column_b = column_a.copy()
+    column_b[4] = 9
+
+    # Act: many masked gradient requests of each, as the coordinator sees them.
+    views = {
+        name: [_coordinator_view(public, private, column, seed) for seed in range(TRIALS)]
+        for name, column in (("a", column_a), ("b", column_b))
+    }
+
+    # Assert: every slot lies in the mask range (no value shows through), and the only thing the
+    # base gives away, whether the randomness is hs or 1, is a fair coin whatever the column:
+    # the coordinator made none of the ciphertexts that went in, so it has no mark to find.
+    low, high = 2 ** (GRADIENT_VALUE_BITS + 40), 2 ** (GRADIENT_VALUE_BITS + 41)
+    heads = {}
+    for name, runs in views.items():
+        slots = [s for run in runs for s in run[0]]
+        assert all(low - 2**GRADIENT_VALUE_BITS < s < high + 2**GRADIENT_VALUE_BITS for s in slots)
+        heads[name] = sum(flag for run in runs for flag in run[1])
+    assert all(16 <= count <= 48 for count in heads.values()), heads
+    assert abs(heads["a"] - heads["b"]) <= 24, heads
+
+
+def test_a_coordinator_whose_base_is_marked_reads_an_unmasked_gradient() -> None:
+    # Arrange: the positive control: the same coordinator, a host that skips the mask.
+    public, private = marked_base_key(random.Random(11))
+    column = np.array([3, 0, 5, 1, 0, 2, 7, 1], dtype=np.int64)
+    residual = np.arange(8) - 3
+    from fedcredit.crypto import matvec_t
+
+    encrypted = EncryptedVector(public, _encrypt_djn(public, residual), 0)
+
+    # Act
+    gradient = matvec_t(column.reshape(-1, 1), 0, encrypted).rerandomize()
+    value = int(private.raw_decrypt(gradient.ciphertexts[0]))
+
+    # Assert: without the mask the coordinator reads the host's gradient exactly.
+    assert value == int(column @ residual) % int(public.n)

@@ -71,8 +71,14 @@ def mask_and_pack(
     """Mask every entry of ``ev`` (|value| < 2**value_bits at its scale), pack, rerandomize.
 
     Returns the packed ciphertexts for the coordinator and the masks, which the caller
-    keeps secret and later passes to :func:`unmask`. The coordinator owns the key, so the
-    fresh randomness is ``r**n`` with r uniform in Z*_n, never its own base ``hs``.
+    keeps secret and later passes to :func:`unmask`. The fresh randomness is DJN's ``hs**x``
+    although the coordinator, who decrypts, owns the key and chose ``hs``: re-randomizing with
+    a base the owner chose only fails to hide which of the OWNER's ciphertexts went in
+    (security review F6), and the coordinator makes none. Every input here was encrypted by a
+    data party, never seen by the coordinator, and each slot is masked 40 bits wider than its
+    value, so even a base whose powers the coordinator strips leaves it the masked slots only
+    (tests/test_security_rerandomize.py). A key owner that is a data party (binning, the debt
+    check) gets ``r**n`` instead (:meth:`EncryptedVector.rerandomize_for_owner`).
     ``rng`` is for deterministic tests.
     """
     key = ev.public_key
@@ -97,8 +103,8 @@ def mask_and_pack(
         return acc * (1 + n * (mpz(packed_mask) % n)) % nsq
 
     packed = pool.map_tasks(pack, groups, inline=len(groups) < 2)
-    # The coordinator owns the key it decrypts with: textbook randomness, not its hs (F6).
-    obfuscators = key.full_obfuscators(len(packed), rng)
+    # DJN's fast path: the coordinator saw none of the inputs, so there is nothing to link.
+    obfuscators = key.obfuscators(len(packed), rng)
     fresh = tuple(c * r % nsq for c, r in zip(packed, obfuscators, strict=True))
     return PackedCiphertexts(key.fingerprint, slot_bits, value_bits, len(ev), fresh), masks
 
