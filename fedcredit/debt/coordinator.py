@@ -13,7 +13,7 @@ bare match indicator for each matched row, so the querier never receives a lone 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fedcredit.debt.binding import verified_tags
@@ -92,12 +92,21 @@ class PreparedQuery:
 class DebtCoordinator:
     """The aggregator: tables per lender, and the selection and masking step of a query."""
 
-    def __init__(self, min_count_floor: int = 2, *, allow_small_keys: bool = False) -> None:
+    def __init__(
+        self,
+        min_count_floor: int = 2,
+        *,
+        allow_small_keys: bool = False,
+        admit: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """``admit(caller, applicants)`` sees every well-formed query before any work and may
+        refuse it by raising (the node's audit log and daily quota, security review F14)."""
         if min_count_floor < 1:
             raise ProtocolError("the minimum count for a total must be at least 1")
         self.min_count_floor = min_count_floor
         # The test-only switch: lenders' keys of 512 to 2047 bits are taken too.
         self.allow_small_keys = allow_small_keys
+        self._admit = admit
         self._tables: dict[str, LenderTable] = {}
 
     @property
@@ -161,6 +170,8 @@ class DebtCoordinator:
     def prepare(self, caller: str, request: QueryRequest) -> PreparedQuery:
         """Select each lender's matched rows (or Enc(0)), pack and mask them, sum the masks."""
         tags = self._check(caller, request)
+        if self._admit is not None:
+            self._admit(caller, request.size)
         matches = {
             name: [self._tables[name].index.get(tag) for tag in lender_tags]
             for name, lender_tags in tags.items()

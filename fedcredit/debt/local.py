@@ -6,7 +6,7 @@ and can record every message each party receives in a ``Transcript``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fedcredit.crypto import generate_keypair
@@ -54,13 +54,15 @@ class LocalFederation:
         key_bits: int = 2048,
         min_count_floor: int = 2,
         transcript: Transcript | None = None,
+        admit: Callable[[str, int], None] | None = None,
     ) -> LocalFederation:
         """One lender per book (id -> balance in cents), keys generated, tables uploaded.
 
-        ``key_bits`` below 2048 (tests) lets the coordinator take keys that small too.
+        ``key_bits`` below 2048 (tests) lets the coordinator take keys that small too;
+        ``admit`` is the coordinator's check of each query (its audit log and quota).
         """
         coordinator = DebtCoordinator(
-            min_count_floor=min_count_floor, allow_small_keys=key_bits < MIN_KEY_BITS
+            min_count_floor=min_count_floor, allow_small_keys=key_bits < MIN_KEY_BITS, admit=admit
         )
         lenders: dict[str, DebtLender] = {}
         for name, book in books.items():

@@ -10,25 +10,27 @@ file, of the last line of the previous file), so a removed or edited line breaks
 
 The quota counts the applicants answered to each caller in the last 24 hours. The node reads
 them back from the log when it starts, so a restart does not reset it.
+
+The debt coordinator keeps the same kind of log and quota for loan-stacking queries
+(``DebtQueryAudit``, ``audit/debt-queries-<UTC date>.jsonl``): who asked about how many
+applicants, and when (it never sees an id).
 """
 
 from __future__ import annotations
 
-import datetime
-import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from fedcredit.errors import QuotaError, StorageError
-from fedcredit.files import ChainedLog, line_hash
+from fedcredit.errors import QuotaError
+from fedcredit.files import DAY_SECONDS, DailyQuotaLog
 from fedcredit.node.secret import keyed_tag
 
-DAY_SECONDS = 86_400.0
+__all__ = ["DAY_SECONDS", "DebtQueryAudit", "ScoringAudit"]
+
 PREFIX = "scoring-"
+DEBT_PREFIX = "debt-queries-"
 
 
 class ScoringAudit:
@@ -47,20 +49,15 @@ class ScoringAudit:
         self.folder = folder
         self.quota_per_day = quota_per_day
         self._secret = secret
-        self._clock = clock
         self._lock = threading.Lock()
-        self._answered: deque[tuple[float, str, int]] = deque()  # time, caller, applicants
-        self._chain = ChainedLog("scoring audit log")
-        self._load()
+        self._log = DailyQuotaLog("scoring audit log", folder, PREFIX, clock=clock)
 
     def admit(self, caller: str, job: str, ids: Sequence[str]) -> None:
         """Log the query as answered when it fits ``caller``'s quota; else log it refused and
         raise QuotaError."""
         with self._lock:
-            now = self._clock()
-            while self._answered and self._answered[0][0] <= now - DAY_SECONDS:
-                self._answered.popleft()
-            used = sum(count for _, who, count in self._answered if who == caller)
+            now = self._log.clock()
+            used = self._log.used(caller, now)
             if used + len(ids) > self.quota_per_day:
                 self._write(now, caller, job, ids, "quota")
                 raise QuotaError(
@@ -69,61 +66,41 @@ class ScoringAudit:
                     f"{len(ids)} asked); the federation file's [scoring] quota_per_day sets it"
                 )
             self._write(now, caller, job, ids, None)
-            self._answered.append((now, caller, len(ids)))
 
     def refuse(self, caller: str, job: str, ids: Sequence[str], reason: str) -> None:
         """Log a query the node refuses for ``reason`` (it does not count against the quota)."""
         with self._lock:
-            self._write(self._clock(), caller, job, ids, reason)
-
-    # -- the file --------------------------------------------------------------------------
-    def _path(self, when: float) -> Path:
-        day = datetime.datetime.fromtimestamp(when, datetime.UTC).date().isoformat()
-        return self.folder / f"{PREFIX}{day}.jsonl"
+            self._write(self._log.clock(), caller, job, ids, reason)
 
     def _write(
         self, when: float, caller: str, job: str, ids: Sequence[str], refused: str | None
     ) -> None:
-        record: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(when, datetime.UTC).isoformat(),
-            "job": job,
-            "caller": caller,
-            "count": len(ids),
-            "answered": refused is None,
-        }
-        if refused is not None:
-            record["reason"] = refused
-        record["ids"] = [keyed_tag(self._secret, "audit", cid) for cid in ids]
-        self._chain.append(self._path(when), record)  # no answer leaves without its line
+        tags = [keyed_tag(self._secret, "audit", cid) for cid in ids]
+        self._log.write(when, caller, len(ids), refused, {"job": job, "ids": tags})
 
-    def _load(self) -> None:
-        """The chain's last line and the answered queries of the last 24 hours, from disk."""
-        files = sorted(self.folder.glob(f"{PREFIX}*.jsonl")) if self.folder.is_dir() else []
-        now = self._clock()
-        recent = {self._path(now - DAY_SECONDS).name, self._path(now).name}
-        for path in files:
-            if path.name not in recent and path != files[-1]:
-                continue
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except OSError as exc:
-                raise StorageError(f"cannot read the scoring audit log {path}: {exc}") from exc
-            if path == files[-1] and lines:
-                self._chain.previous = line_hash(lines[-1])
-            if path.name in recent:
-                self._load_answered(path, lines, now)
 
-    def _load_answered(self, path: Path, lines: list[str], now: float) -> None:
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-                when = datetime.datetime.fromisoformat(record["time"]).timestamp()
-                entry = (when, str(record["caller"]), int(record["count"]))
-                answered = bool(record["answered"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StorageError(
-                    f"{path}: line {number} is not an audit record ({exc}); the log is "
-                    "append-only: restore it rather than edit it"
-                ) from exc
-            if answered and when > now - DAY_SECONDS:
-                self._answered.append(entry)
+class DebtQueryAudit:
+    """The debt coordinator's log of loan-stacking queries (who asked, how many applicants,
+    when; it never sees an id) and the per-querier quota (security review F14): a querier that
+    watches one person's total over time, or walks a list of people, spends its quota."""
+
+    def __init__(
+        self, folder: Path, quota_per_day: int, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.quota_per_day = quota_per_day
+        self._lock = threading.Lock()
+        self._log = DailyQuotaLog("debt query audit log", folder, DEBT_PREFIX, clock=clock)
+
+    def admit(self, caller: str, applicants: int) -> None:
+        """Log the query; QuotaError (logged as refused) past ``caller``'s daily quota."""
+        with self._lock:
+            now = self._log.clock()
+            used = self._log.used(caller, now)
+            if used + applicants > self.quota_per_day:
+                self._log.write(now, caller, applicants, "quota", {})
+                raise QuotaError(
+                    f"the debt check's quota of {self.quota_per_day} applicants per day for "
+                    f"{caller!r} is reached ({used} asked in the last 24 hours, {applicants} "
+                    "now); the federation file's [scoring] quota_per_day sets it"
+                )
+            self._log.write(now, caller, applicants, None, {})

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,6 +29,7 @@ from fedcredit.crypto import generate_keypair
 from fedcredit.data.loans import load_loans
 from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
 from fedcredit.errors import ConfigError, FedCreditError
+from fedcredit.node.audit import DebtQueryAudit
 from fedcredit.node.client import open_channel
 from fedcredit.node.debt_service import (
     ADDRESS_METADATA,
@@ -121,10 +123,14 @@ def serve_coordinator_debt(
     fed: Federation,
     overrides: Mapping[str, str],
     credentials: grpc.ChannelCredentials | None,
+    home: Path,
     *,
     allow_small_keys: bool = False,
 ) -> None:
     """Add the consortium's ``DebtCoordinatorServicer`` to the coordinator node (if any).
+
+    Every query is a line of ``home/audit/debt-queries-<date>.jsonl`` and counts against the
+    querier's daily quota (the federation file's ``[scoring] quota_per_day``).
 
     ``allow_small_keys`` (tests only) lets lenders upload under keys below 2048 bits.
     """
@@ -142,7 +148,8 @@ def serve_coordinator_debt(
         # period) lists no table, so every lender uploads again.
         server.health.set(table_health_service(lender), health_pb2.HealthCheckResponse.SERVING)
 
-    coordinator = DebtCoordinator(allow_small_keys=allow_small_keys)
+    audit = DebtQueryAudit(home / "audit", fed.scoring.quota_per_day)
+    coordinator = DebtCoordinator(allow_small_keys=allow_small_keys, admit=audit.admit)
     servicer = DebtCoordinatorServicer(coordinator, directory, on_upload=listed)
     server.add(debt_pb2_grpc.add_DebtServiceServicer_to_server, servicer)
 

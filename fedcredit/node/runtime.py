@@ -122,6 +122,7 @@ def build_node(
             fed,
             dict(options.peers),
             channel_creds,
+            home,
             allow_small_keys=options.allow_small_keys,
         )
         return server
