@@ -21,6 +21,48 @@ from fedcredit.errors import CryptoError
 #: Window of the comb, in bits; the table holds ``ceil(bits / w) * (2**w - 1)`` entries
 #: (about 16 MiB at 2048-bit keys with w = 8).
 DEFAULT_WINDOW = 8
+MIN_WINDOW, MAX_WINDOW = 2, 16
+#: What an ``mpz`` costs beyond its limbs (``sys.getsizeof`` minus the limb bytes, CPython 3.11).
+MPZ_OVERHEAD_BYTES = 48
+
+_budget_bytes: int | None = None
+
+
+def table_bytes(exponent_bits: int, modulus_bits: int, window: int) -> int:
+    """The memory of a comb table: ``ceil(exponent_bits / w) * 2**w`` numbers below the modulus."""
+    entry = -(-modulus_bits // 64) * 8 + MPZ_OVERHEAD_BYTES
+    return -(-exponent_bits // window) * (1 << window) * entry
+
+
+def window_for_budget(exponent_bits: int, modulus_bits: int, budget_bytes: int) -> int:
+    """The widest comb window whose table fits ``budget_bytes`` (at least ``MIN_WINDOW``).
+
+    Measured here at 2048-bit keys and n/2-bit exponents (gmpy2, one core): w = 8 is 16 MiB and
+    about 1,050 encryptions/s, w = 12 about 172 MiB and 1,350-1,500/s (benchmarks/crypto.py).
+    """
+    if budget_bytes < 1:
+        raise CryptoError(f"the comb table's memory budget must be positive, got {budget_bytes}")
+    best = MIN_WINDOW
+    for window in range(MIN_WINDOW, MAX_WINDOW + 1):
+        if table_bytes(exponent_bits, modulus_bits, window) <= budget_bytes:
+            best = window
+    return best
+
+
+def set_table_budget(mib: float | None) -> None:
+    """Size every comb table built from now on in this process to ``mib`` MiB (``None``: the
+    fixed ``DEFAULT_WINDOW``). A key built with an explicit ``comb_window`` keeps it."""
+    global _budget_bytes
+    if mib is not None and not mib > 0:
+        raise CryptoError(f"the comb table's memory budget must be positive, got {mib!r} MiB")
+    _budget_bytes = None if mib is None else int(mib * 2**20)
+
+
+def default_window(exponent_bits: int, modulus_bits: int) -> int:
+    """The window a table gets when its key names none: from the budget, if one is set."""
+    if _budget_bytes is None:
+        return DEFAULT_WINDOW
+    return window_for_budget(exponent_bits, modulus_bits, _budget_bytes)
 
 
 class FixedBaseTable:
@@ -29,7 +71,7 @@ class FixedBaseTable:
     def __init__(
         self, base: Any, modulus: Any, exponent_bits: int, window: int = DEFAULT_WINDOW
     ) -> None:
-        if not 2 <= window <= 16:
+        if not MIN_WINDOW <= window <= MAX_WINDOW:
             raise CryptoError(f"comb window must be 2..16 bits, got {window}")
         if exponent_bits < 1:
             raise CryptoError(f"exponent_bits must be positive, got {exponent_bits}")
@@ -76,10 +118,13 @@ class FixedBaseTable:
 
 
 class LazyTable:
-    """Builds a :class:`FixedBaseTable` on first use, once, even under concurrent callers."""
+    """Builds a :class:`FixedBaseTable` on first use, once, even under concurrent callers.
+
+    ``window=None`` takes :func:`default_window` when the table is built.
+    """
 
     def __init__(
-        self, base: Any, modulus: Any, exponent_bits: int, window: int = DEFAULT_WINDOW
+        self, base: Any, modulus: Any, exponent_bits: int, window: int | None = None
     ) -> None:
         self._args = (base, modulus, exponent_bits, window)
         self._table: FixedBaseTable | None = None
@@ -90,6 +135,9 @@ class LazyTable:
         if table is None:
             with self._lock:
                 if self._table is None:
-                    self._table = FixedBaseTable(*self._args)
+                    base, modulus, bits, window = self._args
+                    if window is None:
+                        window = default_window(bits, int(mpz(modulus).bit_length()))
+                    self._table = FixedBaseTable(base, modulus, bits, window)
                 table = self._table
         return table

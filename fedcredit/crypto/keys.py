@@ -12,7 +12,6 @@ import json
 import os
 import random
 import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ import phe
 from gmpy2 import mpz
 
 from fedcredit.crypto import pool
-from fedcredit.crypto.djn import DEFAULT_WINDOW, FixedBaseTable, LazyTable
+from fedcredit.crypto.djn import FixedBaseTable, LazyTable
+from fedcredit.crypto.stock import Stock, StockRegistry, randomness_stock
 from fedcredit.errors import CryptoError
 
 #: Smallest modulus ``generate_keypair`` makes without ``allow_small=True``.
@@ -66,59 +66,10 @@ def _full_obfuscators(n: Any, nsquare: Any, count: int, source: random.Random) -
     return pool.map_tasks(lambda r: gmpy2.powmod(r, n, nsquare), bases)
 
 
-class _ObfuscatorStock:
-    """Full-group obfuscators ``r**n mod n**2`` of one key, drawn ahead in a daemon thread.
-
-    ``take`` hands out stocked values first (each once) and makes the rest inline; the thread
-    refills up to ``STOCK`` values whenever it falls below, with the GIL released.
-    """
-
-    STOCK = 4
-
-    def __init__(self, n: Any, nsquare: Any) -> None:
-        self._n, self._nsquare = n, nsquare
-        self._values: list[Any] = []
-        self._lock = threading.Lock()
-        self._wanted = threading.Event()
-        self._wanted.set()
-        threading.Thread(target=self._fill, name="obfuscators", daemon=True).start()
-
-    def take(self, count: int) -> list[Any]:
-        with self._lock:
-            got = self._values[:count]
-            del self._values[:count]
-        self._wanted.set()
-        if len(got) < count:
-            got += _full_obfuscators(self._n, self._nsquare, count - len(got), _SYSTEM_RANDOM)
-        return got
-
-    def _fill(self) -> None:
-        gmpy2.get_context().allow_release_gil = True
-        while True:
-            self._wanted.wait()
-            with self._lock:
-                full = len(self._values) >= self.STOCK
-                if full:
-                    self._wanted.clear()
-            if full:
-                continue
-            value = _full_obfuscators(self._n, self._nsquare, 1, _SYSTEM_RANDOM)[0]
-            with self._lock:
-                self._values.append(value)
-
-
-_STOCKS: dict[int, _ObfuscatorStock] = {}
-_STOCKS_LOCK = threading.Lock()
-
-
-def _stock(n: Any, nsquare: Any) -> _ObfuscatorStock:
-    with _STOCKS_LOCK:
-        stock = _STOCKS.get(int(n))
-        if stock is None:
-            if len(_STOCKS) >= 8:  # a long-lived node sees a new key per job: keep a few
-                _STOCKS.pop(next(iter(_STOCKS)))
-            stock = _STOCKS[int(n)] = _ObfuscatorStock(n, nsquare)
-        return stock
+#: Textbook obfuscators kept ready per key (enough for sequential online requests).
+FULL_STOCK = 4
+_FULL_STOCKS = StockRegistry()
+_DJN_STOCKS = StockRegistry()
 
 
 class PublicKey:
@@ -142,7 +93,7 @@ class PublicKey:
         hs: int | Any | None = None,
         *,
         short_exponent_bits: int | None = None,
-        comb_window: int = DEFAULT_WINDOW,
+        comb_window: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.n: Any = mpz(n)
@@ -165,7 +116,7 @@ class PublicKey:
                 f"short_exponent_bits must be in [{MIN_SHORT_EXPONENT_BITS}, {full}], "
                 f"got {short_exponent_bits}"
             )
-        if not 2 <= comb_window <= 16:
+        if comb_window is not None and not 2 <= comb_window <= 16:
             raise CryptoError(f"comb_window must be 2..16 bits, got {comb_window}")
         self.short_exponent_bits = short_exponent_bits
         self.exponent_bits: int = short_exponent_bits or full
@@ -200,7 +151,21 @@ class PublicKey:
         of small order), so ``hs**x`` hides nothing from it. Use :meth:`full_obfuscators` for
         anything the owner decrypts.
         """
+        if rng is None and randomness_stock():
+            return self._djn_stock().take(count)
         return self.table.pow_many(self.random_exponents(count, rng))
+
+    def _djn_stock(self) -> Stock:
+        def make() -> Stock:
+            return Stock(
+                lambda: self.table.pow(_SYSTEM_RANDOM.getrandbits(self.exponent_bits)),
+                lambda k: self.table.pow_many(self.random_exponents(k)),
+                randomness_stock(),
+                idle_only=True,
+                name="djn-randomness",
+            )
+
+        return _DJN_STOCKS.get(self.n, make)
 
     def full_obfuscators(self, count: int, rng: random.Random | None = None) -> list[Any]:
         """``count`` fresh values ``r**n mod n**2`` with r uniform in Z*_n (textbook Paillier).
@@ -213,9 +178,20 @@ class PublicKey:
         deterministic.
         """
         if rng is None:
-            # Drawn ahead by a background thread while the key is idle, so an online score
-            # does not wait for the exponentiation (each value is used once, then dropped).
-            return _stock(self.n, self.nsquare).take(count)
+            # Drawn ahead by a background thread, so an online request does not wait for the
+            # exponentiation (each value is used once, then dropped).
+            n, nsq = self.n, self.nsquare
+            stock = _FULL_STOCKS.get(
+                n,
+                lambda: Stock(
+                    lambda: _full_obfuscators(n, nsq, 1, _SYSTEM_RANDOM)[0],
+                    lambda k: _full_obfuscators(n, nsq, k, _SYSTEM_RANDOM),
+                    FULL_STOCK,
+                    idle_only=False,
+                    name="obfuscators",
+                ),
+            )
+            return stock.take(count)
         return _full_obfuscators(self.n, self.nsquare, count, rng)
 
     def raw_encrypt(self, plaintext: int, r: int) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -28,6 +29,31 @@ _lock = threading.Lock()
 _workers: int | None = None
 _executor: ThreadPoolExecutor | None = None
 _local = threading.local()
+_busy = 0  # foreground calls of map_tasks / map_chunked running now
+_last_busy = 0.0  # time.monotonic() when the last one ended
+
+
+class _Foreground:
+    """Marks a foreground crypto call, so background precomputation can wait for idle time."""
+
+    def __enter__(self) -> None:
+        global _busy
+        with _lock:
+            _busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        global _busy, _last_busy
+        with _lock:
+            _busy -= 1
+            _last_busy = time.monotonic()
+
+
+def idle_seconds() -> float:
+    """How long no foreground crypto call has run in this process (0.0 while one runs)."""
+    with _lock:
+        if _busy:
+            return 0.0
+        return time.monotonic() - _last_busy
 
 
 def _init_worker() -> None:
@@ -99,9 +125,10 @@ def split(items: Sequence[T], parts: int) -> list[Sequence[T]]:
 
 def map_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, inline: bool = False) -> list[R]:
     """``[fn(t) for t in tasks]``, on the pool unless ``inline`` or one worker or one task."""
-    if inline or len(tasks) <= 1 or _inline_here():
-        return [fn(task) for task in tasks]
-    return list(_get_executor().map(fn, tasks))
+    with _Foreground():
+        if inline or len(tasks) <= 1 or _inline_here():
+            return [fn(task) for task in tasks]
+        return list(_get_executor().map(fn, tasks))
 
 
 def map_chunked(fn: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> list[R]:
@@ -110,10 +137,11 @@ def map_chunked(fn: Callable[[Sequence[T]], list[R]], items: Sequence[T]) -> lis
     Slices are about four per worker so an unlucky slow slice does not idle the others.
     """
     workers = get_workers()
-    if len(items) < INLINE_BELOW or _inline_here():
-        return fn(items)
-    chunks = split(items, workers * 4)
-    out: list[R] = []
-    for part in _get_executor().map(fn, chunks):
-        out.extend(part)
-    return out
+    with _Foreground():
+        if len(items) < INLINE_BELOW or _inline_here():
+            return fn(items)
+        chunks = split(items, workers * 4)
+        out: list[R] = []
+        for part in _get_executor().map(fn, chunks):
+            out.extend(part)
+        return out

@@ -20,6 +20,7 @@ from fedcredit.crypto import pool
 from fedcredit.crypto.codec import check_scale, decode, encode
 from fedcredit.crypto.keys import PrivateKey, PublicKey
 from fedcredit.crypto.modarith import batch_invert
+from fedcredit.crypto.stock import randomness_stock
 from fedcredit.errors import CryptoError
 
 
@@ -225,6 +226,16 @@ def encrypt_ints(
 ) -> EncryptedVector:
     """Encrypt integers already mod n (or signed, reduced here) at ``scale_bits``."""
     n, nsq = public_key.n, public_key.nsquare
+    if rng is None and randomness_stock():
+        # DJN randomness computed ahead while the pool was idle (fedcredit.crypto.stock).
+        pairs = list(zip(ints, public_key.obfuscators(len(ints)), strict=True))
+        return EncryptedVector(
+            public_key,
+            pool.map_chunked(
+                lambda part: [(1 + n * (mpz(m) % n)) * r % nsq for m, r in part], pairs
+            ),
+            scale_bits,
+        )
     # Exponents are drawn here, in the caller's thread, so an injected rng stays deterministic.
     exponents = public_key.random_exponents(len(ints), rng)
     table = public_key.table
