@@ -26,7 +26,7 @@ output to ±8 and quantizes it. The encoder is kept in the party's model part (`
 ``"onehot"``) and restored for scoring by ``encoder_from_dict``, which also restores binning's
 ``"bins"`` encoders. Category names stay with their party: they appear in its model part and
 feature names, never in a message (a category longer than 6 UTF-8 bytes is named by a hash, see
-``fedcredit.protocol.binning.category_code``).
+``fedcredit.protocol.categories.category_code``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError, ProtocolError
-from fedcredit.protocol.binning import BinEncoder, category_label, centred_indicators, label_code
+from fedcredit.protocol.binning.encoder import BinEncoder, centred_indicators
+from fedcredit.protocol.categories import category_label, label_code
+from fedcredit.protocol.columns import ColumnEncoder, PartyColumns
 from fedcredit.protocol.design_floor import columned_levels
-from fedcredit.protocol.party import ColumnEncoder, FeatureParty
 
 IntArray = npt.NDArray[np.int64]
 
@@ -257,7 +258,7 @@ class OneHotEncoder:
             raise ConfigError(f"malformed one-hot encoder in the model part: {exc!r}") from exc
 
 
-def fit_onehot(party: FeatureParty, min_share: float = MIN_LEVEL_SHARE) -> OneHotEncoder:
+def fit_onehot(party: PartyColumns, min_share: float = MIN_LEVEL_SHARE) -> OneHotEncoder:
     """The encoder of ``party``'s raw columns, fitted on its training rows (after alignment).
 
     The columns named in ``party.categorical`` are one-hot encoded, the others standardized.
@@ -282,7 +283,7 @@ def fit_onehot(party: FeatureParty, min_share: float = MIN_LEVEL_SHARE) -> OneHo
     return OneHotEncoder(columns, min_share)
 
 
-def encoder_from_dict(data: Mapping[str, Any], party: FeatureParty) -> ColumnEncoder:
+def encoder_from_dict(data: Mapping[str, Any], party: PartyColumns) -> ColumnEncoder:
     """The encoder a model part stored, for ``party`` (its raw columns, before any encoder).
 
     Dispatches on ``data["kind"]``: ``"bins"`` (binning's ``BinEncoder``) or ``"onehot"``. A
