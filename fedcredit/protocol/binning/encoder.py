@@ -49,7 +49,7 @@ def centred_indicators(
 
 
 class BinEncoder:
-    """Raw columns -> one-hot or WOE design columns (``FeatureParty.set_encoder``)."""
+    """Raw columns -> one-hot or WOE design columns (``PartyColumns.set_encoder``)."""
 
     def __init__(self, columns: Sequence[EncodedColumn], n_raw: int) -> None:
         self.columns = list(columns)

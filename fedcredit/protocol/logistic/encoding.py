@@ -21,7 +21,7 @@ validation and test rows never shape the encoding):
   ``(other)`` scores like the reference.
 
 Numeric columns are standardized with the training mean and standard deviation, exactly as the
-plain path does without an encoder: with an encoder set, ``FeatureParty._design`` only clips its
+plain path does without an encoder: with an encoder set, ``PartyColumns._design`` only clips its
 output to ±8 and quantizes it. The encoder is kept in the party's model part (``to_dict``, kind
 ``"onehot"``) and restored for scoring by ``encoder_from_dict``, which also restores binning's
 ``"bins"`` encoders. Category names stay with their party: they appear in its model part and
@@ -157,7 +157,7 @@ def fit_floored_levels(
 
 
 class OneHotEncoder:
-    """Raw columns -> standardized numbers and one-hot categories (``FeatureParty.set_encoder``).
+    """Raw columns -> standardized numbers and one-hot categories (``PartyColumns.set_encoder``).
 
     Every raw column of the party is one entry of ``columns``, in raw order.
     """
@@ -194,7 +194,7 @@ class OneHotEncoder:
         return names
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """Design columns of ``raw`` rows (not clipped: ``FeatureParty._design`` clips)."""
+        """Design columns of ``raw`` rows (not clipped: ``PartyColumns._design`` clips)."""
         data = np.asarray(raw, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_raw:
             raise DataError(f"encoder expects {self.n_raw} raw columns, got shape {data.shape}")
