@@ -38,8 +38,8 @@ from fedcredit.protocol.binning import (
     with_category_codes,
 )
 from fedcredit.protocol.fixedpoint import CLIP
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 BOOTSTRAP_DRAWS = 1000
 BOOTSTRAP_SEED = 7

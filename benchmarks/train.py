@@ -30,9 +30,9 @@ from phe import paillier
 
 from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair, get_workers
-from fedcredit.protocol.coordinator import KeyHolder
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import UCI_LABEL, UCI_SPLIT, data_dir, read_table

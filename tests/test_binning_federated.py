@@ -19,7 +19,7 @@ from fedcredit.protocol.binning import (
     EncryptedBinSums,
     LenderBinning,
     PartnerBinning,
-    _bins,
+    bins_of,
     category_code,
     category_label,
     fit_columns,
@@ -30,8 +30,8 @@ from fedcredit.protocol.binning import (
     train_raw,
     with_category_codes,
 )
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 N = 900
 CATEGORIES = ["A11", "A12", "A13", "A VERY LONG CATEGORY", ""]
@@ -259,7 +259,7 @@ def test_a_partners_points_add_up_to_its_centred_partial_score(job_key) -> None:
     partial = host.encoder.transform(raw) @ host.weights  # before fixed-point rounding
     for i in range(len(raw)):
         total = sum(
-            table[(c.name, int(_bins(c.binning, raw[i : i + 1, c.index], c.categorical)[0]))]
+            table[(c.name, int(bins_of(c.binning, raw[i : i + 1, c.index], c.categorical)[0]))]
             for c in host.encoder.columns
         )
         assert total == pytest.approx(-factor * partial[i], abs=1e-3)

@@ -28,7 +28,7 @@ from fedcredit.node.server import NodeServer, build_server
 from fedcredit.node.services import CoordinatorServicer, PartyServicer
 from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc, coordinator_pb2_grpc, party_pb2_grpc
 from fedcredit.protocol.binning import train_raw
-from fedcredit.protocol.coordinator import KeyHolder
+from fedcredit.protocol.keyholder import KeyHolder
 
 GERMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "statlog_german" / "german.data"
 

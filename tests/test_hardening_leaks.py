@@ -55,11 +55,11 @@ from fedcredit.node.server import NodeServer
 from fedcredit.node.tls import init_certs, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2
 from fedcredit.protocol.binning import BinEncoder
-from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.local import validate
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.local import validate
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
 WINDOW = 8  # patterns are looked up by their last 8 bytes; shorter ones would match by chance

@@ -36,7 +36,7 @@ from fedcredit.node.server import NodeServer
 from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, job_gradient_value_bits, score_value_bits
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.split import Split, batch_rows, split_rows
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")

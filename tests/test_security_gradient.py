@@ -19,11 +19,11 @@ import pytest
 from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair, unmask
 from fedcredit.errors import DataError
-from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS
 from fedcredit.protocol.isolation import leverages
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty, PendingMasks
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty, PendingMasks
 
 N = 600
 TARGETS = 6  # customers the lender singles out with one indicator column each

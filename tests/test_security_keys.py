@@ -38,8 +38,8 @@ from fedcredit.node.services import CoordinatorServicer
 from fedcredit.node.tls import load_channel_credentials, load_server_credentials
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 from fedcredit.protocol.binning import PartnerBinning, train_raw
-from fedcredit.protocol.coordinator import KeyHolder
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 try:
     from fedcredit.node.certs import init_certs

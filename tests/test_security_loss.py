@@ -18,9 +18,9 @@ import pytest
 import fedcredit.crypto.packing as packing
 from fedcredit.config import TrainSettings
 from fedcredit.crypto import encrypt_vector, generate_keypair
-from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
-from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.lender import LabelParty
 
 ROWS = 40
 

@@ -29,7 +29,7 @@ from fedcredit.debt.cipher import decrypt_masked_numbers
 from fedcredit.debt.encoding import DIGIT_BITS, row_value
 from fedcredit.debt.messages import MaskedBatch, SealedShares, UploadTable
 from fedcredit.protocol.binning import PartnerBinning, bin_matrix, train_raw
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 KEY_BITS = 1024
 SPY = "spy"

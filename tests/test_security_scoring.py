@@ -43,8 +43,8 @@ from fedcredit.node.server import NodeServer
 from fedcredit.node.tls import init_certs, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 CUSTOMERS = 500
 HOST_SHARE = 0.6  # the partner holds this share of the customers

@@ -16,8 +16,8 @@ import pytest
 from fedcredit.config import TrainSettings
 from fedcredit.crypto import encrypt_vector, generate_keypair
 from fedcredit.protocol.fixedpoint import residual_scale_bits
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 ROWS = 256
 OUTLIER = 17

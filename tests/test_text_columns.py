@@ -27,13 +27,13 @@ from fedcredit.protocol.binning import (
     run_binning_local,
     with_category_codes,
 )
-from fedcredit.protocol.encoding import (
+from fedcredit.protocol.logistic.encoding import (
     MIN_LEVEL_SHARE,
     OneHotEncoder,
     fit_levels,
 )
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 GERMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "statlog_german" / "german.data"
 PURPOSES = ["car"] * 50 + ["tv"] * 30 + ["edu"] * 14 + ["boat"] * 3 + ["ship"] * 2 + [""]

@@ -26,10 +26,10 @@ from fedcredit.crypto import generate_keypair
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import log_loss
-from fedcredit.protocol.coordinator import KeyHolder
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.local import train_batch, train_local
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.local import train_batch, train_local
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 ROWS = 1600
 

@@ -177,3 +177,31 @@ def unmask(
             )
         values.append(value)
     return from_fixed(values, scale_bits)
+
+
+def pack_for_owner(values: EncryptedVector, value_bits: int) -> PackedCiphertexts:
+    """Pack ``values`` several to a ciphertext, first slot high, like ``mask_and_pack`` but
+    without masks: for the key's owner, who may read every value (binning's per-bin sums).
+
+    Each value must be a non-negative integer below ``2**value_bits`` at scale 0 (the caller
+    offsets signed values). Slots are ``value_bits + SLOT_EXTRA_BITS`` wide, as in
+    ``mask_and_pack``, so ``decrypt_packed`` reads them back. The owner knows its own key's
+    ``hs`` base, so the packed ciphertexts get textbook randomness instead (review F6).
+    """
+    # Imported here: this function was added at the end of the module, which otherwise
+    # needs neither (neither module imports this one).
+    from fedcredit.crypto.multiexp import weighted_sum
+    from fedcredit.crypto.vector import concat
+
+    key = values.public_key
+    slot_bits = value_bits + SLOT_EXTRA_BITS
+    per = slots_per_ciphertext(key.bits, slot_bits)
+    parts = []
+    for start in range(0, len(values), per):
+        group = values.take(list(range(start, min(start + per, len(values)))))
+        weights = [1 << (slot_bits * (len(group) - 1 - i)) for i in range(len(group))]
+        parts.append(weighted_sum(group, weights))
+    packed = concat(parts[0], *parts[1:]).rerandomize_for_owner() if parts else values
+    return PackedCiphertexts(
+        key.fingerprint, slot_bits, value_bits, len(values), tuple(packed.ciphertexts)
+    )

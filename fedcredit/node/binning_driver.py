@@ -20,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedcredit.errors import ConfigError
 from fedcredit.model.plots import plot_iv
 from fedcredit.node.client import call
 from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc
 from fedcredit.protocol.binning import iv_by_column, report_csv, report_html
-from fedcredit.protocol.split import smallest_batch
+from fedcredit.protocol.split import check_batch_rule
 
 if TYPE_CHECKING:
     from fedcredit.node.driver import Driver
@@ -83,13 +82,7 @@ def _check_features(driver: Driver, aligned: Mapping[str, int], features: dict[s
     """The batch-size rule of ``Driver._check_sizes`` for the encoded design columns."""
     weights = {p: n + (1 if p == driver.peers.lender else 0) for p, n in features.items()}
     driver.fed.check_batch_size(weights)
-    smallest = smallest_batch(aligned["train"], driver.fed.train.batch_size)
-    worst = max(weights, key=lambda p: weights[p])
-    if smallest <= weights[worst]:
-        raise ConfigError(
-            f"only {aligned['train']} training rows: a mini-batch of {smallest} is not larger "
-            f"than the {weights[worst]} binned features of party {worst!r}"
-        )
+    check_batch_rule(weights, aligned["train"], driver.fed.train.batch_size, what="binned features")
 
 
 def write_iv_report(out_dir: Path, rows: list[dict[str, Any]]) -> None:

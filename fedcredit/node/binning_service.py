@@ -36,7 +36,7 @@ from fedcredit.protocol.binning import (
     train_raw,
 )
 from fedcredit.protocol.guard import Header, SequenceGuard
-from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.logistic.lender import LabelParty
 
 PEER_TIMEOUT_S = 600.0
 

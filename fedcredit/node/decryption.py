@@ -17,7 +17,7 @@ from fedcredit.config import Federation, PartyConfig
 from fedcredit.crypto import PackedCiphertexts
 from fedcredit.node.scoring import MAX_SCORE_BATCH
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2
-from fedcredit.protocol.encoding import MIN_LEVEL_SHARE
+from fedcredit.protocol.logistic.encoding import MIN_LEVEL_SHARE
 from fedcredit.protocol.schedule import AuditLog, DecryptionGate, JobRules, Schedule, Ticket
 
 AUDIT_FILE = "decryption-audit.jsonl"

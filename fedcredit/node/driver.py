@@ -26,9 +26,9 @@ from fedcredit.errors import ConfigError, ProtocolError
 from fedcredit.node.binning_driver import run_binning
 from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
-from fedcredit.protocol.party import write_json_atomic
+from fedcredit.protocol.checkpoint import write_json_atomic
 from fedcredit.protocol.report_files import write_evaluation_files
-from fedcredit.protocol.split import batch_count, smallest_batch
+from fedcredit.protocol.split import batch_count, check_batch_rule
 from fedcredit.psi import SUITE as PSI_SUITE
 from fedcredit.psi import intersect
 
@@ -329,13 +329,7 @@ class Driver:
             p: max(int(r.features), self.aligned_features.get(p, 0)) for p, r in setup.items()
         }
         self.fed.check_batch_size(counts)
-        smallest = smallest_batch(aligned["train"], self.fed.train.batch_size)
-        worst = max(counts, key=lambda p: counts[p])
-        if smallest <= counts[worst]:
-            raise ConfigError(
-                f"only {aligned['train']} training rows: a mini-batch of {smallest} is not larger "
-                f"than the {counts[worst]} features of party {worst!r}"
-            )
+        check_batch_rule(counts, aligned["train"], self.fed.train.batch_size)
 
     def _register_schedule(
         self, setup: Mapping[str, Any], aligned: Mapping[str, int], binned: Mapping[str, Any]

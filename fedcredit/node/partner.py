@@ -29,7 +29,7 @@ from fedcredit.node.audit import ScoringAudit
 from fedcredit.node.peers import Peers
 from fedcredit.node.secret import keyed_int, keyed_tag, node_secret
 from fedcredit.protocol.disclosure import UnknownAnswers
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 log = logging.getLogger("fedcredit.node")
 

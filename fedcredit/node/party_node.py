@@ -29,10 +29,11 @@ from fedcredit.node import convert
 from fedcredit.node.partner import PartnerScoring
 from fedcredit.node.peers import Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
+from fedcredit.protocol.checkpoint import write_json_atomic, write_text_atomic
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty, write_json_atomic, write_text_atomic
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.report import evaluation_files
 from fedcredit.psi import PSIParty
 from fedcredit.psi.ring import Commitment, RingLedger

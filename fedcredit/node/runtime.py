@@ -32,10 +32,10 @@ from fedcredit.node.server import NodeServer, build_server
 from fedcredit.node.services import CoordinatorServicer, PartyServicer
 from fedcredit.node.tls import load_channel_credentials, load_server_credentials, pins_in
 from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc, party_pb2_grpc
-from fedcredit.protocol.binning import with_category_codes
-from fedcredit.protocol.coordinator import KeyHolder
-from fedcredit.protocol.lender import LabelParty
-from fedcredit.protocol.party import FeatureParty
+from fedcredit.protocol.categories import with_category_codes
+from fedcredit.protocol.keyholder import KeyHolder
+from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.partner import FeatureParty
 
 log = logging.getLogger("fedcredit.node")
 
@@ -163,7 +163,7 @@ def make_party_node(
 
     Categorical columns (text columns, and those the ``categorical`` key names) become code
     columns after the numeric ones. With a [binning] table they are binned as categories;
-    without one the party one-hot encodes them at alignment (``fedcredit.protocol.encoding``).
+    without one the party one-hot encodes them at alignment (``fedcredit.protocol.logistic.encoding``).
     """
     config = fed.party(name)
     data = load_party_csv(

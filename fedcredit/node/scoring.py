@@ -26,7 +26,7 @@ from fedcredit.node import convert
 from fedcredit.node.party_node import PartyNode
 from fedcredit.proto.v1 import common_pb2, party_pb2
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
-from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.logistic.lender import LabelParty
 
 log = logging.getLogger("fedcredit.node")
 

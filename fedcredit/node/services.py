@@ -36,8 +36,8 @@ from fedcredit.proto.v1 import (
     party_pb2,
     party_pb2_grpc,
 )
-from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.guard import SequenceGuard
+from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.schedule import DecryptionGate, DecryptionRefused
 from fedcredit.psi import POINT_BYTES
 from fedcredit.psi import SUITE as PSI_SUITE

@@ -16,6 +16,10 @@ test         lender, once per job        the test rows at the score width
 score        lender, scoring jobs only   at most ``max_score_rows`` at the score width
 ===========  ==========================  =================================================
 
+The table is not written down here: the gate reads it from the family's rounds
+(``fedcredit.protocol.logistic.schedule.TRAINING``, data of ``fedcredit.protocol.rounds``),
+resolving each count and width kind from the job's figures below.
+
 Per (caller, step, epoch, batch) one request; a byte-identical retry (a dropped reply) gets
 the same answer again, which tells the caller nothing new. A training job's schedule comes from
 the coordinator's own federation file (parties, roles, batch size, epochs, scale, sigmoid) and
@@ -51,9 +55,11 @@ from fedcredit.protocol.fixedpoint import (
     loss_value_bits,
     score_value_bits,
 )
-from fedcredit.protocol.split import batch_count, smallest_batch
+from fedcredit.protocol.logistic.schedule import TRAINING
+from fedcredit.protocol.rounds import Count, Phase, Round, Slots, When, Who, Width
+from fedcredit.protocol.split import batch_count, residuals_hidden, smallest_batch
 
-STEPS = ("train", "loss", "validation", "test", "score")
+STEPS = TRAINING.decryption_steps()
 Shape = tuple[tuple[int, int], ...]
 """A request's packed parts as (count, value_bits), in order."""
 
@@ -128,9 +134,15 @@ class DecryptionGate:
     """Admits or refuses each decryption request against the current job's schedule."""
 
     def __init__(
-        self, rules: JobRules | None, audit: AuditLog | None = None, *, driver: str = "coordinator"
+        self,
+        rules: JobRules | None,
+        audit: AuditLog | None = None,
+        *,
+        driver: str = "coordinator",
+        phase: Phase = TRAINING,
     ) -> None:
         self.rules = rules
+        self.phase = phase
         self.audit = audit
         self.driver = driver
         self._lock = threading.Lock()
@@ -215,7 +227,7 @@ class DecryptionGate:
         smallest = smallest_batch(schedule.train_rows, rules.batch_size)
         for party, width in sorted(schedule.widths.items()):
             cap = rules.width_caps.get(party)
-            if width < 1 or width >= smallest:
+            if width < 1 or not residuals_hidden(width, schedule.train_rows, rules.batch_size):
                 raise DecryptionRefused(
                     f"party {party!r}: {width} design columns, a mini-batch has {smallest} rows: "
                     "its gradient would give its residuals away"
@@ -227,26 +239,23 @@ class DecryptionGate:
                 )
 
     def _check(self, ticket: Ticket) -> tuple[str, str, int, int] | None:
-        """The step's key (None: not once-only), or DecryptionRefused naming the rule."""
+        """The step's key (None: not once-only), or DecryptionRefused naming the rule.
+
+        The step's round (``self.phase``) says who may ask, when, and what it holds.
+        """
         rules = self._rules()
         if ticket.job_id != self._job:
             raise DecryptionRefused(f"no job {ticket.job_id!r} was started at the coordinator")
-        if ticket.step not in STEPS:
+        round_ = self.phase.decryption(ticket.step)
+        if round_ is None:
             raise DecryptionRefused(f"unknown decryption step {ticket.step!r}")
-        if ticket.caller != rules.lender and ticket.step != "train":
-            raise DecryptionRefused(
-                f"only the lender asks for {ticket.step} decryptions, not {ticket.caller!r}"
-            )
-        score = score_value_bits()
-        if ticket.step == "score":
+        _check_caller(round_, ticket, rules)
+        if round_.when is When.SCORING:
             if self._schedule is not None:
                 raise DecryptionRefused(
                     "this job trains: scores are decrypted only in a scoring job (a fresh key)"
                 )
-            count = ticket.shape[0][0] if len(ticket.shape) == 1 else 0
-            if not 1 <= count <= rules.max_score_rows:
-                raise DecryptionRefused(f"a scoring request has 1 to {rules.max_score_rows} slots")
-            _expect(ticket, ((count, score),))
+            _expect(ticket, _shape(round_, ticket, rules, None))
             return None
         schedule = self._schedule
         if schedule is None:
@@ -254,31 +263,98 @@ class DecryptionGate:
                 f"job {ticket.job_id!r} has no decryption schedule: the driver registers it "
                 "after alignment, before training"
             )
-        if ticket.step == "test":
-            _expect(ticket, ((schedule.test_rows, score),))
+        if round_.when is When.ONCE:
+            _expect(ticket, _shape(round_, ticket, rules, schedule))
             return (ticket.caller, ticket.step, 0, 0)
         if ticket.epoch >= rules.epochs:
             raise DecryptionRefused(f"epoch {ticket.epoch} is past the job's {rules.epochs}")
-        if ticket.step == "validation":
-            _expect(ticket, ((schedule.validation_rows, score),))
+        if round_.when is When.EACH_EPOCH:
+            _expect(ticket, _shape(round_, ticket, rules, schedule))
             return (ticket.caller, ticket.step, ticket.epoch, 0)
         batches = batch_count(schedule.train_rows, rules.batch_size)
         last = batches - 1
-        if ticket.step == "loss":
+        if round_.when is When.LAST_BATCH:
             if ticket.batch != last:
-                raise DecryptionRefused(f"the loss is asked for on batch {last} only")
-            rows = largest_batch(schedule.train_rows, rules.batch_size)
-            _expect(ticket, ((rows, score), (1, loss_value_bits(rows))))
+                raise DecryptionRefused(f"the {ticket.step} is asked for on batch {last} only")
+            _expect(ticket, _shape(round_, ticket, rules, schedule))
             return (ticket.caller, ticket.step, ticket.epoch, 0)
         if ticket.batch > last:
             raise DecryptionRefused(f"batch {ticket.batch} is past the epoch's {batches}")
-        bits = job_gradient_value_bits(
-            schedule.train_rows, rules.batch_size, rules.x_scale_bits, rules.sigmoid
-        )
-        if ticket.caller not in schedule.widths:
-            raise DecryptionRefused(f"{ticket.caller!r} is not a party of this job")
-        _expect(ticket, ((schedule.widths[ticket.caller], bits),))
+        _expect(ticket, _shape(round_, ticket, rules, schedule))
         return (ticket.caller, ticket.step, ticket.epoch, ticket.batch)
+
+
+def _check_caller(round_: Round, ticket: Ticket, rules: JobRules) -> None:
+    """DecryptionRefused unless the round's parties include the caller (every party: later)."""
+    if round_.who is Who.LENDER and ticket.caller != rules.lender:
+        raise DecryptionRefused(
+            f"only the lender asks for {ticket.step} decryptions, not {ticket.caller!r}"
+        )
+    if round_.who is Who.HOSTS and ticket.caller not in rules.hosts:
+        raise DecryptionRefused(
+            f"only the hosts ask for {ticket.step} decryptions, not {ticket.caller!r}"
+        )
+
+
+def _shape(round_: Round, ticket: Ticket, rules: JobRules, schedule: Schedule | None) -> Shape:
+    """The (count, value_bits) of every part the round lets ``ticket``'s caller ask for."""
+    out = []
+    for index, slots in enumerate(round_.decrypts):
+        count = _count(slots, index, round_, ticket, rules, schedule)
+        out.append((count, _width(slots, ticket, rules, schedule)))
+    return tuple(out)
+
+
+def _count(
+    slots: Slots,
+    index: int,
+    round_: Round,
+    ticket: Ticket,
+    rules: JobRules,
+    schedule: Schedule | None,
+) -> int:
+    if slots.count is Count.SCALAR:
+        return 1
+    if slots.count is Count.SCORING_ROWS:
+        # The caller says how many applicants it scores, within the federation's bound.
+        count = ticket.shape[index][0] if len(ticket.shape) == len(round_.decrypts) else 0
+        if not 1 <= count <= rules.max_score_rows:
+            raise DecryptionRefused(f"a scoring request has 1 to {rules.max_score_rows} slots")
+        return count
+    figures = _registered(schedule)
+    if slots.count is Count.VALIDATION_ROWS:
+        return figures.validation_rows
+    if slots.count is Count.TEST_ROWS:
+        return figures.test_rows
+    if slots.count is Count.BATCH_ROWS:
+        return _batch_rows(ticket.batch, figures.train_rows, rules.batch_size)
+    if ticket.caller not in figures.widths:
+        raise DecryptionRefused(f"{ticket.caller!r} is not a party of this job")
+    return figures.widths[ticket.caller]
+
+
+def _width(slots: Slots, ticket: Ticket, rules: JobRules, schedule: Schedule | None) -> int:
+    if slots.width is Width.SCORE:
+        return score_value_bits()
+    figures = _registered(schedule)
+    if slots.width is Width.LOSS:
+        return loss_value_bits(_batch_rows(ticket.batch, figures.train_rows, rules.batch_size))
+    return job_gradient_value_bits(
+        figures.train_rows, rules.batch_size, rules.x_scale_bits, rules.sigmoid
+    )
+
+
+def _registered(schedule: Schedule | None) -> Schedule:
+    if schedule is None:
+        raise DecryptionRefused("this decryption needs the job's registered schedule")
+    return schedule
+
+
+def _batch_rows(batch: int, train_rows: int, batch_size: int) -> int:
+    """The rows of mini-batch ``batch``: the last one takes the remainder."""
+    if batch == batch_count(train_rows, batch_size) - 1:
+        return largest_batch(train_rows, batch_size)
+    return smallest_batch(train_rows, batch_size)
 
 
 def _expect(ticket: Ticket, shape: Shape) -> None:

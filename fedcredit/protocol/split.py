@@ -7,6 +7,7 @@ stratified: stratifying would need the labels, which only the lender holds.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,3 +68,46 @@ def batch_count(rows: int, batch_size: int) -> int:
 def smallest_batch(rows: int, batch_size: int) -> int:
     """The size of the smallest mini-batch an epoch will have."""
     return rows if rows < batch_size else batch_size
+
+
+# -- the batch-size privacy rule ------------------------------------------------------------------
+def residuals_hidden(width: int, train_rows: int, batch_size: int) -> bool:
+    """The batch-size privacy rule: True when a party with ``width`` design columns cannot
+    solve a mini-batch's residuals from its own gradient.
+
+    A party learns ``X.T @ d`` for each mini-batch: ``width`` equations in the batch's unknown
+    residuals (and, for a partner, so in the labels). Only a batch with more rows than
+    equations keeps them hidden, the smallest batch of the epoch included. The one home of
+    the rule: the driver checks it before training, the coordinator's decryption gate before
+    it accepts a job's schedule.
+    """
+    return width < smallest_batch(train_rows, batch_size)
+
+
+def widest_exposed(
+    widths: Mapping[str, int], train_rows: int, batch_size: int
+) -> tuple[str, int] | None:
+    """The widest party (the first of equals) if it breaks ``residuals_hidden``, else None."""
+    if not widths:
+        return None
+    worst = max(widths, key=lambda p: widths[p])
+    if residuals_hidden(widths[worst], train_rows, batch_size):
+        return None
+    return worst, widths[worst]
+
+
+def check_batch_rule(
+    widths: Mapping[str, int], train_rows: int, batch_size: int, *, what: str = "features"
+) -> None:
+    """ConfigError naming the widest party when ``residuals_hidden`` fails for it.
+
+    ``what`` names the party's columns in the message (``"binned features"`` after binning).
+    """
+    exposed = widest_exposed(widths, train_rows, batch_size)
+    if exposed is not None:
+        party, width = exposed
+        raise ConfigError(
+            f"only {train_rows} training rows: a mini-batch of "
+            f"{smallest_batch(train_rows, batch_size)} is not larger than the {width} {what} "
+            f"of party {party!r}"
+        )

@@ -31,7 +31,8 @@ from fedcredit.protocol.fixedpoint import (
     loss_value_bits,
     score_value_bits,
 )
-from fedcredit.protocol.party import FeatureParty, PendingMasks
+from fedcredit.protocol.logistic.messages import LossRequest
+from fedcredit.protocol.logistic.partner import FeatureParty, PendingMasks
 
 #: Ridge penalty of the expansion point's regression (on sums over the validation rows).
 EXPANSION_RIDGE = 1.0
@@ -44,18 +45,6 @@ class PendingLoss:
     score_masks: list[int]
     sum_mask: int
     rows: int
-
-
-@dataclass(frozen=True)
-class LossRequest:
-    """Masked values for the coordinator: per-row z + r (packed) and one masked scalar.
-
-    The coordinator returns one integer, ``Σ (z + r)² +`` the decrypted scalar, from which the
-    lender gets exactly the batch's Taylor loss and nothing else about its scores.
-    """
-
-    masked_scores: PackedCiphertexts
-    masked_sums: PackedCiphertexts
 
 
 class LabelParty(FeatureParty):
@@ -235,3 +224,6 @@ class LabelParty(FeatureParty):
         u = self.linear(x)
         contributions = (x.astype(np.float64) / float(1 << self.x_scale_bits)) * self.weights
         return encrypt_vector(self._require_key(), u, Z_SCALE_BITS), contributions, missing
+
+
+__all__ = ["EXPANSION_RIDGE", "LabelParty", "LossRequest", "PendingLoss"]

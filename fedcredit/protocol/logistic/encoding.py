@@ -21,12 +21,12 @@ validation and test rows never shape the encoding):
   ``(other)`` scores like the reference.
 
 Numeric columns are standardized with the training mean and standard deviation, exactly as the
-plain path does without an encoder: with an encoder set, ``FeatureParty._design`` only clips its
+plain path does without an encoder: with an encoder set, ``PartyColumns._design`` only clips its
 output to ±8 and quantizes it. The encoder is kept in the party's model part (``to_dict``, kind
 ``"onehot"``) and restored for scoring by ``encoder_from_dict``, which also restores binning's
 ``"bins"`` encoders. Category names stay with their party: they appear in its model part and
 feature names, never in a message (a category longer than 6 UTF-8 bytes is named by a hash, see
-``fedcredit.protocol.binning.category_code``).
+``fedcredit.protocol.categories.category_code``).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ import numpy as np
 import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError, ProtocolError
-from fedcredit.protocol.binning import BinEncoder, category_label, centred_indicators, label_code
+from fedcredit.protocol.binning.encoder import BinEncoder, centred_indicators
+from fedcredit.protocol.categories import category_label, label_code
+from fedcredit.protocol.columns import ColumnEncoder, PartyColumns
 from fedcredit.protocol.design_floor import columned_levels
-from fedcredit.protocol.party import ColumnEncoder, FeatureParty
 
 IntArray = npt.NDArray[np.int64]
 
@@ -156,7 +157,7 @@ def fit_floored_levels(
 
 
 class OneHotEncoder:
-    """Raw columns -> standardized numbers and one-hot categories (``FeatureParty.set_encoder``).
+    """Raw columns -> standardized numbers and one-hot categories (``PartyColumns.set_encoder``).
 
     Every raw column of the party is one entry of ``columns``, in raw order.
     """
@@ -193,7 +194,7 @@ class OneHotEncoder:
         return names
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
-        """Design columns of ``raw`` rows (not clipped: ``FeatureParty._design`` clips)."""
+        """Design columns of ``raw`` rows (not clipped: ``PartyColumns._design`` clips)."""
         data = np.asarray(raw, dtype=np.float64)
         if data.ndim != 2 or data.shape[1] != self.n_raw:
             raise DataError(f"encoder expects {self.n_raw} raw columns, got shape {data.shape}")
@@ -257,7 +258,7 @@ class OneHotEncoder:
             raise ConfigError(f"malformed one-hot encoder in the model part: {exc!r}") from exc
 
 
-def fit_onehot(party: FeatureParty, min_share: float = MIN_LEVEL_SHARE) -> OneHotEncoder:
+def fit_onehot(party: PartyColumns, min_share: float = MIN_LEVEL_SHARE) -> OneHotEncoder:
     """The encoder of ``party``'s raw columns, fitted on its training rows (after alignment).
 
     The columns named in ``party.categorical`` are one-hot encoded, the others standardized.
@@ -282,7 +283,7 @@ def fit_onehot(party: FeatureParty, min_share: float = MIN_LEVEL_SHARE) -> OneHo
     return OneHotEncoder(columns, min_share)
 
 
-def encoder_from_dict(data: Mapping[str, Any], party: FeatureParty) -> ColumnEncoder:
+def encoder_from_dict(data: Mapping[str, Any], party: PartyColumns) -> ColumnEncoder:
     """The encoder a model part stored, for ``party`` (its raw columns, before any encoder).
 
     Dispatches on ``data["kind"]``: ``"bins"`` (binning's ``BinEncoder``) or ``"onehot"``. A
