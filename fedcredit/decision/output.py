@@ -19,10 +19,11 @@ from typing import Final
 from fedcredit.decision.decide import Decision
 from fedcredit.errors import DataError
 
-# The shared helpers still live in protocol modules that are being split; these two imports are
-# the only place fedcredit.decision names them.
-from fedcredit.protocol.binning import FORMULA_STARTS
-from fedcredit.protocol.party import write_text_atomic
+# The CSV guard of the IV report and the atomic writer of the job state: the only two places
+# fedcredit.decision names a protocol module (checkpoint.py says the writer may move to
+# fedcredit.files one day).
+from fedcredit.protocol.binning.report import FORMULA_STARTS
+from fedcredit.protocol.checkpoint import write_text_atomic
 
 CSV_COLUMNS: Final = ("id", "score", "grade", "decision", "limit", "apr", "instalments", "reasons")
 SEPARATOR: Final = ";"
