@@ -101,7 +101,7 @@ if [[ ${#protos[@]} -gt 0 ]]; then
             "$version" >"$out/$version/__init__.py"
         for file in "$version_dir"*.py "$version_dir"*.pyi; do
             # Only import statements and the module names given to the protobuf builder are
-            # rewritten; full names such as 'fedcredit.v1.Party' must stay as they are.
+            # rewritten; full names such as 'fedcredit.v1.Job' must stay as they are.
             sed -E \
                 -e 's/^from fedcredit\.(v[0-9]+[a-z0-9]*) import /from fedcredit.proto.\1 import /' \
                 -e 's/^import fedcredit\.(v[0-9]+[a-z0-9]*)\./import fedcredit.proto.\1./' \

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcredit.errors import ConfigError
-from fedcredit.node.identity import (
+from fedcredit.node.transport.identity import (
     DecodeInterceptor,
     Handler,
     HandlerInterceptor,
