@@ -29,7 +29,7 @@ from fedcredit.crypto import generate_keypair
 from fedcredit.data.loans import load_loans
 from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.node.debt_job import ask, send_upload
+from fedcredit.node.debt_client import ask, send_upload
 from fedcredit.node.services.debt import DebtCoordinatorServicer, DebtLenderServicer
 from fedcredit.node.transport.client import open_channel
 from fedcredit.node.transport.server import NodeServer, build_server

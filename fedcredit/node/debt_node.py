@@ -28,7 +28,7 @@ from fedcredit.crypto import generate_keypair
 from fedcredit.data.loans import load_loans
 from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
 from fedcredit.errors import ConfigError, FedCreditError
-from fedcredit.node.debt_job import ask, send_upload
+from fedcredit.node.debt_client import ask, send_upload
 from fedcredit.node.services.debt import (
     ADDRESS_METADATA,
     DebtCoordinatorServicer,

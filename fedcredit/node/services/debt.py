@@ -19,13 +19,8 @@ import grpc
 
 from fedcredit.config import Endpoint
 from fedcredit.debt import DebtCoordinator, DebtLender
-from fedcredit.node.debt_job import (
-    FixedStubs,
-    LenderStubs,
-    answer_query,
-    evaluate_oprf,
-    refused_as_invalid,
-)
+from fedcredit.node.debt_client import FixedStubs, LenderStubs
+from fedcredit.node.debt_job import answer_query, evaluate_oprf, refused_as_invalid
 from fedcredit.node.errors import CallerRefused, InvalidRequest, NotServed
 from fedcredit.node.serde import debt
 from fedcredit.node.services.errors import rpc
