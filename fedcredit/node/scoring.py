@@ -106,16 +106,16 @@ def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
         peers.hosts, lambda s: s.scoring.PartialScore, lambda _: request, SCORE_TIMEOUT_S
     )
     z_enc = own
-    for reply in replies.values():
+    for partial in replies.values():
         z_enc = z_enc.add(
-            common.vector_from_proto(reply.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
+            common.vector_from_proto(partial.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
         )
     packed, pending = LabelParty.score_request(z_enc)
     decrypt = keys.decrypt_request(env, packed, key, "score")
-    reply = peers.call(
+    slots = peers.call(
         COORDINATOR, lambda s: s.coordinator.DecryptMasked, decrypt, DECRYPT_TIMEOUT_S
     )
-    decrypted = keys.slots_of(reply)
+    decrypted = keys.slots_of(slots)
     z = LabelParty.finish_scores(decrypted, pending)
     own_z = contributions.sum(axis=1)
     p = sigmoid(z)
