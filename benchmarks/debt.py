@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from fedcredit.cli.debt import COORDINATOR, LocalConsortium
-from fedcredit.node.tls import init_certs
+from fedcredit.node.transport.tls import init_certs
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -44,10 +44,11 @@ from fedcredit.cli.demo import write_demo_federation
 from fedcredit.cli.jobs import run_job, scoring_service
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.node.client import channel_options
-from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES
-from fedcredit.node.tls import load_channel_credentials
-from fedcredit.proto.v1 import party_pb2, party_pb2_grpc
+from fedcredit.node.transport.client import channel_options
+from fedcredit.node.transport.peers import PeerStubs
+from fedcredit.node.transport.server import DEFAULT_MAX_MESSAGE_BYTES
+from fedcredit.node.transport.tls import load_channel_credentials
+from fedcredit.proto.v1 import scoring_pb2
 
 CALL_TIMEOUT_S = 30.0
 FIRST_ERRORS = 5
@@ -82,10 +83,10 @@ def one_client(spec: ClientSpec, seed: int, counter: Any, out: dict[str, Any]) -
     latencies: list[float] = []
     errors: list[str] = []
     channel = open_lender(spec)
-    stub = party_pb2_grpc.PartyStub(channel)
+    stub = PeerStubs(channel)
     try:
         # The first call pays the TLS handshake; it is not measured.
-        stub.Score(party_pb2.ScoreRequest(ids=[spec.ids[0]]), timeout=120.0)
+        stub.Score(scoring_pb2.ScoreRequest(ids=[spec.ids[0]]), timeout=120.0)
         out["late"] = time.time() > spec.start_at
         time.sleep(max(0.0, spec.start_at - time.time()))
         end = time.perf_counter() + spec.seconds
@@ -93,7 +94,9 @@ def one_client(spec: ClientSpec, seed: int, counter: Any, out: dict[str, Any]) -
             applicant = rng.choice(spec.ids)
             started = time.perf_counter()
             try:
-                reply = stub.Score(party_pb2.ScoreRequest(ids=[applicant]), timeout=CALL_TIMEOUT_S)
+                reply = stub.Score(
+                    scoring_pb2.ScoreRequest(ids=[applicant]), timeout=CALL_TIMEOUT_S
+                )
             except grpc.RpcError as exc:
                 errors.append(f"{exc.code().name}: {exc.details()}")
                 continue
@@ -270,7 +273,7 @@ def main() -> int:
             fed, folder / "run" / "model", run_dir, allow_small_keys=small
         ) as stub:
             for warm in ids[:3]:  # Coordinator key, DJN tables, channels between the nodes.
-                stub.Score(party_pb2.ScoreRequest(ids=[warm]), timeout=120.0)
+                stub.Score(scoring_pb2.ScoreRequest(ids=[warm]), timeout=120.0)
             certs = folder / "run" / "certs"
             lender = fed.lender.name
             spec = ClientSpec(

@@ -24,7 +24,7 @@ from fedcredit.cli.demo import write_demo_federation
 from fedcredit.cli.jobs import run_job, scoring_service
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.proto.v1 import party_pb2
+from fedcredit.proto.v1 import scoring_pb2
 
 
 def main() -> int:
@@ -52,11 +52,13 @@ def main() -> int:
             fed, folder / "run" / "model", folder / "scoring", allow_small_keys=small
         ) as stub:
             for warm in ids[:5]:
-                stub.Score(party_pb2.ScoreRequest(ids=[warm]), timeout=30)
+                stub.Score(scoring_pb2.ScoreRequest(ids=[warm]), timeout=30)
             for i in range(args.requests):
                 started = time.perf_counter()
                 try:
-                    reply = stub.Score(party_pb2.ScoreRequest(ids=[ids[i % len(ids)]]), timeout=30)
+                    reply = stub.Score(
+                        scoring_pb2.ScoreRequest(ids=[ids[i % len(ids)]]), timeout=30
+                    )
                     errors += int(bool(reply.applicants[0].error))
                 except Exception:
                     errors += 1

@@ -21,12 +21,13 @@ from fedcredit.cli.demo import write_demo_federation
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.node.binning_driver import run_binning
-from fedcredit.node.binning_service import BinningServicer
 from fedcredit.node.driver import Driver
 from fedcredit.node.runtime import make_party_node
-from fedcredit.node.server import NodeServer, build_server
-from fedcredit.node.services import CoordinatorServicer, PartyServicer
-from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc, coordinator_pb2_grpc, party_pb2_grpc
+from fedcredit.node.services.binning import BinningServicer
+from fedcredit.node.services.coordinator import CoordinatorServicer
+from fedcredit.node.services.party import add_party_services
+from fedcredit.node.transport.server import NodeServer, build_server
+from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc, coordinator_pb2_grpc
 from fedcredit.protocol.binning import train_raw
 from fedcredit.protocol.keyholder import KeyHolder
 
@@ -60,7 +61,7 @@ class Federation:
         for party in self.fed.parties:
             node = make_party_node(self.fed, party.name, None, {})
             server = build_server("127.0.0.1:0", credentials=None, allowed_parties=allowed)
-            server.add(party_pb2_grpc.add_PartyServicer_to_server, PartyServicer(node))
+            add_party_services(server, node)
             binning = BinningServicer(node, self.fed.binning, party.categorical, record=True)
             server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)
             addresses[party.name] = f"127.0.0.1:{server.start()}"
@@ -162,7 +163,7 @@ def test_a_partner_refuses_labels_from_anyone_but_the_lender(binned) -> None:  #
     host = federation.fed.hosts[0].name
     import grpc
 
-    from fedcredit.node.client import open_channel
+    from fedcredit.node.transport.client import open_channel
 
     channel = open_channel(
         federation.driver.addresses[host],

@@ -26,14 +26,18 @@ from fedcredit.cli.demo import write_demo_federation
 from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.node import debt_node
-from fedcredit.node.client import open_channel
 from fedcredit.node.debt_node import table_health_service
 from fedcredit.node.driver import Driver
-from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs
+from fedcredit.node.transport.server import NodeServer
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials
+from fedcredit.proto.v1 import (
+    common_pb2,
+    coordinator_pb2,
+    scoring_pb2,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -166,7 +170,7 @@ class Nodes:
         operator.call_coordinator("StartJob", request, 120.0)
         operator.close()
 
-    def score(self, ids: list[str]) -> list[party_pb2.ScoredApplicant]:
+    def score(self, ids: list[str]) -> list[scoring_pb2.ScoredApplicant]:
         """The lender's Score RPC, called by its own operator (the lender's certificate)."""
         channel = open_channel(
             self.addresses["lender"],
@@ -175,9 +179,7 @@ class Nodes:
             self_name="lender",
         )
         self.channels.append(channel)
-        reply = party_pb2_grpc.PartyStub(channel).Score(
-            party_pb2.ScoreRequest(ids=ids), timeout=180
-        )
+        reply = PeerStubs(channel).Score(scoring_pb2.ScoreRequest(ids=ids), timeout=180)
         return list(reply.applicants)
 
     def close(self) -> None:

@@ -13,8 +13,8 @@ import pytest
 from fedcredit.cli.debt import COORDINATOR, LocalConsortium, debt_check
 from fedcredit.debt import DebtQuery
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.node.debt_service import points_to_proto, query_to_proto, upload_to_chunks
-from fedcredit.node.tls import init_certs
+from fedcredit.node.serde.debt import points_to_proto, query_to_proto, upload_to_chunks
+from fedcredit.node.transport.tls import init_certs
 from fedcredit.proto.v1 import debt_pb2
 
 KEY_BITS = 1024

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from test_hardening_wire import InProcessFederation, _weights, start_federation
 
-from fedcredit.node.peers import Peers
-from fedcredit.node.tls import load_channel_credentials
+from fedcredit.node.transport.peers import Peers
+from fedcredit.node.transport.tls import load_channel_credentials
 from fedcredit.protocol.guard import Header, SequenceGuard
 
 TARGET = "ecommerce"

@@ -21,8 +21,8 @@ from test_hardening_wire import InProcessFederation, start_federation
 
 from fedcredit.cli.demo import write_demo_federation
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.node.tls import init_certs
-from fedcredit.proto.v1 import party_pb2
+from fedcredit.node.transport.tls import init_certs
+from fedcredit.proto.v1 import job_pb2
 
 DETECT_WITHIN_S = 10.0
 
@@ -145,8 +145,8 @@ def nodes(tmp_path: Path) -> Iterator[InProcessFederation]:
     federation.close()
 
 
-def _end_epoch(nodes: InProcessFederation, epoch: int) -> party_pb2.EpochReply:
-    request = party_pb2.StepRequest(env=nodes.driver.env(epoch, 5))
+def _end_epoch(nodes: InProcessFederation, epoch: int) -> job_pb2.EpochReply:
+    request = job_pb2.StepRequest(env=nodes.driver.env(epoch, 5))
     return nodes.party("coordinator", "ecommerce").EndEpoch(request, timeout=30)
 
 

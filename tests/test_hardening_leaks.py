@@ -47,12 +47,12 @@ from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.model.logistic import TrainConfig, fit_plain
 from fedcredit.model.metrics import auc
-from fedcredit.node import convert
 from fedcredit.node.driver import Driver
-from fedcredit.node.identity import ServerInterceptorBase, caller_party
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
+from fedcredit.node.serde import common as convert
+from fedcredit.node.transport.identity import ServerInterceptorBase, caller_party
+from fedcredit.node.transport.server import NodeServer
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2
 from fedcredit.protocol.binning import BinEncoder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits

@@ -27,25 +27,25 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import PublicKey, encrypt_vector, mask_and_pack
 from fedcredit.crypto.serde import ciphertext_width
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.node import convert
-from fedcredit.node.client import open_channel
 from fedcredit.node.driver import Driver
-from fedcredit.node.identity import ServerInterceptorBase
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES, NodeServer
-from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
+from fedcredit.node.serde import common as convert
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.identity import ServerInterceptorBase
+from fedcredit.node.transport.peers import PARTY_RPC_PATHS, PeerStubs
+from fedcredit.node.transport.server import DEFAULT_MAX_MESSAGE_BYTES, NodeServer
+from fedcredit.node.transport.tls import CertPaths, init_certs, load_channel_credentials
 from fedcredit.proto.v1 import (
     common_pb2,
     coordinator_pb2,
     coordinator_pb2_grpc,
-    party_pb2,
-    party_pb2_grpc,
+    job_pb2,
 )
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, score_value_bits
 from fedcredit.protocol.split import batch_rows, split_rows
 
 FUZZ_TOTAL = 10_000
-PARTY_METHODS = list(party_pb2.DESCRIPTOR.services_by_name["Party"].methods_by_name)
+PARTY_METHODS = list(PARTY_RPC_PATHS)
 COORDINATOR_METHODS = list(
     coordinator_pb2.DESCRIPTOR.services_by_name["Coordinator"].methods_by_name
 )
@@ -101,8 +101,8 @@ class InProcessFederation:
             )
         return self._channels[(me, target)]
 
-    def party(self, me: str, target: str = "lender") -> party_pb2_grpc.PartyStub:
-        return party_pb2_grpc.PartyStub(self.channel(me, target))
+    def party(self, me: str, target: str = "lender") -> PeerStubs:
+        return PeerStubs(self.channel(me, target))
 
     def coordinator(self, me: str = "lender") -> coordinator_pb2_grpc.CoordinatorStub:
         return coordinator_pb2_grpc.CoordinatorStub(self.channel(me, "coordinator"))
@@ -211,7 +211,9 @@ def put_partial(
     nodes: InProcessFederation, vector: common_pb2.CipherVector, *, job: str | None = None,
     seq: int | None = None, caller: str = "ecommerce",
 ) -> common_pb2.Ack:  # fmt: skip
-    request = party_pb2.CipherMessage(env=nodes.env(job=job, seq=seq), phase="train", vector=vector)
+    request = common_pb2.CipherMessage(
+        env=nodes.env(job=job, seq=seq), phase="train", vector=vector
+    )
     return nodes.party(caller).PutPartial(request, timeout=30)
 
 
@@ -292,7 +294,7 @@ def test_coordinator_refuses_bad_packed_ciphertexts_and_serves_the_next_call(
 # -- jobs, replays, sizes ---------------------------------------------------------------------
 def test_party_node_refuses_a_message_of_another_job(nodes: InProcessFederation) -> None:
     code = code_of(lambda: put_partial(nodes, valid_partial(nodes), job="another-job"))
-    step = party_pb2.StepRequest(env=nodes.env(job="another-job"), phase="train")
+    step = job_pb2.StepRequest(env=nodes.env(job="another-job"), phase="train")
     driver_code = code_of(lambda: nodes.party("coordinator").ComputeGradient(step, timeout=30))
     assert (code, driver_code) == (grpc.StatusCode.FAILED_PRECONDITION,) * 2
 
@@ -318,7 +320,7 @@ def test_oversize_message_is_refused_and_the_node_serves_the_next_call(
     nodes: InProcessFederation,
 ) -> None:
     vector = common_pb2.CipherVector(data=b"\0" * (DEFAULT_MAX_MESSAGE_BYTES + 1))
-    request = party_pb2.CipherMessage(env=nodes.env(), phase="train", vector=vector)
+    request = common_pb2.CipherMessage(env=nodes.env(), phase="train", vector=vector)
     # Our own channel sends up to its limit too; go around it with a raw channel that allows more.
     creds = load_channel_credentials(
         nodes.certs.ca, nodes.certs.cert("ecommerce"), nodes.certs.key("ecommerce")
@@ -328,7 +330,7 @@ def test_oversize_message_is_refused_and_the_node_serves_the_next_call(
         ("grpc.max_send_message_length", -1),
     ]
     with grpc.secure_channel(nodes.addresses["lender"], creds, options=options) as channel:
-        stub = party_pb2_grpc.PartyStub(channel)
+        stub = PeerStubs(channel)
         code = code_of(lambda: stub.PutPartial(request, timeout=60))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert put_partial(nodes, valid_partial(nodes)).env.job_id == nodes.job_id
@@ -377,8 +379,8 @@ def test_party_node_refuses_callers_without_a_federation_certificate(
     with _transport_channel(nodes, case, other) as channel:
         health = code_of(lambda: _health(channel))
         rpc = code_of(
-            lambda: party_pb2_grpc.PartyStub(channel).PutPartial(
-                party_pb2.CipherMessage(env=nodes.env()), timeout=10
+            lambda: PeerStubs(channel).PutPartial(
+                common_pb2.CipherMessage(env=nodes.env()), timeout=10
             )
         )
     assert (health, rpc) == (expected, expected)
@@ -417,7 +419,7 @@ def test_party_node_answers_random_bytes_with_a_refusal_and_stays_healthy(
     nodes: InProcessFederation, method: str
 ) -> None:
     callers = ["coordinator", "ecommerce", "lender"]
-    calls = {c: _raw(nodes.channel(c, "lender"), f"/fedcredit.v1.Party/{method}") for c in callers}
+    calls = {c: _raw(nodes.channel(c, "lender"), PARTY_RPC_PATHS[method]) for c in callers}
 
     sent = itertools.count()
 
@@ -461,7 +463,7 @@ def test_coordinator_answers_random_bytes_with_a_refusal_and_stays_healthy(
 # -- 3. exactly once under retries (a dropped reply replays the same sequence number) ---------
 def _weights(nodes: InProcessFederation, party: str, name: str) -> list[float]:
     # A relative model folder is taken from the node's home (``nodes.folder``).
-    request = party_pb2.SaveRequest(env=nodes.driver.env(), model_dir=name)
+    request = job_pb2.SaveRequest(env=nodes.driver.env(), model_dir=name)
     nodes.party("coordinator", party).SaveModel(request, timeout=60)
     return list(json.loads((nodes.folder / name / f"{party}.json").read_text())["weights"])
 
@@ -473,11 +475,11 @@ def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path
         driver._register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
         before = _weights(nodes, "ecommerce", "before")
         for host in ("ecommerce", "payments"):
-            step = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
+            step = job_pb2.StepRequest(env=driver.env(0, 0), phase="train")
             nodes.party("coordinator", host).ComputePartial(step, timeout=60)
-        residual = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
+        residual = job_pb2.StepRequest(env=driver.env(0, 0), phase="train")
         nodes.party("coordinator", "lender").ComputeResidual(residual, timeout=60)
-        gradient = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
+        gradient = job_pb2.StepRequest(env=driver.env(0, 0), phase="train")
         stub = nodes.party("coordinator", "ecommerce")
         replies = [stub.ComputeGradient(gradient, timeout=60)]
         after = _weights(nodes, "ecommerce", "after")
@@ -502,7 +504,7 @@ def test_a_model_folder_outside_the_node_home_is_refused_and_nothing_is_written(
     link = nodes.folder / f"link-{tmp_path.name}"
     link.symlink_to(outside, target_is_directory=True)
     requested = {"outside": str(outside), "../escape": "../escape", "link": link.name}[where]
-    request = party_pb2.SaveRequest(env=nodes.driver.env(), model_dir=requested)
+    request = job_pb2.SaveRequest(env=nodes.driver.env(), model_dir=requested)
 
     with pytest.raises(grpc.RpcError) as info:
         nodes.party("coordinator", "payments").SaveModel(request, timeout=30)
@@ -516,7 +518,7 @@ def test_a_model_folder_outside_the_node_home_is_refused_and_nothing_is_written(
 def test_a_setup_naming_a_state_folder_outside_the_home_is_refused_and_the_job_goes_on(
     nodes: InProcessFederation, tmp_path: Path
 ) -> None:
-    request = party_pb2.SetupRequest(
+    request = job_pb2.SetupRequest(
         env=nodes.driver.env(),
         public_key_json=nodes.key.to_json(),
         peers=nodes.addresses,

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from fedcredit.crypto import generate_keypair
-from fedcredit.node.peers import Peers
+from fedcredit.node.transport.peers import Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2
 
 

@@ -14,8 +14,8 @@ from test_hardening_wire import start_federation
 
 from fedcredit.cli.progress import Progress
 from fedcredit.errors import ProtocolError
-from fedcredit.node import services
-from fedcredit.node.identity import Handler, HandlerInterceptor, guard_handler
+from fedcredit.node.serde import psi as psi_serde
+from fedcredit.node.transport.identity import Handler, HandlerInterceptor, guard_handler
 
 SLOW_S = 1.5
 
@@ -88,7 +88,7 @@ def test_a_party_running_another_psi_suite_is_refused_by_name(
     federation = start_federation(tmp_path)
     try:
         # The nodes run in this process: every one now answers as an older release would.
-        monkeypatch.setattr(services, "PSI_SUITE", "")
+        monkeypatch.setattr(psi_serde, "PSI_SUITE", "")
         federation.driver._setup(federation.driver._start_job(), False)  # a fresh alignment
         with pytest.raises(ProtocolError) as info:
             federation.driver._align()

@@ -23,7 +23,7 @@ from scipy import stats as scipy_stats
 
 from fedcredit.config import BinningSettings, TrainSettings, load_federation
 from fedcredit.crypto import generate_keypair, unmask
-from fedcredit.node.binning_service import _plan_from_proto, _plan_to_proto
+from fedcredit.node.serde.binning import plan_from_proto, plan_to_proto
 from fedcredit.protocol.binning import (
     ColumnPlan,
     LenderBinning,
@@ -263,7 +263,7 @@ def test_batch_of_rows_gives_the_batches_of_batch_rows() -> None:
 
 def test_a_fold_crosses_the_wire_in_the_bin_plan() -> None:
     plan = ColumnPlan("cat", True, ((0,), (1, 2)), (2,))
-    assert _plan_from_proto(_plan_to_proto(plan)) == plan
+    assert plan_from_proto(plan_to_proto(plan)) == plan
 
 
 # -- F9 ------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from fedcredit.debt import DebtQuery, LocalFederation, QueryRequest, run_local_q
 from fedcredit.debt.dleq import prove_evaluation, verify_evaluation
 from fedcredit.debt.oprf import OPRFKey, hash_to_point
 from fedcredit.errors import ProtocolError
-from fedcredit.node.debt_service import query_to_proto
-from fedcredit.node.tls import init_certs
+from fedcredit.node.serde.debt import query_to_proto
+from fedcredit.node.transport.tls import init_certs
 
 KEY_BITS = 1024
 QUERIER = "bank"

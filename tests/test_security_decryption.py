@@ -27,13 +27,13 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import EncryptedVector, PublicKey, encrypt_vector, mask_and_pack, unmask
 from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import ECOMMERCE_COLUMNS, write_institutions
-from fedcredit.node import convert
-from fedcredit.node.client import RemoteCallError, open_channel
 from fedcredit.node.driver import Driver
-from fedcredit.node.identity import Handler, HandlerInterceptor, caller_party
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
+from fedcredit.node.serde import common as convert
+from fedcredit.node.transport.client import RemoteCallError, open_channel
+from fedcredit.node.transport.identity import Handler, HandlerInterceptor, caller_party
+from fedcredit.node.transport.server import NodeServer
+from fedcredit.node.transport.tls import CertPaths, init_certs, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, job_gradient_value_bits, score_value_bits
 from fedcredit.protocol.logistic.partner import FeatureParty

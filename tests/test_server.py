@@ -13,11 +13,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedcredit.errors import ConfigError, PartyUnavailableError
-from fedcredit.node.client import RemoteCallError, call, open_channel, wait_for_ready
-from fedcredit.node.identity import PARTY_METADATA, caller_party
-from fedcredit.node.server import NodeServer, build_server
-from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
-from fedcredit.node.tls import load_server_credentials as server_creds
+from fedcredit.node.transport.client import RemoteCallError, call, open_channel, wait_for_ready
+from fedcredit.node.transport.identity import PARTY_METADATA, caller_party
+from fedcredit.node.transport.server import NodeServer, build_server
+from fedcredit.node.transport.tls import CertPaths, init_certs, load_channel_credentials
+from fedcredit.node.transport.tls import load_server_credentials as server_creds
 
 NAMES = ["lender", "ecommerce", "payments", "coordinator", "outsider"]
 SERVING = health_pb2.HealthCheckResponse.SERVING

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedcredit.errors import ConfigError
-from fedcredit.node.tls import (
+from fedcredit.node.transport.tls import (
     CertPaths,
     certificate_name,
     init_certs,

@@ -29,15 +29,15 @@ from fedcredit.crypto import generate_keypair
 from fedcredit.data.loans import load_loans
 from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.node.client import open_channel
-from fedcredit.node.debt_service import (
-    DebtCoordinatorServicer,
-    DebtLenderServicer,
-    ask,
-    send_upload,
+from fedcredit.node.debt_client import ask, send_upload
+from fedcredit.node.services.debt import DebtCoordinatorServicer, DebtLenderServicer
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.server import NodeServer, build_server
+from fedcredit.node.transport.tls import (
+    init_certs,
+    load_channel_credentials,
+    load_server_credentials,
 )
-from fedcredit.node.server import NodeServer, build_server
-from fedcredit.node.tls import init_certs, load_channel_credentials, load_server_credentials
 from fedcredit.proto.v1 import debt_pb2_grpc
 
 COORDINATOR = "coordinator"

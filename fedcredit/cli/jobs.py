@@ -14,12 +14,16 @@ from typing import Any
 from fedcredit.cli.progress import Progress
 from fedcredit.config import Federation
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.node.client import call, open_channel, wait_for_ready
 from fedcredit.node.driver import Driver
 from fedcredit.node.launcher import LocalNodes
-from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.tls import init_certs, load_channel_credentials, pins_in
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
+from fedcredit.node.transport.client import call, open_channel, wait_for_ready
+from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials, pins_in
+from fedcredit.proto.v1 import (
+    common_pb2,
+    coordinator_pb2,
+    scoring_pb2,
+)
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_TIMEOUT_S = 60.0
@@ -153,7 +157,7 @@ def scoring_service(
     *,
     insecure: bool = False,
     allow_small_keys: bool = False,
-) -> Iterator[party_pb2_grpc.PartyStub]:
+) -> Iterator[PeerStubs]:
     """Local nodes loaded with a model, a fresh coordinator key, and a stub of the lender's
     Score RPC opened with the lender's own certificate (scores go to the lender only)."""
     cert_dir = prepare_certs(fed, model_dir.parent, insecure=insecure)
@@ -183,7 +187,7 @@ def scoring_service(
             addresses[lender], party_name=lender, credentials=credentials, self_name=lender
         )
         try:
-            yield party_pb2_grpc.PartyStub(channel)
+            yield PeerStubs(channel)
         finally:
             channel.close()
 
@@ -220,7 +224,7 @@ def score_batch(
         for start in range(0, len(ids), SCORE_CHUNK):
             chunk = ids[start : start + SCORE_CHUNK]
             reply = call(
-                stub.Score, party_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0
+                stub.Score, scoring_pb2.ScoreRequest(ids=chunk), party=lender, timeout_s=600.0
             )
             if debt is None:
                 debt = any(has_debt(item) for item in reply.applicants)
@@ -234,12 +238,12 @@ def score_batch(
     return written
 
 
-def has_debt(item: party_pb2.ScoredApplicant) -> bool:
+def has_debt(item: scoring_pb2.ScoredApplicant) -> bool:
     """Whether the lender's node ran (or tried) the loan-stacking check for this applicant."""
     return item.HasField("other_lenders") or bool(item.debt_reason)
 
 
-def score_row(item: party_pb2.ScoredApplicant, debt: bool) -> list[str]:
+def score_row(item: scoring_pb2.ScoredApplicant, debt: bool) -> list[str]:
     """One SCORES.csv row; the debt columns only when ``debt``."""
     if item.error:
         row = [item.id, "", "", "", "", item.error]

@@ -195,7 +195,7 @@ def _cmd_node(args: argparse.Namespace) -> int:
 
 
 def _cmd_certs(args: argparse.Namespace) -> int:
-    from fedcredit.node import certs
+    from fedcredit.node.transport import certs
 
     days = {} if getattr(args, "days", None) is None else {"days": args.days}
     if args.certs_command == "request":

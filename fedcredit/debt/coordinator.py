@@ -48,6 +48,11 @@ SEAL_OVERHEAD = 48
 """Bytes a libsodium sealed box adds (ephemeral public key and MAC)."""
 
 
+class StaleTableError(ProtocolError):
+    """A lender's table is missing or no longer the one a query was made for: asking again
+    (after the lender's upload) may succeed, unlike any other refusal of a query."""
+
+
 @dataclass(frozen=True)
 class LenderTable:
     """One lender's current upload: tag -> row, and the rows plus Enc(0), Enc(1) at the end."""
@@ -119,7 +124,7 @@ class DebtCoordinator:
         try:
             return self._tables[lender]
         except KeyError as exc:
-            raise ProtocolError(f"lender {lender!r} has not uploaded its table") from exc
+            raise StaleTableError(f"lender {lender!r} has not uploaded its table") from exc
 
     def check_key(self, lender: str, key: PublicKey) -> None:
         """ProtocolError naming ``lender`` unless its key meets the key policy
@@ -163,7 +168,7 @@ class DebtCoordinator:
             )
         for name, entry in asked.items():
             if entry.epoch != self._tables[name].epoch:
-                raise ProtocolError(f"lender {name!r} changed its key (stale epoch); ask again")
+                raise StaleTableError(f"lender {name!r} changed its key (stale epoch); ask again")
         # One person per slot for every lender (F5): the proofs, then the tags from the points.
         return verified_tags(request, {name: self._tables[name].oprf_key for name in asked})
 

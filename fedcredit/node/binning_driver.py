@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedcredit.model.plots import plot_iv
-from fedcredit.node.client import call
+from fedcredit.node.transport.client import call
 from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc
 from fedcredit.protocol.binning import iv_by_column, report_csv, report_html
 from fedcredit.protocol.split import check_batch_rule

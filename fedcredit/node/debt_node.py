@@ -30,18 +30,17 @@ from fedcredit.data.loans import load_loans
 from fedcredit.debt import DebtCoordinator, DebtLender, DebtResult
 from fedcredit.errors import ConfigError, FedCreditError
 from fedcredit.node.audit import DebtQueryAudit
-from fedcredit.node.client import open_channel
-from fedcredit.node.debt_service import (
+from fedcredit.node.debt_client import ask, send_upload
+from fedcredit.node.services.debt import (
     ADDRESS_METADATA,
     DebtCoordinatorServicer,
     DebtLenderServicer,
-    ask,
-    send_upload,
 )
-from fedcredit.node.identity import PARTY_METADATA
-from fedcredit.node.party_node import PartyNode
-from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.server import NodeServer
+from fedcredit.node.state import PartyNode
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.identity import PARTY_METADATA
+from fedcredit.node.transport.peers import COORDINATOR, Peers
+from fedcredit.node.transport.server import NodeServer
 from fedcredit.proto.v1 import debt_pb2_grpc
 
 log = logging.getLogger("fedcredit.node")

@@ -1,5 +1,5 @@
-"""The coordinator node's decryption schedule: rules from the federation file, tickets from
-messages (``fedcredit.protocol.schedule`` decides; this module only converts).
+"""The coordinator node's decryption schedule: rules from the federation file (tickets from
+messages are ``fedcredit.node.serde.keys``; ``fedcredit.protocol.schedule`` decides).
 
 The audit log is ``decryption-audit.jsonl`` in the coordinator's own folder (``--state-dir``,
 else ``./state-coordinator``): one JSON line per request, allowed or refused.
@@ -7,18 +7,13 @@ else ``./state-coordinator``): one JSON line per request, allowed or refused.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
-from google.protobuf.message import Message
-
 from fedcredit.config import Federation, PartyConfig
-from fedcredit.crypto import PackedCiphertexts
 from fedcredit.node.scoring import MAX_SCORE_BATCH
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2
 from fedcredit.protocol.logistic.encoding import MIN_LEVEL_SHARE
-from fedcredit.protocol.schedule import AuditLog, DecryptionGate, JobRules, Schedule, Ticket
+from fedcredit.protocol.schedule import AuditLog, DecryptionGate, JobRules
 
 AUDIT_FILE = "decryption-audit.jsonl"
 
@@ -59,28 +54,3 @@ def job_rules(fed: Federation) -> JobRules:
 def coordinator_gate(fed: Federation, home: Path) -> DecryptionGate:
     """The gate of the coordinator node whose folder is ``home``."""
     return DecryptionGate(job_rules(fed), AuditLog(home / AUDIT_FILE))
-
-
-def ticket(
-    caller: str, request: Message, env: common_pb2.Envelope, step: str, *parts: PackedCiphertexts
-) -> Ticket:
-    """The request as the gate judges it: who, which step, when, and its packed parts' sizes."""
-    digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-    return Ticket(
-        caller=caller,
-        job_id=env.job_id,
-        step=step,
-        epoch=env.epoch,
-        batch=env.batch,
-        shape=tuple((p.count, p.value_bits) for p in parts),
-        digest=digest,
-    )
-
-
-def schedule_of(request: coordinator_pb2.ScheduleRequest) -> Schedule:
-    return Schedule(
-        train_rows=request.train_rows,
-        validation_rows=request.validation_rows,
-        test_rows=request.test_rows,
-        widths=dict(request.widths),
-    )

@@ -24,8 +24,13 @@ import grpc
 from fedcredit.config import Federation
 from fedcredit.errors import ConfigError, ProtocolError
 from fedcredit.node.binning_driver import run_binning
-from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
+from fedcredit.node.transport.peers import COORDINATOR, Peers
+from fedcredit.proto.v1 import (
+    common_pb2,
+    coordinator_pb2,
+    job_pb2,
+    psi_pb2,
+)
 from fedcredit.protocol.checkpoint import write_json_atomic
 from fedcredit.protocol.report_files import write_evaluation_files
 from fedcredit.protocol.split import batch_count, check_batch_rule
@@ -155,7 +160,7 @@ class Driver:
         return self.call_all(
             parties,
             method,
-            lambda _: party_pb2.StepRequest(
+            lambda _: job_pb2.StepRequest(
                 env=self.env(epoch, batch), phase=phase, want_loss=want_loss
             ),
         )
@@ -224,8 +229,8 @@ class Driver:
         return str(reply.public_key_json)
 
     def _setup(self, public_key_json: str, resume: bool) -> dict[str, Any]:
-        def make(party: str) -> party_pb2.SetupRequest:
-            return party_pb2.SetupRequest(
+        def make(party: str) -> job_pb2.SetupRequest:
+            return job_pb2.SetupRequest(
                 env=self.env(),
                 public_key_json=public_key_json,
                 peers=self.addresses,
@@ -248,7 +253,7 @@ class Driver:
         # Steps: every party blinds its list, each list makes m - 1 hops and comes home.
         clock = StepClock(self.progress, "align_step", len(parties) * (len(parties) + 1))
         started = time.monotonic()
-        blinded = self.call_all(parties, "PsiBlind", lambda p: party_pb2.PsiRequest(env=self.env()))
+        blinded = self.call_all(parties, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=self.env()))
         clock.advance(len(parties))
         for party, reply in blinded.items():
             if reply.suite != PSI_SUITE:
@@ -267,7 +272,7 @@ class Driver:
                 points = self.call(
                     holder,
                     "PsiApply",
-                    party_pb2.PsiPoints(
+                    psi_pb2.PsiPoints(
                         env=self.env(), owner=owner, points=points.points, count=points.count
                     ),
                 )
@@ -275,7 +280,7 @@ class Driver:
             final = self.call(
                 owner,
                 "PsiFinish",
-                party_pb2.PsiPoints(
+                psi_pb2.PsiPoints(
                     env=self.env(), owner=owner, points=points.points, count=points.count
                 ),
             )
@@ -291,7 +296,7 @@ class Driver:
         replies = self.call_all(
             parties,
             "PsiAlign",
-            lambda p: party_pb2.PsiPoints(env=self.env(), owner=p, points=blob, count=len(common)),
+            lambda p: psi_pb2.PsiPoints(env=self.env(), owner=p, points=blob, count=len(common)),
         )
         self.timings["align_resolve"] = time.monotonic() - now
         self.aligned_features = {p: int(r.features) for p, r in replies.items()}
@@ -399,7 +404,7 @@ class Driver:
         self.call_all(
             self.peers.parties,
             "Restore",
-            lambda p: party_pb2.StepRequest(env=self.env(epoch), resume_epoch=epoch),
+            lambda p: job_pb2.StepRequest(env=self.env(epoch), resume_epoch=epoch),
         )
         state = TrainingState(
             epoch=epoch + 1,
@@ -443,7 +448,7 @@ class Driver:
         self.call_all(
             self.peers.parties,
             "Restore",
-            lambda p: party_pb2.StepRequest(env=self.env(epoch), resume_epoch=epoch),
+            lambda p: job_pb2.StepRequest(env=self.env(epoch), resume_epoch=epoch),
         )
 
     def _train(self, state: TrainingState, aligned: Mapping[str, int], out_dir: Path) -> None:
@@ -483,7 +488,7 @@ class Driver:
         return self.call_all(
             self.peers.parties,
             "EndEpoch",
-            lambda _: party_pb2.StepRequest(env=self.env(epoch, batch), keep_epoch=keep),
+            lambda _: job_pb2.StepRequest(env=self.env(epoch, batch), keep_epoch=keep),
         )
 
     def _record_epoch(
@@ -539,7 +544,7 @@ class Driver:
         replies = self.call_all(
             self.peers.parties,
             "SaveModel",
-            lambda p: party_pb2.SaveRequest(
+            lambda p: job_pb2.SaveRequest(
                 env=self.env(), model_dir=str(model_dir) if p in self.state_dirs else ""
             ),
         )

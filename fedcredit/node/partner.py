@@ -26,8 +26,8 @@ from fedcredit.config import ScoringSettings
 from fedcredit.crypto import EncryptedVector
 from fedcredit.errors import ProtocolError
 from fedcredit.node.audit import ScoringAudit
-from fedcredit.node.peers import Peers
 from fedcredit.node.secret import keyed_int, keyed_tag, node_secret
+from fedcredit.node.transport.peers import Peers
 from fedcredit.protocol.disclosure import UnknownAnswers
 from fedcredit.protocol.logistic.partner import FeatureParty
 

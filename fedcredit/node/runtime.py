@@ -1,4 +1,5 @@
-"""Running a node process: load and validate data, build the server, serve until stopped."""
+"""Running a node process: load and validate data, build the node from its parts (transport,
+state, services), serve until stopped."""
 
 from __future__ import annotations
 
@@ -19,19 +20,24 @@ from fedcredit.crypto.keys import MIN_KEY_BITS
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
 from fedcredit.model.scorecard import Scorecard
-from fedcredit.node.binning_service import BinningServicer
 from fedcredit.node.debt_node import (
     serve_coordinator_debt,
     serve_lender_debt,
 )
 from fedcredit.node.decryption import coordinator_gate
-from fedcredit.node.identity import ServerInterceptorBase
-from fedcredit.node.party_node import PartyNode
-from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.server import NodeServer, build_server
-from fedcredit.node.services import CoordinatorServicer, PartyServicer
-from fedcredit.node.tls import load_channel_credentials, load_server_credentials, pins_in
-from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc, party_pb2_grpc
+from fedcredit.node.services.binning import BinningServicer
+from fedcredit.node.services.coordinator import CoordinatorServicer
+from fedcredit.node.services.party import add_party_services
+from fedcredit.node.state import PartyNode
+from fedcredit.node.transport.identity import ServerInterceptorBase
+from fedcredit.node.transport.peers import COORDINATOR, Peers
+from fedcredit.node.transport.server import NodeServer, build_server
+from fedcredit.node.transport.tls import (
+    load_channel_credentials,
+    load_server_credentials,
+    pins_in,
+)
+from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc
 from fedcredit.protocol.categories import with_category_codes
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
@@ -140,8 +146,7 @@ def build_node(
     debt = serve_lender_debt(
         server, fed, node, allow_small_keys=options.allow_small_keys, insecure=options.insecure
     )
-    party = PartyServicer(node, debt=debt)
-    server.add(party_pb2_grpc.add_PartyServicer_to_server, party)
+    add_party_services(server, node, debt=debt)
     binning = BinningServicer(node, fed.binning, fed.party(options.name).categorical)
     server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)
     return server

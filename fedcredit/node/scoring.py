@@ -15,6 +15,7 @@ score. A failed debt check leaves them out with a reason and never fails the sco
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,15 +23,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from fedcredit.debt import DebtResult
 from fedcredit.errors import FedCreditError, ProtocolError
 from fedcredit.model.logistic import sigmoid
-from fedcredit.node import convert
-from fedcredit.node.party_node import PartyNode
-from fedcredit.proto.v1 import common_pb2, party_pb2
+from fedcredit.node.results import ApplicantScore
+from fedcredit.node.serde import common, keys, scoring
+from fedcredit.node.state import PartyNode
+from fedcredit.node.transport.peers import COORDINATOR
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
+from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 
 log = logging.getLogger("fedcredit.node")
 
 SCORE_TIMEOUT_S = 30.0
+DECRYPT_TIMEOUT_S = 60.0
 MAX_SCORE_BATCH = 100_000
 
 DebtCheck = Callable[[Sequence[str]], list[DebtResult]]
@@ -39,14 +43,14 @@ DebtCheck = Callable[[Sequence[str]], list[DebtResult]]
 
 def score_applicants(
     node: PartyNode, ids: list[str], debt: DebtCheck | None = None
-) -> party_pb2.ScoreReply:
+) -> list[ApplicantScore]:
     """Probability, score, grade and reasons for each applicant, in the order given.
 
     With ``debt``, each applicant also gets ``other_lenders``, ``total_outstanding`` and
     ``debt_reason`` (or only a reason, when the check failed).
     """
     if not ids:
-        return party_pb2.ScoreReply()
+        return []
     if len(ids) > MAX_SCORE_BATCH:
         raise ProtocolError(f"at most {MAX_SCORE_BATCH} applicants per call, got {len(ids)}")
     if debt is None:
@@ -54,16 +58,17 @@ def score_applicants(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="debt-check")
     try:
         pending = pool.submit(debt, ids)
-        reply = _score(node, ids)
+        scored = _score(node, ids)
     finally:
         # A failed score does not wait for the debt check (it ends on its own deadlines).
         pool.shutdown(wait=False)
-    add_debt(reply, pending)
-    return reply
+    return add_debt(scored, pending)
 
 
-def add_debt(reply: party_pb2.ScoreReply, pending: Future[list[DebtResult]]) -> None:
-    """Put each applicant's debt aggregates (or why they are missing) into the reply."""
+def add_debt(
+    scored: list[ApplicantScore], pending: Future[list[DebtResult]]
+) -> list[ApplicantScore]:
+    """Each applicant's score with its debt aggregates (or why they are missing)."""
     try:
         results = pending.result()
     except FedCreditError as exc:
@@ -73,17 +78,21 @@ def add_debt(reply: party_pb2.ScoreReply, pending: Future[list[DebtResult]]) -> 
         log.exception("debt check failed")
         reason = "debt check unavailable: internal error (see the lender node's log)"
     else:
-        for item, result in zip(reply.applicants, results, strict=True):
-            item.other_lenders = result.other_lenders
-            if result.total_outstanding_cents is not None:
-                item.total_outstanding = result.total_outstanding
-            item.debt_reason = result.reason
-        return
-    for item in reply.applicants:
-        item.debt_reason = reason
+        return [
+            dataclasses.replace(
+                item,
+                other_lenders=result.other_lenders,
+                total_outstanding=(
+                    result.total_outstanding if result.total_outstanding_cents is not None else None
+                ),
+                debt_reason=result.reason,
+            )
+            for item, result in zip(scored, results, strict=True)
+        ]
+    return [dataclasses.replace(item, debt_reason=reason) for item in scored]
 
 
-def _score(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
+def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
     lender = node.scoring_party()
     if not isinstance(lender, LabelParty):
         raise ProtocolError(f"party {node.name!r} is not the lender: it does not score")
@@ -91,22 +100,22 @@ def _score(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
     key = peers.coordinator_key()
     lender.public_key = key
     own, contributions, missing = lender.own_scores_for_ids(ids)
-    env = common_pb2.Envelope(job_id=peers.coordinator_job)
-    request = party_pb2.ScoreIds(env=env, ids=ids)
-    with ThreadPoolExecutor(max_workers=max(1, len(peers.hosts))) as pool:
-        replies = list(
-            pool.map(
-                lambda h: (h, peers.call_party(h, "PartialScore", request, SCORE_TIMEOUT_S)),
-                peers.hosts,
-            )
-        )
+    env = common.envelope(Header(peers.coordinator_job, 0, 0, 0))
+    request = scoring.score_ids(env, ids)
+    replies = peers.fan_out(
+        peers.hosts, lambda s: s.scoring.PartialScore, lambda _: request, SCORE_TIMEOUT_S
+    )
     z_enc = own
-    for _host, reply in replies:
+    for partial in replies.values():
         z_enc = z_enc.add(
-            convert.vector_from_proto(reply.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
+            common.vector_from_proto(partial.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
         )
     packed, pending = LabelParty.score_request(z_enc)
-    decrypted = peers.decrypt_masked(env, packed)
+    decrypt = keys.decrypt_request(env, packed, key, "score")
+    slots = peers.call(
+        COORDINATOR, lambda s: s.coordinator.DecryptMasked, decrypt, DECRYPT_TIMEOUT_S
+    )
+    decrypted = keys.slots_of(slots)
     z = LabelParty.finish_scores(decrypted, pending)
     own_z = contributions.sum(axis=1)
     p = sigmoid(z)
@@ -114,16 +123,20 @@ def _score(node: PartyNode, ids: list[str]) -> party_pb2.ScoreReply:
     grades = node.scorecard.grade(scores)
     names = [*lender.feature_names, "intercept"]
     unknown = set(missing)
-    reply = party_pb2.ScoreReply()
+    scored: list[ApplicantScore] = []
     for i, applicant in enumerate(ids):
-        item = reply.applicants.add(id=applicant)
         if i in unknown:
-            item.error = "not in the lender's data"
+            scored.append(ApplicantScore(applicant, error="not in the lender's data"))
             continue
         row = {name: float(v) for name, v in zip(names[:-1], contributions[i, :-1], strict=True)}
         reasons = node.scorecard.reasons(row, float(z[i] - own_z[i]))
-        item.probability = float(p[i])
-        item.score = float(scores[i])
-        item.grade = str(grades[i])
-        item.reasons = ";".join(r.name for r in reasons)
-    return reply
+        scored.append(
+            ApplicantScore(
+                applicant,
+                probability=float(p[i]),
+                score=float(scores[i]),
+                grade=str(grades[i]),
+                reasons=";".join(r.name for r in reasons),
+            )
+        )
+    return scored

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64\x63redit/v1/common.proto\x12\x0c\x66\x65\x64\x63redit.v1\"E\n\x08\x45nvelope\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"X\n\x0c\x43ipherVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\t\x12\x12\n\nscale_bits\x18\x02 \x01(\r\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"l\n\rPackedCiphers\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\t\x12\x11\n\tslot_bits\x18\x02 \x01(\r\x12\x12\n\nvalue_bits\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"*\n\x03\x41\x63k\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x65\x64\x63redit/v1/common.proto\x12\x0c\x66\x65\x64\x63redit.v1\"E\n\x08\x45nvelope\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\r\x12\r\n\x05\x62\x61tch\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"X\n\x0c\x43ipherVector\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\t\x12\x12\n\nscale_bits\x18\x02 \x01(\r\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"l\n\rPackedCiphers\x12\x17\n\x0fkey_fingerprint\x18\x01 \x01(\t\x12\x11\n\tslot_bits\x18\x02 \x01(\r\x12\x12\n\nvalue_bits\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\"o\n\rCipherMessage\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05phase\x18\x02 \x01(\t\x12*\n\x06vector\x18\x03 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"*\n\x03\x41\x63k\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CIPHERVECTOR']._serialized_end=202
   _globals['_PACKEDCIPHERS']._serialized_start=204
   _globals['_PACKEDCIPHERS']._serialized_end=312
-  _globals['_ACK']._serialized_start=314
-  _globals['_ACK']._serialized_end=356
+  _globals['_CIPHERMESSAGE']._serialized_start=314
+  _globals['_CIPHERMESSAGE']._serialized_end=425
+  _globals['_ACK']._serialized_start=427
+  _globals['_ACK']._serialized_end=469
 # @@protoc_insertion_point(module_scope)

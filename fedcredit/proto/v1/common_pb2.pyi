@@ -112,6 +112,35 @@ class PackedCiphers(_message.Message):
 Global___PackedCiphers: _TypeAlias = PackedCiphers  # noqa: Y015
 
 @_typing.final
+class CipherMessage(_message.Message):
+    """Ciphertexts for one phase of a step, sent party to party (partials, residuals, scores)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENV_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    VECTOR_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    @_builtins.property
+    def env(self) -> Global___Envelope: ...
+    @_builtins.property
+    def vector(self) -> Global___CipherVector: ...
+    def __init__(
+        self,
+        *,
+        env: Global___Envelope | None = ...,
+        phase: _builtins.str = ...,
+        vector: Global___CipherVector | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "vector", b"vector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "phase", b"phase", "vector", b"vector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CipherMessage: _TypeAlias = CipherMessage  # noqa: Y015
+
+@_typing.final
 class Ack(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

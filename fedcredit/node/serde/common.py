@@ -1,4 +1,5 @@
-"""Protobuf messages to domain objects and back; the only place that knows both sides.
+"""Protobuf messages to domain objects and back, the parts every service shares: envelopes,
+ciphertext vectors, packed ciphertexts (one module per service area sits next to this one).
 
 Every ciphertext that arrives from a peer goes through ``fedcredit.crypto`` validation here:
 the key fingerprint, the expected scale and count, and 0 < c < n², gcd(c, n) = 1.
@@ -16,6 +17,7 @@ from fedcredit.crypto import (
     vector_to_bytes,
 )
 from fedcredit.errors import CryptoError, ProtocolError
+from fedcredit.node.results import IncomingVector
 from fedcredit.proto.v1 import common_pb2
 from fedcredit.protocol.guard import Header
 
@@ -58,6 +60,25 @@ def vector_from_proto(
     if count is not None and message.count != count:
         raise CryptoError(f"expected {count} ciphertexts, got {message.count}")
     return vector_from_bytes(message.data, public_key, message.scale_bits, message.count)
+
+
+def incoming_vector(message: common_pb2.CipherVector) -> IncomingVector:
+    """``message`` loaded by ``vector_from_proto`` once the receiver says what it expects."""
+
+    def load(public_key: PublicKey, scale_bits: int, count: int | None) -> EncryptedVector:
+        return vector_from_proto(message, public_key, scale_bits=scale_bits, count=count)
+
+    return load
+
+
+def cipher_message(
+    env: common_pb2.Envelope, phase: str, vector: EncryptedVector
+) -> common_pb2.CipherMessage:
+    return common_pb2.CipherMessage(env=env, phase=phase, vector=vector_to_proto(vector))
+
+
+def ack(env: common_pb2.Envelope) -> common_pb2.Ack:
+    return common_pb2.Ack(env=env)
 
 
 def packed_to_proto(packed: PackedCiphertexts, public_key: PublicKey) -> common_pb2.PackedCiphers:

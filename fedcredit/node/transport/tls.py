@@ -5,7 +5,7 @@ server's certificate names the party it means to reach (``client.open_channel``)
 federation file pins a party's certificate (``cert_sha256``), only that exact certificate is
 that party: a client trusts it alone for channels to that party (``PinnedChannelCredentials``)
 and a server refuses any other (``identity.IdentityInterceptor``). Making certificates is
-``fedcredit.node.certs``; its public names are also importable from here.
+``fedcredit.node.transport.certs``; its public names are also importable from here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 
 from fedcredit.errors import ConfigError
-from fedcredit.node.certs import (
+from fedcredit.node.transport.certs import (
     CertPaths,
     certificate_fingerprint,
     check_not_expired,
@@ -29,7 +29,7 @@ from fedcredit.node.certs import (
     request_certificate,
     sign_request,
 )
-from fedcredit.node.identity import certificate_party, certificate_sha256
+from fedcredit.node.transport.identity import certificate_party, certificate_sha256
 
 __all__ = [
     "CertPaths",
@@ -67,7 +67,7 @@ class PinnedChannelCredentials(grpc.ChannelCredentials):
 
     A channel to a pinned party trusts that exact certificate and nothing else (gRPC accepts
     a certificate in the trust store as the end of the chain), so a certificate the CA signed
-    for the same name is refused in the handshake. Only ``fedcredit.node.client.open_channel``
+    for the same name is refused in the handshake. Only ``fedcredit.node.transport.client.open_channel``
     can use these (it picks ``for_party``); handed to gRPC directly they fail, never unpinned.
     """
 

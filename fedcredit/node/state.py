@@ -1,7 +1,9 @@
-"""A data party's node: its data, its protocol state, and its connections to peers.
+"""A data party's node: its data, its job state, and its connections to peers.
 
-The gRPC servicer (``services.py``) converts messages and calls one method here per RPC. Peer
-ciphertexts are validated on the way in (``convert.py``); nothing here logs a value.
+The servicers (``fedcredit.node.services``) decode a message, call one method here and encode
+its answer; every method takes and returns domain values (``fedcredit.node.results``), never a
+protobuf message. Peer ciphertexts are validated on the way in (``serde.common``); the messages
+this node sends its peers are built by ``fedcredit.node.serde``. Nothing here logs a value.
 """
 
 from __future__ import annotations
@@ -11,24 +13,27 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fedcredit.config import ScoringSettings
-from fedcredit.crypto import EncryptedVector, PublicKey
-from fedcredit.crypto.keys import check_peer_key
+from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey
 from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import evaluate
 from fedcredit.model.scorecard import Scorecard
-from fedcredit.node import convert
 from fedcredit.node.partner import PartnerScoring
-from fedcredit.node.peers import Peers
-from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2
+from fedcredit.node.results import (
+    Alignment,
+    EpochLosses,
+    Evaluation,
+    IncomingVector,
+    SetupSummary,
+)
+from fedcredit.node.serde import common, keys, psi
+from fedcredit.node.transport.peers import COORDINATOR, Peers, check_key
 from fedcredit.protocol.checkpoint import write_json_atomic, write_text_atomic
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
@@ -82,7 +87,6 @@ class PartyNode:
         self._job: JobState | None = None
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peer")
         self.scorecard = Scorecard()
         self._scoring: FeatureParty | None = None
         self.static_peers: Peers | None = None
@@ -106,8 +110,9 @@ class PartyNode:
             raise ProtocolError(f"party {self.name!r} is not the label holder")
         return party
 
-    def _env(self, header: Header) -> common_pb2.Envelope:
-        return convert.envelope(Header(header.job_id, header.epoch, header.batch, next(self._seq)))
+    def _next(self, header: Header) -> Header:
+        """``header`` with this node's next sequence number, for a message it sends."""
+        return Header(header.job_id, header.epoch, header.batch, next(self._seq))
 
     def _key(self) -> PublicKey:
         key = self.job.party.public_key
@@ -140,9 +145,9 @@ class PartyNode:
         peers: dict[str, str],
         resume: bool,
         state_dir: str,
-    ) -> party_pb2.SetupReply:
+    ) -> SetupSummary:
         party = self._party_factory()
-        party.public_key = check_peer_key(
+        party.public_key = check_key(
             PublicKey.from_json(public_key_json),
             allow_small=self.allow_small_keys,
             party="the coordinator",
@@ -158,12 +163,12 @@ class PartyNode:
             if resume
             else []
         )
-        return party_pb2.SetupReply(
+        return SetupSummary(
             rows=len(party.ids),
             features=party.n_weights,
             checkpoints=checkpoints,
             data_hash=self.partner.fingerprint(header.job_id, party.data_hash),
-            feature_names=party.feature_names,
+            feature_names=list(party.feature_names),
         )
 
     def _psi(self) -> PSIParty:
@@ -182,14 +187,10 @@ class PartyNode:
         """Tell the party that processes a PSI list next, directly, which list it is, before the
         driver gets it: that party blinds or finishes no other."""
         job = self.job
-        message = party_pb2.PsiCommitment(
-            env=self._env(Header(job.job_id, 0, 0, 0)),
-            owner=commitment.owner,
-            hop=commitment.hop,
-            count=commitment.count,
-            digest=commitment.digest,
+        message = psi.commitment_message(
+            common.envelope(self._next(Header(job.job_id, 0, 0, 0))), commitment
         )
-        job.peers.call_party(recipient, "PsiCommit", message, PEER_TIMEOUT_S)
+        job.peers.call(recipient, lambda s: s.psi.PsiCommit, message, PEER_TIMEOUT_S)
 
     def psi_commit(self, caller: str, commitment: Commitment) -> None:
         """A peer's commitment to the list it hands this party next (caller from its cert)."""
@@ -224,12 +225,12 @@ class PartyNode:
         self._ring().admit_finish(points)
         return self._psi().finish(points)
 
-    def psi_align(self, points: list[bytes]) -> party_pb2.AlignReply:
+    def psi_align(self, points: list[bytes]) -> Alignment:
         common = self._psi().resolve(points).ids
         party = self.job.party
         stats = party.align(common)
         # Weights after alignment: one-hot text columns add some (the driver's batch-size check).
-        return party_pb2.AlignReply(
+        return Alignment(
             common=stats.common,
             train=stats.train,
             validation=stats.validation,
@@ -242,22 +243,18 @@ class PartyNode:
         """A host encrypts its partial scores and sends them straight to the lender."""
         job = self.job
         vector = job.party.partial(phase, header.epoch, header.batch)
-        message = party_pb2.CipherMessage(
-            env=self._env(header), phase=phase, vector=convert.vector_to_proto(vector)
-        )
-        job.peers.call_party(job.peers.lender, "PutPartial", message, PEER_TIMEOUT_S)
+        message = common.cipher_message(common.envelope(self._next(header)), phase, vector)
+        job.peers.call(job.peers.lender, lambda s: s.logistic.PutPartial, message, PEER_TIMEOUT_S)
 
     def put_partial(
-        self, caller: str, header: Header, phase: str, message: common_pb2.CipherVector
+        self, caller: str, header: Header, phase: str, incoming: IncomingVector
     ) -> None:
         job = self.job
         lender = self._lender()
         if caller not in job.peers.hosts:
             raise ProtocolError(f"partial scores from {caller!r}, which is not a host of this job")
         rows = len(lender.rows_of(phase, header.epoch, header.batch))
-        vector = convert.vector_from_proto(
-            message, self._key(), scale_bits=Z_SCALE_BITS, count=rows
-        )
+        vector = incoming(self._key(), Z_SCALE_BITS, rows)
         with self._lock:
             job.partials.setdefault((phase, header.epoch, header.batch), {})[caller] = vector
 
@@ -280,17 +277,13 @@ class PartyNode:
         if phase == "train":
             residual = lender.residual(z, phase, header.epoch, header.batch)
             job.residuals[(header.epoch, header.batch)] = residual
-            message = party_pb2.CipherMessage(
-                env=self._env(header), phase=phase, vector=convert.vector_to_proto(residual)
+            message = common.cipher_message(common.envelope(self._next(header)), phase, residual)
+            job.peers.fan_out(
+                job.peers.hosts,
+                lambda s: s.logistic.PutResidual,
+                lambda _: message,
+                PEER_TIMEOUT_S,
             )
-            futures = [
-                self._pool.submit(
-                    job.peers.call_party, host, "PutResidual", message, PEER_TIMEOUT_S
-                )
-                for host in job.peers.hosts
-            ]
-            for future in futures:
-                future.result()
         if not want_loss:
             return None
         if phase == "validation":
@@ -307,24 +300,24 @@ class PartyNode:
         self, lender: LabelParty, z: EncryptedVector, phase: str, header: Header
     ) -> float:
         request, pending = lender.loss_request(z, phase, header.epoch, header.batch)
-        reply = self.job.peers.call_coordinator(
-            "DecryptLoss",
-            coordinator_pb2.LossRequest(
-                env=self._env(header),
-                masked_scores=convert.packed_to_proto(request.masked_scores, self._key()),
-                masked_sums=convert.packed_to_proto(request.masked_sums, self._key()),
-            ),
-            PEER_TIMEOUT_S,
+        message = keys.loss_request(
+            common.envelope(self._next(header)),
+            request.masked_scores,
+            request.masked_sums,
+            self._key(),
         )
-        return LabelParty.finish_loss(int.from_bytes(reply.total, "big"), pending)
+        reply = self.job.peers.call(
+            COORDINATOR, lambda s: s.coordinator.DecryptLoss, message, PEER_TIMEOUT_S
+        )
+        return LabelParty.finish_loss(keys.loss_total(reply), pending)
 
-    def put_residual(self, caller: str, header: Header, message: common_pb2.CipherVector) -> None:
+    def put_residual(self, caller: str, header: Header, incoming: IncomingVector) -> None:
         job = self.job
         if caller != job.peers.lender:
             raise ProtocolError(f"residuals from {caller!r}, which is not the lender")
         rows = len(job.party.rows_of("train", header.epoch, header.batch))
         scale = residual_scale_bits(job.party.settings.sigmoid)
-        vector = convert.vector_from_proto(message, self._key(), scale_bits=scale, count=rows)
+        vector = incoming(self._key(), scale, rows)
         with self._lock:
             job.residuals[(header.epoch, header.batch)] = vector
 
@@ -339,20 +332,17 @@ class PartyNode:
         slots = self._decrypt(header, packed, "train")
         job.party.apply_gradient(slots, pending, header.epoch)
 
-    def _decrypt(self, header: Header, packed: Any, phase: str) -> list[int]:
+    def _decrypt(self, header: Header, packed: PackedCiphertexts, phase: str) -> list[int]:
         """The coordinator's masked slots for ``phase``'s step of the schedule."""
-        reply = self.job.peers.call_coordinator(
-            "DecryptMasked",
-            coordinator_pb2.DecryptRequest(
-                env=self._env(header),
-                packed=convert.packed_to_proto(packed, self._key()),
-                phase=phase,
-            ),
-            PEER_TIMEOUT_S,
+        message = keys.decrypt_request(
+            common.envelope(self._next(header)), packed, self._key(), phase
         )
-        return convert.ints_from_bytes(reply.slots, reply.slot_bytes, reply.count)
+        reply = self.job.peers.call(
+            COORDINATOR, lambda s: s.coordinator.DecryptMasked, message, PEER_TIMEOUT_S
+        )
+        return keys.slots_of(reply)
 
-    def end_epoch(self, header: Header, keep_epoch: int | None = None) -> party_pb2.EpochReply:
+    def end_epoch(self, header: Header, keep_epoch: int | None = None) -> EpochLosses:
         """Checkpoint this party's state for the finished epoch (atomically).
 
         The last two checkpoints stay (for ``--resume``), and so does ``keep_epoch``'s, the
@@ -365,13 +355,9 @@ class PartyNode:
             number = int(old.stem.split("-")[1])
             if number < header.epoch - 1 and number != keep_epoch:
                 old.unlink(missing_ok=True)
-        reply = party_pb2.EpochReply(env=convert.envelope(header))
-        if job.last_train_loss is not None:
-            reply.has_loss, reply.train_loss = True, job.last_train_loss
-        if job.last_validation_loss is not None:
-            reply.has_validation, reply.validation_loss = True, job.last_validation_loss
+        losses = EpochLosses(job.last_train_loss, job.last_validation_loss)
         job.last_train_loss = job.last_validation_loss = None
-        return reply
+        return losses
 
     def restore(self, epoch: int) -> None:
         path = self.job.state_dir / f"checkpoint-{epoch}.json"
@@ -384,7 +370,7 @@ class PartyNode:
         self.job.party.load_state(state)
 
     # -- evaluation, model, scoring ------------------------------------------------------------
-    def evaluate(self, header: Header) -> party_pb2.EvaluateReply:
+    def evaluate(self, header: Header) -> Evaluation:
         lender = self._lender()
         z = lender.encrypted_scores(
             "test", header.epoch, header.batch, self._take_partials("test", header)
@@ -397,9 +383,7 @@ class PartyNode:
         self._write_evaluation_rows(lender, rows, y, p)
         metrics = evaluate(y, p, threshold=float(lender.settings.threshold))
         files = evaluation_files(y, p, self.scorecard)
-        return party_pb2.EvaluateReply(
-            env=convert.envelope(header), metrics_json=json.dumps(metrics), files=files
-        )
+        return Evaluation(metrics, files)
 
     def _write_evaluation_rows(
         self, lender: LabelParty, rows: np.ndarray, y: np.ndarray, p: np.ndarray
@@ -454,7 +438,7 @@ class PartyNode:
 
     def partial_score(
         self, caller: str, ids: list[str], peers: Peers, job: str = ""
-    ) -> common_pb2.CipherVector:
+    ) -> EncryptedVector:
         """This partner's encrypted partial scores for the lender (``fedcredit.node.partner``)."""
         party = self.scoring_party()
-        return convert.vector_to_proto(self.partner.partial_score(caller, job, ids, party, peers))
+        return self.partner.partial_score(caller, job, ids, party, peers)

@@ -11,7 +11,7 @@ In a deployment every institution makes its own key, and only public things trav
   fingerprints go into the federation file (``cert_sha256``), which every party reviews.
 
 A CA holder can still sign a second certificate for any name; the pins are what stop it from
-posing as a party (``fedcredit.node.identity`` and ``fedcredit.node.tls``).
+posing as a party (``fedcredit.node.transport.identity`` and ``fedcredit.node.transport.tls``).
 
 ``init_certs`` makes a CA and every node's key in one place, for a local test federation only:
 whoever runs it holds every party's key. Its certificates are also valid for ``localhost`` and
@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedcredit.errors import ConfigError
-from fedcredit.node.identity import LOCAL_NAMES, certificate_sha256
+from fedcredit.node.transport.identity import LOCAL_NAMES, certificate_sha256
 
 VALIDITY = datetime.timedelta(days=30)  # init_certs: a local test federation
 CA_DAYS = 1825

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedcredit.errors import ConfigError
-from fedcredit.node.identity import (
+from fedcredit.node.transport.identity import (
     DecodeInterceptor,
     Handler,
     HandlerInterceptor,
@@ -121,7 +121,7 @@ class NodeServer:
         return self._port
 
     def add(self, register_fn: Callable[[_S, grpc.Server], None], servicer: _S) -> None:
-        """Register a servicer, e.g. ``add(party_pb2_grpc.add_PartyServicer_to_server, s)``."""
+        """Register a servicer, e.g. ``add(job_pb2_grpc.add_JobServicer_to_server, s)``."""
         register_fn(servicer, self._server)
 
     def add_generic_handlers(self, handlers: Iterable[grpc.GenericRpcHandler[Any, Any]]) -> None:

@@ -17,9 +17,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedcredit.errors import ConfigError, PartyUnavailableError, ProtocolError
-from fedcredit.node.identity import PARTY_METADATA
-from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES
-from fedcredit.node.tls import PinnedChannelCredentials
+from fedcredit.node.transport.identity import PARTY_METADATA
+from fedcredit.node.transport.server import DEFAULT_MAX_MESSAGE_BYTES
+from fedcredit.node.transport.tls import PinnedChannelCredentials
 
 _R = TypeVar("_R")
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
