@@ -1,0 +1,1 @@
+"""Federated binning: the WOE/IV phase between alignment and training."""

@@ -1,0 +1,1 @@
+"""Logistic regression: the first model family."""
