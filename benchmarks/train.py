@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 from phe import paillier
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair, get_workers
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

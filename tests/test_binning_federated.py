@@ -8,7 +8,6 @@ import random
 import numpy as np
 import pytest
 
-from fedcredit.config import BinningSettings, TrainSettings
 from fedcredit.crypto import generate_keypair
 from fedcredit.errors import ProtocolError
 from fedcredit.model.binning import bin_counts, group_counts, merge_monotonic
@@ -30,7 +29,9 @@ from fedcredit.protocol.binning import (
     train_raw,
     with_category_codes,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty
 
 N = 900

@@ -45,10 +45,10 @@ from fedcredit.crypto.serde import ciphertext_width
 from fedcredit.crypto.vector import decrypt_vector
 from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.model.logistic import TrainConfig, fit_plain
+from fedcredit.driver.job import Driver
+from fedcredit.model.logistic import fit_plain
 from fedcredit.model.metrics import auc
 from fedcredit.node import convert
-from fedcredit.node.driver import Driver
 from fedcredit.node.identity import ServerInterceptorBase, caller_party
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.server import NodeServer
@@ -59,6 +59,7 @@ from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import validate
+from fedcredit.protocol.logistic.settings import reference_settings
 from fedcredit.protocol.party import FeatureParty
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
@@ -576,7 +577,7 @@ def residuals(
     pick = np.random.default_rng(11).permutation(len(y))[:rows]
     x, y = x[pick], y[pick]
     x = (x - x.mean(axis=0)) / x.std(axis=0)
-    p = fit_plain(x, y, TrainConfig()).predict_proba(x)
+    p = fit_plain(x, y, reference_settings()).predict_proba(x)
     return p - y, y
 
 

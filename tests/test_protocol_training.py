@@ -9,12 +9,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import held_out_scores, train_batch, train_local
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty
 
 N = 700

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fedcredit.config import BinningSettings, TrainSettings, load_federation
+from fedcredit.config import load_federation
 from fedcredit.crypto import generate_keypair, unmask
 from fedcredit.node.binning_service import _plan_from_proto, _plan_to_proto
 from fedcredit.protocol import binning as binning_protocol
@@ -35,11 +35,13 @@ from fedcredit.protocol.binning import (
     train_raw,
     with_category_codes,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.design_floor import batch_floor, total_floor
 from fedcredit.protocol.encoding import MIN_LEVEL_SHARE
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import train_batch
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty, PendingMasks
 from fedcredit.protocol.split import batch_of_rows, batch_rows, split_rows
 

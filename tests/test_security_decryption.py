@@ -27,9 +27,9 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import EncryptedVector, PublicKey, encrypt_vector, mask_and_pack, unmask
 from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import ECOMMERCE_COLUMNS, write_institutions
+from fedcredit.driver.job import Driver
 from fedcredit.node import convert
 from fedcredit.node.client import RemoteCallError, open_channel
-from fedcredit.node.driver import Driver
 from fedcredit.node.identity import Handler, HandlerInterceptor, caller_party
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.server import NodeServer

@@ -16,13 +16,13 @@ import re
 import numpy as np
 import pytest
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair, unmask
 from fedcredit.errors import DataError
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS
 from fedcredit.protocol.isolation import leverages
 from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty, PendingMasks
 
 N = 600

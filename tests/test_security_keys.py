@@ -22,13 +22,13 @@ import grpc
 import numpy as np
 import pytest
 
-from fedcredit.cli.debt import COORDINATOR, LocalConsortium
 from fedcredit.cli.demo import write_demo_federation
-from fedcredit.config import BinningSettings, Federation, TrainSettings, load_federation
+from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from fedcredit.crypto.keys import check_peer_key
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.debt import DebtLender
+from fedcredit.driver.debt import COORDINATOR, LocalConsortium
 from fedcredit.errors import FedCreditError, ProtocolError
 from fedcredit.node.client import open_channel
 from fedcredit.node.peers import Peers
@@ -38,7 +38,9 @@ from fedcredit.node.services import CoordinatorServicer
 from fedcredit.node.tls import load_channel_credentials, load_server_credentials
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2_grpc, party_pb2, party_pb2_grpc
 from fedcredit.protocol.binning import PartnerBinning, train_raw
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.coordinator import KeyHolder
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty
 
 try:

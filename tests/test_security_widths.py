@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import encrypt_vector, generate_keypair
 from fedcredit.protocol.fixedpoint import residual_scale_bits
 from fedcredit.protocol.lender import LabelParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty
 
 ROWS = 256

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from fedcredit.cli.demo import write_demo_federation
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.model.logistic import sigmoid
@@ -29,6 +28,7 @@ from fedcredit.model.metrics import log_loss
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import train_batch, train_local
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.party import FeatureParty
 
 ROWS = 1600

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fedcredit.cli.progress import Progress
+from fedcredit.config import COORDINATOR, Federation
 from fedcredit.driver.job import Driver
 from fedcredit.driver.launcher import (
     LocalNodes,
@@ -19,7 +20,6 @@ from fedcredit.driver.launcher import (
 )
 from fedcredit.driver.scoring import score_chunk, score_header, scoring_service
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.config import COORDINATOR, Federation
 
 SCORE_CHUNK = 2000
 

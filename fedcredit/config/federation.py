@@ -115,8 +115,9 @@ class Federation:
     tls: TLSSettings | None
     path: Path
     min_overlap: int = 100
-    scorecard: ScorecardSettings = ScorecardSettings()
-    scoring: ScoringSettings = ScoringSettings()
+    # Frozen dataclasses: one shared default instance is safe.
+    scorecard: ScorecardSettings = ScorecardSettings()  # noqa: RUF009
+    scoring: ScoringSettings = ScoringSettings()  # noqa: RUF009
 
     def party(self, name: str) -> PartyConfig:
         """The party called ``name``; ConfigError when there is none."""

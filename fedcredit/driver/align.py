@@ -119,9 +119,7 @@ def check_sizes(ctx: JobContext, setup: Mapping[str, Any], aligned: Mapping[str,
     check_batches(ctx, aligned["train"], counts, "features")
 
 
-def check_batches(
-    ctx: JobContext, train_rows: int, weights: Mapping[str, int], what: str
-) -> None:
+def check_batches(ctx: JobContext, train_rows: int, weights: Mapping[str, int], what: str) -> None:
     """The batch-size privacy rule for the job's ``train_rows``, every batch the last included.
 
     A party learns ``X_h.T @ d`` per mini-batch; with no more rows than its ``what`` (weights)

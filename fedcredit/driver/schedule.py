@@ -61,7 +61,9 @@ def step(
     return ctx.call_all(
         parties,
         rpc,
-        lambda _: party_pb2.StepRequest(env=ctx.env(epoch, batch), phase=phase, want_loss=want_loss),
+        lambda _: party_pb2.StepRequest(
+            env=ctx.env(epoch, batch), phase=phase, want_loss=want_loss
+        ),
     )
 
 
@@ -79,9 +81,7 @@ def register_schedule(
         features = binned["binned_features"]
         widths = {p: int(n) + (1 if p == lender else 0) for p, n in features.items()}
     else:
-        widths = {
-            p: ctx.aligned_features.get(p) or int(setup[p].features) for p in ctx.parties
-        }
+        widths = {p: ctx.aligned_features.get(p) or int(setup[p].features) for p in ctx.parties}
     request = coordinator_pb2.ScheduleRequest(
         env=ctx.env(),
         train_rows=aligned["train"],

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from fedcredit.config import BinningSettings
 from fedcredit.crypto import PublicKey
 from fedcredit.crypto.keys import check_peer_key
 from fedcredit.errors import ProtocolError
@@ -35,6 +34,7 @@ from fedcredit.protocol.binning import (
     report_rows,
     train_raw,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.guard import Header, SequenceGuard
 from fedcredit.protocol.lender import LabelParty
 
