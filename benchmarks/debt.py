@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fedcredit.cli.debt import COORDINATOR, LocalConsortium
+from fedcredit.driver.debt import COORDINATOR, LocalConsortium
 from fedcredit.node.transport.tls import init_certs
 
 

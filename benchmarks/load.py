@@ -41,9 +41,10 @@ import grpc
 import numpy as np
 
 from fedcredit.cli.demo import write_demo_federation
-from fedcredit.cli.jobs import run_job, scoring_service
+from fedcredit.cli.jobs import run_job
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
+from fedcredit.driver.scoring import scoring_service
 from fedcredit.node.transport.client import channel_options
 from fedcredit.node.transport.peers import PeerStubs
 from fedcredit.node.transport.server import DEFAULT_MAX_MESSAGE_BYTES

@@ -55,7 +55,8 @@ from quality_data import (
 )
 from quality_pooled import binned_designs, figures, fit_lr, log_loss, paired_gap, plain_design
 
-from fedcredit.config import BinningSettings, Federation, load_federation
+from fedcredit.config import Federation, load_federation
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.split import split_rows
 
 PIPELINES = ("plain", "binned")

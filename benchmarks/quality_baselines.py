@@ -30,9 +30,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from fedcredit.model.binning import bin_counts, fit_bins, merge_monotonic
-from fedcredit.model.logistic import TrainConfig, fit_plain
+from fedcredit.model.logistic import fit_plain
 from fedcredit.model.metrics import auc, ks
 from fedcredit.model.woe import apply_woe, woe_iv
+from fedcredit.protocol.logistic.settings import TrainSettings, reference_settings
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -117,7 +118,7 @@ def sklearn_lr(data: Dataset, names: list[str]) -> dict[str, float]:
     return _scores(data.y[data.test], model.decision_function(scaler.transform(x[data.test])))
 
 
-def taylor_lr(data: Dataset, names: list[str], config: TrainConfig) -> dict[str, float]:
+def taylor_lr(data: Dataset, names: list[str], config: TrainSettings) -> dict[str, float]:
     """fedcredit's plaintext Taylor training (the federation's maths) on the same split."""
     x = data.matrix(names)
     scaler = StandardScaler().fit(x[data.train])
@@ -171,7 +172,7 @@ def woe_lr(data: Dataset, names: list[str], monotonic: bool = False) -> dict[str
     return _scores(data.y[data.test], model.decision_function(x[data.test]))
 
 
-def woe_taylor(data: Dataset, names: list[str], config: TrainConfig) -> dict[str, float]:
+def woe_taylor(data: Dataset, names: list[str], config: TrainSettings) -> dict[str, float]:
     """fedcredit's Taylor training on WOE-coded columns (the federated scorecard pipeline)."""
     x = woe_features(data, names, monotonic=False)
     result = fit_plain(x[data.train], data.y[data.train], config)
@@ -183,10 +184,10 @@ def run(root: Path) -> dict[str, Any]:
     """Every baseline, as a JSON-ready dict."""
     uci = load_uci(root)
     everything = LENDING + PAYMENTS + ECOMMERCE
-    taylor = TrainConfig()
+    taylor = reference_settings()
     # The default Adam (lr 0.15, no decay) ends on a noisy iterate; decay 1.0 settles it.
-    taylor_decay = TrainConfig(decay=1.0, tol=0.0)
-    taylor_sgd = TrainConfig(optimizer="sgd", tol=0.0)
+    taylor_decay = reference_settings(decay=1.0, tol=0.0)
+    taylor_sgd = reference_settings(optimizer="sgd", tol=0.0)
     views = {"lender": LENDING, "lender+payments": LENDING + PAYMENTS, "all": everything}
     results: dict[str, Any] = {
         "holdout": {"test_size": TEST_SIZE, "seed": SEED, "stratified": True},

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from quality_data import Dataset
 
-from fedcredit.config import BinningSettings, Federation
+from fedcredit.config import Federation
 from fedcredit.data.loader import load_party_csv
 from fedcredit.model.metrics import auc, ks
 from fedcredit.model.woe import select_by_correlation
@@ -37,6 +37,7 @@ from fedcredit.protocol.binning import (
     train_raw,
     with_category_codes,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.fixedpoint import CLIP
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty

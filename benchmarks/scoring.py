@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from fedcredit.cli.demo import write_demo_federation
-from fedcredit.cli.jobs import run_job, scoring_service
+from fedcredit.cli.jobs import run_job
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
+from fedcredit.driver.scoring import scoring_service
 from fedcredit.proto.v1 import scoring_pb2
 
 

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 from phe import paillier
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair, get_workers
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import UCI_LABEL, UCI_SPLIT, data_dir, read_table

@@ -8,7 +8,6 @@ import random
 import numpy as np
 import pytest
 
-from fedcredit.config import BinningSettings, TrainSettings
 from fedcredit.crypto import generate_keypair
 from fedcredit.errors import ProtocolError
 from fedcredit.model.binning import bin_counts, group_counts, merge_monotonic
@@ -30,8 +29,10 @@ from fedcredit.protocol.binning import (
     train_raw,
     with_category_codes,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 N = 900
 CATEGORIES = ["A11", "A12", "A13", "A VERY LONG CATEGORY", ""]

@@ -20,8 +20,8 @@ import pytest
 from fedcredit.cli.demo import write_demo_federation
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.node.binning_driver import run_binning
-from fedcredit.node.driver import Driver
+from fedcredit.driver.binning import run_binning
+from fedcredit.driver.job import Driver
 from fedcredit.node.runtime import make_party_node
 from fedcredit.node.services.binning import BinningServicer
 from fedcredit.node.services.coordinator import CoordinatorServicer
@@ -81,9 +81,9 @@ def binned(
     folder = tmp_path_factory.mktemp("binning-nodes")
     federation = Federation(small_federation(folder))
     driver = federation.driver
-    setup = driver._setup(driver._start_job(), False)
+    setup = driver.setup(driver.start_job(), False)
     assert setup
-    result = run_binning(driver, driver._align(), folder / "out")
+    result = run_binning(driver.context, driver.align(), folder / "out")
     yield federation, result, folder / "out"
     federation.close()
 

@@ -25,9 +25,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fedcredit.cli.demo import write_demo_federation
 from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
+from fedcredit.driver.job import Driver
 from fedcredit.node import debt_node
 from fedcredit.node.debt_node import table_health_service
-from fedcredit.node.driver import Driver
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.transport.client import open_channel
 from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs

@@ -10,8 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from fedcredit.cli.debt import COORDINATOR, LocalConsortium, debt_check
+from fedcredit.cli.debt import debt_check
 from fedcredit.debt import DebtQuery
+from fedcredit.driver.debt import COORDINATOR, LocalConsortium
 from fedcredit.errors import ConfigError, DataError
 from fedcredit.node.serde.debt import points_to_proto, query_to_proto, upload_to_chunks
 from fedcredit.node.transport.tls import init_certs

@@ -120,7 +120,7 @@ def _one_batch_until_gradient(nodes: InProcessFederation, epoch: int = 0) -> Non
 
 def _federation(folder: Path) -> InProcessFederation:
     nodes = start_federation(folder)
-    nodes.driver._register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
+    nodes.driver.register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
     return nodes
 
 

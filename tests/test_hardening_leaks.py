@@ -45,9 +45,9 @@ from fedcredit.crypto.serde import ciphertext_width
 from fedcredit.crypto.vector import decrypt_vector
 from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.model.logistic import TrainConfig, fit_plain
+from fedcredit.driver.job import Driver
+from fedcredit.model.logistic import fit_plain
 from fedcredit.model.metrics import auc
-from fedcredit.node.driver import Driver
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.serde import common as convert
 from fedcredit.node.transport.identity import ServerInterceptorBase, caller_party
@@ -60,6 +60,7 @@ from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.local import validate
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import reference_settings
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
 WINDOW = 8  # patterns are looked up by their last 8 bytes; shorter ones would match by chance
@@ -576,7 +577,7 @@ def residuals(
     pick = np.random.default_rng(11).permutation(len(y))[:rows]
     x, y = x[pick], y[pick]
     x = (x - x.mean(axis=0)) / x.std(axis=0)
-    p = fit_plain(x, y, TrainConfig()).predict_proba(x)
+    p = fit_plain(x, y, reference_settings()).predict_proba(x)
     return p - y, y
 
 

@@ -27,7 +27,7 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import PublicKey, encrypt_vector, mask_and_pack
 from fedcredit.crypto.serde import ciphertext_width
 from fedcredit.data.synthetic import write_institutions
-from fedcredit.node.driver import Driver
+from fedcredit.driver.job import Driver
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.serde import common as convert
 from fedcredit.node.transport.client import open_channel
@@ -173,9 +173,9 @@ def start_federation(
         state_dirs={p: str(folder / "state" / p) for p in parties},
     )
     # The driver's own first steps: a key, the parties' setup, private alignment.
-    key_json = driver._start_job()
-    driver._setup(key_json, False)
-    aligned = driver._align()
+    key_json = driver.start_job()
+    driver.setup(key_json, False)
+    aligned = driver.align()
     return InProcessFederation(
         fed, certs, folder, servers, addresses, driver, PublicKey.from_json(key_json), aligned
     )
@@ -472,7 +472,7 @@ def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path
     nodes = start_federation(tmp_path / "fed")
     try:
         driver = nodes.driver
-        driver._register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
+        driver.register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
         before = _weights(nodes, "ecommerce", "before")
         for host in ("ecommerce", "payments"):
             step = job_pb2.StepRequest(env=driver.env(0, 0), phase="train")

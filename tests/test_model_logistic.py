@@ -13,7 +13,6 @@ from sklearn.preprocessing import StandardScaler
 
 from fedcredit.errors import ConfigError, DataError
 from fedcredit.model.logistic import (
-    TrainConfig,
     batch_indices,
     fit_plain,
     sigmoid,
@@ -25,6 +24,7 @@ from fedcredit.model.logistic import (
 )
 from fedcredit.model.metrics import auc
 from fedcredit.model.optim import l2_gradient
+from fedcredit.protocol.logistic.settings import reference_settings
 from fedcredit.protocol.split import batch_rows, split_rows
 
 
@@ -117,7 +117,7 @@ def test_validation_split_is_disjoint_sorted_and_sized() -> None:
 
 def test_one_full_batch_sgd_epoch_matches_a_hand_computed_step() -> None:
     x, y = synthetic(200)
-    result = fit_plain(x, y, TrainConfig(epochs=1, batch_size=0, optimizer="sgd", l2=0.1))
+    result = fit_plain(x, y, reference_settings(epochs=1, batch_size=0, optimizer="sgd", l2=0.1))
     # From zero weights: z = 0, d = 0.5 - y; L2 of zero weights is zero.
     d = 0.5 - y
     expected = -0.15 * np.r_[x.T @ d / 200, d.mean()]
@@ -126,7 +126,7 @@ def test_one_full_batch_sgd_epoch_matches_a_hand_computed_step() -> None:
 
 def test_per_party_optimizers_reproduce_fit_plain_exactly() -> None:
     x, y = synthetic(1000)
-    cfg = TrainConfig(epochs=3, batch_size=128, l2=0.05, decay=0.2)
+    cfg = reference_settings(epochs=3, batch_size=128, l2=0.05, decay=0.2)
     reference = fit_plain(x, y, cfg)
     # The federation: the lender holds columns 0-2 and the intercept, a host columns 3-5.
     lender_w, host_w = np.zeros(4), np.zeros(3)
@@ -150,14 +150,16 @@ def test_per_party_optimizers_reproduce_fit_plain_exactly() -> None:
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_fit_plain_ranks_as_well_as_sklearn(optimizer: str) -> None:
     x, y = synthetic(4000)
-    result = fit_plain(x, y, TrainConfig(epochs=20, batch_size=512, optimizer=optimizer, tol=0))
+    result = fit_plain(
+        x, y, reference_settings(epochs=20, batch_size=512, optimizer=optimizer, tol=0)
+    )
     reference = LogisticRegression().fit(x, y).decision_function(x)
     assert auc(y, result.decision_function(x)) == pytest.approx(auc(y, reference), abs=0.005)
 
 
 def test_training_stops_when_the_loss_changes_less_than_tol() -> None:
     x, y = synthetic(500)
-    result = fit_plain(x, y, TrainConfig(epochs=50, tol=10.0))
+    result = fit_plain(x, y, reference_settings(epochs=50, tol=10.0))
     assert result.converged and result.epochs_run == 2
 
 
@@ -165,7 +167,7 @@ def test_early_stopping_stops_after_rounds_without_a_better_validation_loss() ->
     rng = np.random.default_rng(2)
     x = rng.normal(size=(2000, 5))
     y = (rng.random(2000) < 0.3).astype(np.int64)  # no signal: validation AUC wanders
-    cfg = TrainConfig(
+    cfg = reference_settings(
         epochs=60,
         batch_size=64,
         optimizer="sgd",
@@ -187,10 +189,12 @@ def test_early_stopping_stops_after_rounds_without_a_better_validation_loss() ->
 def test_explicit_rows_reproduce_a_split_with_a_test_part() -> None:
     x, y = synthetic(1200)
     split = split_rows(1200, test_fraction=0.25, validation_fraction=0.1, seed=7)
-    cfg = TrainConfig(epochs=4, batch_size=200, validation_fraction=0.1, tol=0)
+    cfg = reference_settings(epochs=4, batch_size=200, validation_fraction=0.1, tol=0)
     result = fit_plain(x, y, cfg, train_rows=split.train, validation_rows=split.validation)
     assert len(result.validation_loss) == 4
-    only_train = fit_plain(x[split.train], y[split.train], TrainConfig(epochs=4, batch_size=200))
+    only_train = fit_plain(
+        x[split.train], y[split.train], reference_settings(epochs=4, batch_size=200)
+    )
     np.testing.assert_allclose(result.weights, only_train.weights, atol=1e-12)
 
 
@@ -208,7 +212,7 @@ def test_explicit_rows_reproduce_a_split_with_a_test_part() -> None:
 )
 def test_train_config_refuses_bad_values(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
-        TrainConfig(**kwargs)  # type: ignore[arg-type]
+        reference_settings(**kwargs)  # type: ignore[arg-type]
 
 
 def test_fit_plain_refuses_missing_values() -> None:
@@ -236,7 +240,7 @@ def test_lender_alone_on_uci_data_matches_sklearn_auc(shared_data: Path) -> None
     y = table[:, header.index("default.payment.next.month")].astype(np.int64)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, stratify=y, random_state=7)
     scaler = StandardScaler().fit(x_tr)
-    result = fit_plain(scaler.transform(x_tr), y_tr, TrainConfig())
+    result = fit_plain(scaler.transform(x_tr), y_tr, reference_settings())
     reference = LogisticRegression(max_iter=1000).fit(scaler.transform(x_tr), y_tr)
     ours = auc(y_te, result.decision_function(scaler.transform(x_te)))
     theirs = auc(y_te, reference.decision_function(scaler.transform(x_te)))

@@ -9,13 +9,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.local import held_out_scores, train_batch, train_local
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 N = 700
 HOST_WIDTHS = (2, 4)

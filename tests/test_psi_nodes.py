@@ -60,8 +60,8 @@ def test_alignment_reports_every_step_with_the_time_left(tmp_path: Path) -> None
         events: list[tuple[str, dict[str, Any]]] = []
         federation.driver.progress = lambda kind, info: events.append((kind, dict(info)))
         # A party blinds its ids once per job (security review F11): set the job up again.
-        federation.driver._setup(federation.driver._start_job(), False)
-        again = federation.driver._align()
+        federation.driver.setup(federation.driver.start_job(), False)
+        again = federation.driver.align()
     finally:
         federation.close()
     steps = [info for kind, info in events if kind == "align_step"]
@@ -89,9 +89,9 @@ def test_a_party_running_another_psi_suite_is_refused_by_name(
     try:
         # The nodes run in this process: every one now answers as an older release would.
         monkeypatch.setattr(psi_serde, "PSI_SUITE", "")
-        federation.driver._setup(federation.driver._start_job(), False)  # a fresh alignment
+        federation.driver.setup(federation.driver.start_job(), False)  # a fresh alignment
         with pytest.raises(ProtocolError) as info:
-            federation.driver._align()
+            federation.driver.align()
     finally:
         federation.close()
     message = str(info.value)

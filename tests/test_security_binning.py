@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from fedcredit.config import BinningSettings, TrainSettings, load_federation
+from fedcredit.config import load_federation
 from fedcredit.crypto import generate_keypair, unmask
 from fedcredit.node.serde.binning import plan_from_proto, plan_to_proto
 from fedcredit.protocol.binning import (
@@ -35,12 +35,14 @@ from fedcredit.protocol.binning import (
     with_category_codes,
 )
 from fedcredit.protocol.binning import partner as binning_protocol
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.design_floor import batch_floor, total_floor
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.encoding import MIN_LEVEL_SHARE
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.local import train_batch
 from fedcredit.protocol.logistic.partner import FeatureParty, PendingMasks
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.split import batch_of_rows, batch_rows, split_rows
 
 N = 900

@@ -27,10 +27,10 @@ import grpc
 import pytest
 import rbcl
 
-from fedcredit.cli.debt import COORDINATOR, LocalConsortium
 from fedcredit.debt import DebtQuery, LocalFederation, QueryRequest, run_local_query
 from fedcredit.debt.dleq import prove_evaluation, verify_evaluation
 from fedcredit.debt.oprf import OPRFKey, hash_to_point
+from fedcredit.driver.debt import COORDINATOR, LocalConsortium
 from fedcredit.errors import ProtocolError
 from fedcredit.node.serde.debt import query_to_proto
 from fedcredit.node.transport.tls import init_certs

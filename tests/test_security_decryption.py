@@ -27,7 +27,7 @@ from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import EncryptedVector, PublicKey, encrypt_vector, mask_and_pack, unmask
 from fedcredit.data.loader import load_party_csv
 from fedcredit.data.synthetic import ECOMMERCE_COLUMNS, write_institutions
-from fedcredit.node.driver import Driver
+from fedcredit.driver.job import Driver
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.serde import common as convert
 from fedcredit.node.transport.client import RemoteCallError, open_channel

@@ -25,8 +25,8 @@ import pytest
 from fedcredit.cli.demo import write_demo_federation
 from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
+from fedcredit.driver.job import Driver
 from fedcredit.errors import ProtocolError
-from fedcredit.node.driver import Driver
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.transport.identity import ServerInterceptorBase
 from fedcredit.node.transport.server import NodeServer

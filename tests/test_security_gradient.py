@@ -16,7 +16,6 @@ import re
 import numpy as np
 import pytest
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair, unmask
 from fedcredit.errors import DataError
 from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS
@@ -24,6 +23,7 @@ from fedcredit.protocol.isolation import leverages
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty, PendingMasks
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 N = 600
 TARGETS = 6  # customers the lender singles out with one indicator column each

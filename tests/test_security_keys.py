@@ -22,13 +22,13 @@ import grpc
 import numpy as np
 import pytest
 
-from fedcredit.cli.debt import COORDINATOR, LocalConsortium
 from fedcredit.cli.demo import write_demo_federation
-from fedcredit.config import BinningSettings, Federation, TrainSettings, load_federation
+from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from fedcredit.crypto.keys import check_peer_key
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.debt import DebtLender
+from fedcredit.driver.debt import COORDINATOR, LocalConsortium
 from fedcredit.errors import FedCreditError, ProtocolError
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.services.coordinator import CoordinatorServicer
@@ -42,8 +42,10 @@ from fedcredit.proto.v1 import (
     job_pb2,
 )
 from fedcredit.protocol.binning import PartnerBinning, train_raw
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 try:
     from fedcredit.node.transport.certs import init_certs

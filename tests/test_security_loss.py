@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import fedcredit.crypto.packing as packing
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import encrypt_vector, generate_keypair
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 ROWS = 40
 

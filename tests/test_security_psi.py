@@ -61,7 +61,7 @@ def honest_rings(
     """A fresh setup, every party's blinding, every ring and every finish, as the driver runs
     them; no ``PsiAlign`` yet. The lists each holder received, and the F-sets."""
     driver = nodes.driver
-    driver._setup(driver._start_job(), False)
+    driver.setup(driver.start_job(), False)
     blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=driver.env()))
     received: dict[str, list[bytes]] = {}
     f_sets = {}
@@ -138,7 +138,7 @@ def test_a_list_its_owner_did_not_make_is_refused_even_at_the_announced_size(
 ) -> None:
     # Arrange: a new setup and blinding; the driver holds lender's genuine list.
     driver = nodes.driver
-    driver._setup(driver._start_job(), False)
+    driver.setup(driver.start_job(), False)
     blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=driver.env()))
     size = int(blinded["lender"].count)
     dictionary = hash_ids([f"guess-{i}" for i in range(size)], nodes.job_id)
@@ -155,9 +155,9 @@ def test_a_list_its_owner_did_not_make_is_refused_even_at_the_announced_size(
 
 def test_honest_alignment_still_finds_the_common_customers(nodes: InProcessFederation) -> None:
     driver = nodes.driver
-    driver._setup(driver._start_job(), False)
+    driver.setup(driver.start_job(), False)
 
-    aligned = driver._align()
+    aligned = driver.align()
 
     truth = party_ids(nodes)
     assert aligned["common"] == len(truth["lender"] & truth["ecommerce"] & truth["payments"])
@@ -166,7 +166,7 @@ def test_honest_alignment_still_finds_the_common_customers(nodes: InProcessFeder
 def test_the_driver_cannot_commit_a_list_in_a_partys_name(nodes: InProcessFederation) -> None:
     # Arrange: a fresh setup; the driver would announce its own dictionary for lender's hop 1.
     driver = nodes.driver
-    driver._setup(driver._start_job(), False)
+    driver.setup(driver.start_job(), False)
     dictionary = hash_ids(["guess-1", "guess-2"], nodes.job_id)
     commitment = psi_pb2.PsiCommitment(
         env=driver.env(), owner="lender", hop=1, count=2, digest=list_digest(dictionary)

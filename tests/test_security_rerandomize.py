@@ -21,7 +21,6 @@ import gmpy2
 import numpy as np
 import pytest
 
-from fedcredit.config import BinningSettings, TrainSettings
 from fedcredit.crypto import EncryptedVector, PrivateKey, PublicKey, generate_keypair
 from fedcredit.crypto.digits import DIGIT_MASK_SECURITY_BITS, group_sizes
 from fedcredit.debt import DebtLender, LocalFederation, PendingUpload, run_local_query, upload
@@ -29,7 +28,9 @@ from fedcredit.debt.cipher import decrypt_masked_numbers
 from fedcredit.debt.encoding import DIGIT_BITS, row_value
 from fedcredit.debt.messages import MaskedBatch, SealedShares, UploadTable
 from fedcredit.protocol.binning import PartnerBinning, bin_matrix, train_raw
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 KEY_BITS = 1024
 SPY = "spy"

@@ -28,8 +28,8 @@ from fedcredit.cli.demo import write_demo_federation
 from fedcredit.cli.main import main
 from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
+from fedcredit.driver.job import Driver
 from fedcredit.errors import ConfigError
-from fedcredit.node.driver import Driver
 from fedcredit.node.runtime import NodeOptions, build_node, credentials_for
 from fedcredit.node.transport.client import open_channel
 from fedcredit.node.transport.peers import PeerStubs

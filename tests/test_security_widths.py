@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import encrypt_vector, generate_keypair
 from fedcredit.protocol.fixedpoint import residual_scale_bits
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 ROWS = 256
 OUTLIER = 17

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedcredit.config import BinningSettings, TrainSettings, load_federation
+from fedcredit.config import load_federation
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError, DataError
 from fedcredit.node.runtime import make_party_node
@@ -27,6 +27,7 @@ from fedcredit.protocol.binning import (
     run_binning_local,
     with_category_codes,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.logistic.encoding import (
     MIN_LEVEL_SHARE,
     OneHotEncoder,
@@ -34,6 +35,7 @@ from fedcredit.protocol.logistic.encoding import (
 )
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 GERMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "statlog_german" / "german.data"
 PURPOSES = ["car"] * 50 + ["tv"] * 30 + ["edu"] * 14 + ["boat"] * 3 + ["ship"] * 2 + [""]

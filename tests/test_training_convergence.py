@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from fedcredit.cli.demo import write_demo_federation
-from fedcredit.config import TrainSettings
 from fedcredit.crypto import generate_keypair
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.model.logistic import sigmoid
@@ -30,6 +29,7 @@ from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.local import train_batch, train_local
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 ROWS = 1600
 

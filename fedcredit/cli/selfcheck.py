@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import phe
 
 from fedcredit.crypto import (
+    EncryptedVector,
+    PrivateKey,
     PublicKey,
+    decrypt_packed,
     decrypt_vector,
     encrypt_vector,
     generate_keypair,
@@ -15,7 +19,6 @@ from fedcredit.crypto import (
     matvec_t,
     unmask,
 )
-from fedcredit.crypto.keys import PrivateKey
 from fedcredit.errors import CryptoError
 
 
@@ -33,8 +36,6 @@ def selfcheck(key_bits: int = 2048) -> None:
     x = np.array([[1, -2], [3, 4], [-5, 6], [7, 8], [9, -10]], dtype=np.int64)
     product = matvec_t(x, 0, encrypted)
     packed, masks = mask_and_pack(product, 60)
-    from fedcredit.crypto import decrypt_packed
-
     got = unmask(decrypt_packed(private, packed), masks, product.scale_bits)
     if not np.allclose(got, x.T @ values, atol=1e-5):
         raise CryptoError("selfcheck: X.T @ [[v]] differs from plaintext")
@@ -42,10 +43,13 @@ def selfcheck(key_bits: int = 2048) -> None:
     theirs = PublicKey.from_phe(phe_private.public_key)
     if theirs.n != public.n:
         raise CryptoError("selfcheck: phe key round trip changed n")
-    ciphertext = phe_private.public_key.raw_encrypt(42)
-    if PrivateKey.from_phe(phe_private).raw_decrypt(ciphertext) != 42:
+    # Integers at exponent 0 in phe are fedcredit's fixed point at scale 0: the same plaintext.
+    ciphertext = phe_private.public_key.encrypt(42).ciphertext()
+    mine = PrivateKey.from_phe(phe_private)
+    if decrypt_vector(mine, EncryptedVector(theirs, [ciphertext], 0))[0] != 42:
         raise CryptoError("selfcheck: a phe ciphertext does not decrypt with fedcredit")
-    if phe_private.raw_decrypt(int(encrypt_vector(public, np.array([7.0]), 0).ciphertexts[0])) != 7:
+    ours = int(encrypt_vector(public, np.array([7.0]), 0).ciphertexts[0])
+    if phe_private.decrypt(phe.EncryptedNumber(phe_private.public_key, ours, 0)) != 7:
         raise CryptoError("selfcheck: a fedcredit ciphertext does not decrypt with phe")
     timer = time.perf_counter()
     encrypt_vector(public, np.zeros(200), 20)

@@ -7,7 +7,6 @@ Figures and HTML reports live in ``fedcredit.model.plots`` and ``fedcredit.model
 from fedcredit.model.binning import Binning, fit_bins, merge_chi2, merge_monotonic, merge_small
 from fedcredit.model.logistic import (
     FitResult,
-    TrainConfig,
     batch_indices,
     fit_plain,
     sigmoid,
@@ -25,7 +24,6 @@ __all__ = [
     "FitResult",
     "Reason",
     "Scorecard",
-    "TrainConfig",
     "auc",
     "batch_indices",
     "evaluate",

@@ -36,12 +36,13 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from fedcredit.errors import ConfigError, DataError
-from fedcredit.model.optim import AnyOptimizer, l2_gradient, make_optimizer
+from fedcredit.model.optim import AnyOptimizer, l2_gradient
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -49,51 +50,31 @@ IntArray = npt.NDArray[np.int64]
 LOG2 = math.log(2.0)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of the (federated or plaintext) training.
+class PlainSettings(Protocol):
+    """What ``fit_plain`` reads from the training settings.
 
-    ``batch_size <= 0`` means one batch of all rows. ``momentum`` is used by ``"sgd"`` only.
-    ``decay`` gives ``lr_e = learning_rate / (1 + decay * epoch)``.
+    The one dataclass is ``fedcredit.protocol.logistic.settings.TrainSettings``
+    (``reference_settings()`` gives its plaintext defaults); this layer only names the
+    fields it uses. ``batch_size <= 0`` means one batch of all rows.
     """
 
-    epochs: int = 10
-    batch_size: int = 4096
-    learning_rate: float = 0.15
-    l2: float = 0.01
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    decay: float = 0.0
-    tol: float = 1e-4
-    early_stopping_rounds: int = 3
-    validation_fraction: float = 0.0
-    seed: int = 7
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
-            )
-        if self.early_stopping_rounds < 0:
-            raise ConfigError("early_stopping_rounds must be >= 0 (0 turns it off)")
-        if not math.isfinite(self.tol) or self.tol < 0.0:
-            raise ConfigError(f"tol must be >= 0, got {self.tol}")
-        if not math.isfinite(self.l2) or self.l2 < 0.0:
-            raise ConfigError(f"l2 must be >= 0, got {self.l2}")
-        # Building one optimizer validates learning_rate, momentum and decay.
-        self.make_optimizer()
-
-    def make_optimizer(self) -> AnyOptimizer:
-        """A fresh optimizer for one party's weights, as this config asks."""
-        if self.optimizer == "sgd":
-            return make_optimizer(
-                "sgd", lr=self.learning_rate, momentum=self.momentum, decay=self.decay
-            )
-        return make_optimizer("adam", lr=self.learning_rate, decay=self.decay)
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def l2(self) -> float: ...
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def tol(self) -> float: ...
+    @property
+    def early_stopping_rounds(self) -> int: ...
+    @property
+    def validation_fraction(self) -> float: ...
+    @property
+    def seed(self) -> int: ...
+    def make_optimizer(self) -> AnyOptimizer: ...
 
 
 @dataclass(frozen=True)
@@ -234,7 +215,7 @@ def _train_epoch(
     y: FloatArray,
     w: FloatArray,
     optimizer: AnyOptimizer,
-    cfg: TrainConfig,
+    cfg: PlainSettings,
     epoch: int,
 ) -> tuple[FloatArray, float, float]:
     """One epoch over ``(x, y)``: new weights, last batch's loss and mean loss over the epoch."""
@@ -253,7 +234,7 @@ def _train_epoch(
 
 
 def _rows(
-    n: int, cfg: TrainConfig, train_rows: IntArray | None, validation_rows: IntArray | None
+    n: int, cfg: PlainSettings, train_rows: IntArray | None, validation_rows: IntArray | None
 ) -> tuple[IntArray, IntArray]:
     if train_rows is None:
         if validation_rows is not None:
@@ -272,7 +253,7 @@ def _rows(
 def fit_plain(
     x: npt.ArrayLike,
     y: npt.ArrayLike,
-    config: TrainConfig | None = None,
+    config: PlainSettings | None = None,
     *,
     train_rows: npt.ArrayLike | None = None,
     validation_rows: npt.ArrayLike | None = None,
@@ -285,8 +266,15 @@ def fit_plain(
     ``.validation``) to reproduce a federated run with a test part. Returns the weights
     after the last epoch run.
     """
-    cfg = config or TrainConfig()
     x_arr, y_arr = _check_xy(x, y)
+    if config is None:
+        raise ConfigError(
+            "fit_plain needs its training settings: "
+            "fedcredit.protocol.logistic.settings.reference_settings()"
+        )
+    cfg = config
+    if cfg.optimizer not in ("adam", "sgd"):
+        raise ConfigError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
     train, val = _rows(
         x_arr.shape[0],
         cfg,

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from fedcredit.config import BinningSettings
 from fedcredit.crypto import PublicKey
 from fedcredit.errors import ProtocolError
 from fedcredit.node.results import IncomingVector
@@ -31,6 +30,7 @@ from fedcredit.protocol.binning import (
     report_rows,
     train_raw,
 )
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 

@@ -29,7 +29,7 @@ from fedcredit.node.errors import InvalidRequest, NotReady
 from fedcredit.node.serde import debt
 from fedcredit.node.transport.peers import fan_out
 
-LOG = logging.getLogger("fedcredit.node.debt_service")
+LOG = logging.getLogger("fedcredit.node.services.debt")
 
 
 @contextmanager

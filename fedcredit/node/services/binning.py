@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 
 import grpc
 
-from fedcredit.config import BinningSettings
 from fedcredit.errors import ProtocolError
 from fedcredit.node.binning_job import BinningJob
 from fedcredit.node.serde import binning, common
@@ -22,6 +21,7 @@ from fedcredit.node.state import PartyNode
 from fedcredit.node.transport.identity import caller_party
 from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc, common_pb2
 from fedcredit.protocol.binning import LenderBinning, PartnerBinning
+from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.guard import Header, SequenceGuard
 
 R = TypeVar("R")

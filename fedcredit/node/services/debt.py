@@ -27,7 +27,7 @@ from fedcredit.node.services.errors import rpc
 from fedcredit.node.transport.identity import caller_party
 from fedcredit.proto.v1 import debt_pb2, debt_pb2_grpc
 
-LOG = logging.getLogger("fedcredit.node.debt_service")
+LOG = logging.getLogger("fedcredit.node.services.debt")
 ADDRESS_METADATA = "x-fedcredit-debt-address"
 """Header of an upload: ``host:port`` where the uploading lender's node serves DebtService."""
 

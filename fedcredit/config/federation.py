@@ -4,36 +4,41 @@
 a frozen ``Federation``. Every problem is a ``ConfigError`` naming the file, the table and the
 key, e.g. ``fed.toml: [[party]] #2 'ecommerce': unknown key 'adress'``. Relative paths are
 resolved against the folder of the file. Data files are not opened here: the federation file is
-shared by every party, and each party only has its own data.
+shared by every party, and each party only has its own data. The settings tables (``[train]``,
+``[binning]``, ``[scorecard]``, ``[scoring]``) are parsed by ``fedcredit.config.sections``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from fedcredit.config.sections import (
+    ScorecardSettings,
+    ScoringSettings,
+    parse_binning,
+    parse_scorecard,
+    parse_scoring,
+    parse_train,
+)
+from fedcredit.config.table import MISSING, Table
 from fedcredit.errors import ConfigError
+from fedcredit.protocol.binning.settings import BinningSettings
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 COORDINATOR: Final = "coordinator"
 ROLES: Final = ("lending", "ecommerce", "payments", "other")
 LENDER_ROLE: Final = "lending"
-OPTIMIZERS: Final = ("newton", "adam", "sgd")
-#: The learning rate each optimizer uses when the federation file names none.
-DEFAULT_LR: Final = {"newton": 1.0, "adam": 0.15, "sgd": 0.15}
-BINNING_METHODS: Final = ("quantile", "equal_width")
-UNKNOWN_ID_POLICIES: Final = ("sample", "mean", "refuse")
 MIN_KEY_BITS: Final = 2048
 MAX_KEY_BITS: Final = 8192
 # Party names become certificate common names and DNS subject alternative names, so they must
 # be valid DNS labels.
 _NAME_RE: Final = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
-_MISSING: Final[Any] = object()
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,11 @@ class Endpoint:
 
     @property
     def host(self) -> str:
-        return _split_address(self.address)[0]
+        return split_address(self.address)[0]
 
     @property
     def port(self) -> int:
-        return _split_address(self.address)[1]
+        return split_address(self.address)[1]
 
 
 @dataclass(frozen=True)
@@ -75,64 +80,6 @@ class PartyConfig:
     @property
     def endpoint(self) -> Endpoint:
         return Endpoint(self.name, self.address, self.cert_sha256)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 10
-    batch_size: int = 4096
-    # None: the optimizer's own default (DEFAULT_LR: newton 1.0, adam and sgd 0.15).
-    learning_rate: float | None = None
-    l2: float = 0.01
-    test_fraction: float = 0.25
-    validation_fraction: float = 0.0
-    optimizer: str = "newton"  # per-party Newton steps with the logistic curvature bound
-    momentum: float = 0.9
-    decay: float = 0.0
-    tol: float = 1e-4
-    early_stopping_rounds: int = 3  # 0 disables early stopping
-    seed: int = 7
-    x_scale_bits: int = 8  # measured: no AUC loss at 8 bits (benchmarks/precision.py)
-    sigmoid: str = "local"  # "local" (expansion at the lender's own score) or "taylor" (FATE)
-    threshold: float = 0.5  # probability of default above which evaluation counts a "bad"
-
-    def __post_init__(self) -> None:
-        if self.learning_rate is None:
-            object.__setattr__(self, "learning_rate", DEFAULT_LR.get(self.optimizer, 0.15))
-
-
-@dataclass(frozen=True)
-class ScorecardSettings:
-    """Score = offset - factor * ln(odds of default); see fedcredit.model.scorecard."""
-
-    base_score: float = 600.0
-    base_odds: float = 50.0  # good:bad odds at the base score
-    pdo: float = 20.0  # points to double the odds
-    min_score: float = 350.0
-    max_score: float = 950.0
-
-
-@dataclass(frozen=True)
-class BinningSettings:
-    method: str = "quantile"
-    bins: int = 10
-    min_bin_share: float = 0.05
-    iv_threshold: float = 0.02
-    # Per column and run, partners add geometric noise to their bin counts (BINNING.md); 0: off.
-    noise_epsilon: float = 1.0
-
-
-@dataclass(frozen=True)
-class ScoringSettings:
-    """What each partner answers the lender's scoring requests (docs/THREAT-MODEL.md, F1, F2)."""
-
-    # With one partner the final score gives the lender that partner's partial score.
-    allow_single_partner: bool = False
-    # An id the partner does not hold: "sample" answers a customer's partial score chosen by a
-    # keyed hash of the id (indistinguishable), "mean" the mean, "refuse" fails the request.
-    unknown_ids: str = "sample"
-    quota_per_day: int = 100_000  # applicants per lender in any 24 hours, per partner
-    precision_bits: int = 6  # partial scores the lender decrypts are rounded to 2^-bits
 
 
 @dataclass(frozen=True)
@@ -168,8 +115,9 @@ class Federation:
     tls: TLSSettings | None
     path: Path
     min_overlap: int = 100
-    scorecard: ScorecardSettings = ScorecardSettings()
-    scoring: ScoringSettings = ScoringSettings()
+    # Frozen dataclasses: one shared default instance is safe.
+    scorecard: ScorecardSettings = ScorecardSettings()  # noqa: RUF009
+    scoring: ScoringSettings = ScoringSettings()  # noqa: RUF009
 
     def party(self, name: str) -> PartyConfig:
         """The party called ``name``; ConfigError when there is none."""
@@ -254,103 +202,19 @@ def load_federation(path: str | Path, *, allow_small_keys: bool = False) -> Fede
     )
 
 
-class _Table:
-    """One TOML table being read: typed getters whose errors name file, table and key."""
-
-    def __init__(self, file: str, where: str, data: Any, known: tuple[str, ...]) -> None:
-        self.file = file
-        self.where = where
-        if not isinstance(data, dict):
-            raise ConfigError(f"{file}: {where} must be a table")
-        self.data: dict[str, Any] = data
-        for key in data:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                suffix = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ConfigError(f"{file}: {where}: unknown key {key!r}{suffix}")
-
-    def error(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {self.where} {key}: {problem}")
-
-    def _get(self, key: str, default: Any) -> Any:
-        if key in self.data:
-            return self.data[key]
-        if default is _MISSING:
-            raise ConfigError(f"{self.file}: {self.where}: missing required key {key!r}")
-        return default
-
-    def text(self, key: str, default: Any = _MISSING) -> Any:
-        """The string at ``key``, or ``default`` (which may be None) when the key is absent."""
-        if key not in self.data:
-            return self._get(key, default)
-        value = self.data[key]
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"must be a non-empty string, got {value!r}")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
-        value = self.text(key, default)
-        if value not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return str(value)
-
-    def integer(
-        self, key: str, default: Any, low: int | None = None, high: int | None = None
-    ) -> int:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be an integer, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise self.error(key, f"must be {bounds}, got {value}")
-        return value
-
-    def number(self, key: str, default: float, low: float, high: float | None = None,
-               *, low_open: bool = False, high_open: bool = False) -> float:  # fmt: skip
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.error(key, f"must be a number, got {value!r}")
-        value = float(value)
-        too_low = value <= low if low_open else value < low
-        too_high = high is not None and (value >= high if high_open else value > high)
-        if too_low or too_high or value != value:
-            lo = f"{'(' if low_open else '['}{low:g}"
-            hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-            raise self.error(key, f"must be in {lo}, {hi}, got {value:g}")
-        return value
-
-    def names(self, key: str) -> tuple[str, ...] | None:
-        if key not in self.data:
-            return None
-        value = self.data[key]
-        if not isinstance(value, list) or not value:
-            raise self.error(key, "must be a non-empty list of column names")
-        for item in value:
-            if not isinstance(item, str) or not item:
-                raise self.error(key, f"must list non-empty strings, got {item!r}")
-        duplicates = sorted({v for v in value if value.count(v) > 1})
-        if duplicates:
-            raise self.error(key, f"lists {duplicates[0]!r} twice")
-        return tuple(value)
-
-
 class _Parser:
+    """The federation's own tables: [federation], [coordinator], [[party]] and [tls]."""
+
     def __init__(self, file: str, base: Path, allow_small_keys: bool) -> None:
         self.file = file
         self.base = base
         self.allow_small_keys = allow_small_keys
 
     def federation(self, doc: dict[str, Any], path: Path) -> Federation:
-        _Table(self.file, "top level", doc, _TOP_KEYS)
+        Table(self.file, "top level", doc, _TOP_KEYS)
         if "party" in doc and not isinstance(doc["party"], list):
             raise ConfigError(f"{self.file}: parties must be written as [[party]] tables")
-        fed = _Table(self.file, "[federation]", self._required(doc, "federation"), _FED_KEYS)
+        fed = Table(self.file, "[federation]", self._required(doc, "federation"), _FED_KEYS)
         min_key_bits = 256 if self.allow_small_keys else MIN_KEY_BITS
         key_bits = fed.integer("key_bits", MIN_KEY_BITS)
         if key_bits < min_key_bits:
@@ -359,7 +223,7 @@ class _Parser:
             )
         if key_bits > MAX_KEY_BITS:
             raise fed.error("key_bits", f"must be at most {MAX_KEY_BITS}, got {key_bits}")
-        coordinator = _Table(
+        coordinator = Table(
             self.file, "[coordinator]", self._required(doc, "coordinator"), _COORDINATOR_KEYS
         )
         parties = tuple(self.party(i + 1, raw) for i, raw in enumerate(doc.get("party", [])))
@@ -370,13 +234,13 @@ class _Parser:
                 COORDINATOR, self.address(coordinator), self.fingerprint(coordinator)
             ),
             parties=parties,
-            train=self.train(doc.get("train", {})),
-            binning=self.binning(doc["binning"]) if "binning" in doc else None,
+            train=parse_train(self.file, doc.get("train", {})),
+            binning=parse_binning(self.file, doc["binning"]) if "binning" in doc else None,
             tls=self.tls(doc["tls"]) if "tls" in doc else None,
             path=path,
             min_overlap=fed.integer("min_overlap", 100, low=1),
-            scorecard=self.scorecard(doc.get("scorecard", {})),
-            scoring=self.scoring(doc.get("scoring", {})),
+            scorecard=parse_scorecard(self.file, doc.get("scorecard", {})),
+            scoring=parse_scoring(self.file, doc.get("scoring", {})),
         )
         self.check_parties(federation)
         return federation
@@ -386,15 +250,15 @@ class _Parser:
             raise ConfigError(f"{self.file}: missing required table [{table}]")
         return doc[table]
 
-    def address(self, table: _Table) -> str:
+    def address(self, table: Table) -> str:
         value = str(table.text("address"))
         try:
-            _split_address(value)
+            split_address(value)
         except ValueError as exc:
             raise table.error("address", str(exc)) from exc
         return value
 
-    def fingerprint(self, table: _Table) -> str | None:
+    def fingerprint(self, table: Table) -> str | None:
         """``cert_sha256``: hex digits, colons and case as ``openssl x509 -fingerprint`` gives."""
         value = table.text("cert_sha256", None)
         if value is None:
@@ -408,14 +272,14 @@ class _Parser:
             )
         return digits
 
-    def path(self, table: _Table, key: str, default: Any = _MISSING) -> Any:
+    def path(self, table: Table, key: str, default: Any = MISSING) -> Any:
         value = table.text(key, default)
         return value if value is None else (self.base / value).resolve()
 
     def party(self, index: int, raw: Any) -> PartyConfig:
         name = raw.get("name") if isinstance(raw, dict) else None
         where = f"[[party]] #{index}" + (f" {name!r}" if isinstance(name, str) else "")
-        table = _Table(self.file, where, raw, _PARTY_KEYS)
+        table = Table(self.file, where, raw, _PARTY_KEYS)
         name = table.text("name")
         if name == COORDINATOR:
             raise table.error("name", f"{COORDINATOR!r} is reserved for the coordinator node")
@@ -473,75 +337,8 @@ class _Parser:
             if other != party.name:
                 raise ConfigError(f"{where} address: {party.address} is also used by {other!r}")
 
-    def train(self, raw: Any) -> TrainSettings:
-        t = _Table(self.file, "[train]", raw, _TRAIN_KEYS)
-        d = TrainSettings()
-        optimizer = t.choice("optimizer", OPTIMIZERS, d.optimizer)
-        settings = TrainSettings(
-            epochs=t.integer("epochs", d.epochs, low=1),
-            batch_size=t.integer("batch_size", d.batch_size, low=1),
-            learning_rate=t.number(
-                "learning_rate", DEFAULT_LR.get(optimizer, 0.15), 0.0, low_open=True
-            ),
-            l2=t.number("l2", d.l2, 0.0),
-            test_fraction=t.number("test_fraction", d.test_fraction, 0.0, 1.0, high_open=True),
-            validation_fraction=t.number(
-                "validation_fraction", d.validation_fraction, 0.0, 1.0, high_open=True
-            ),
-            optimizer=optimizer,
-            momentum=t.number("momentum", d.momentum, 0.0, 1.0, high_open=True),
-            decay=t.number("decay", d.decay, 0.0),
-            tol=t.number("tol", d.tol, 0.0),
-            early_stopping_rounds=t.integer("early_stopping_rounds", d.early_stopping_rounds, 0),
-            seed=t.integer("seed", d.seed, low=0),
-            x_scale_bits=t.integer("x_scale_bits", d.x_scale_bits, low=1, high=48),
-            sigmoid=t.choice("sigmoid", ("local", "taylor"), d.sigmoid),
-            threshold=t.number("threshold", d.threshold, 0.0, 1.0, low_open=True, high_open=True),
-        )
-        if settings.test_fraction + settings.validation_fraction >= 1.0:
-            raise t.error(
-                "validation_fraction", "test_fraction + validation_fraction must be below 1"
-            )
-        return settings
-
-    def binning(self, raw: Any) -> BinningSettings:
-        b = _Table(self.file, "[binning]", raw, _BINNING_KEYS)
-        d = BinningSettings()
-        return BinningSettings(
-            method=b.choice("method", BINNING_METHODS, d.method),
-            bins=b.integer("bins", d.bins, low=2, high=1000),
-            min_bin_share=b.number("min_bin_share", d.min_bin_share, 0.0, 0.5, low_open=True),
-            iv_threshold=b.number("iv_threshold", d.iv_threshold, 0.0),
-            noise_epsilon=b.number("noise_epsilon", d.noise_epsilon, 0.0),
-        )
-
-    def scorecard(self, raw: Any) -> ScorecardSettings:
-        t = _Table(self.file, "[scorecard]", raw, _SCORECARD_KEYS)
-        d = ScorecardSettings()
-        settings = ScorecardSettings(
-            base_score=t.number("base_score", d.base_score, -1e6, 1e6),
-            base_odds=t.number("base_odds", d.base_odds, 0.0, low_open=True),
-            pdo=t.number("pdo", d.pdo, 0.0, low_open=True),
-            min_score=t.number("min_score", d.min_score, -1e6, 1e6),
-            max_score=t.number("max_score", d.max_score, -1e6, 1e6),
-        )
-        if settings.min_score >= settings.max_score:
-            raise t.error("max_score", "must be above min_score")
-        return settings
-
-    def scoring(self, raw: Any) -> ScoringSettings:
-        t = _Table(self.file, "[scoring]", raw, _SCORING_KEYS)
-        d = ScoringSettings()
-        return ScoringSettings(
-            allow_single_partner=t.flag("allow_single_partner", d.allow_single_partner),
-            unknown_ids=t.choice("unknown_ids", UNKNOWN_ID_POLICIES, d.unknown_ids),
-            quota_per_day=t.integer("quota_per_day", d.quota_per_day, low=1),
-            # 20 bits is the score scale itself (fedcredit.protocol.fixedpoint.Z_SCALE_BITS).
-            precision_bits=t.integer("precision_bits", d.precision_bits, low=0, high=20),
-        )
-
     def tls(self, raw: Any) -> TLSSettings:
-        t = _Table(self.file, "[tls]", raw, ("ca", "cert_dir"))
+        t = Table(self.file, "[tls]", raw, ("ca", "cert_dir"))
         cert_dir = self.path(t, "cert_dir", "certs")
         ca = self.path(t, "ca", None)
         return TLSSettings(ca=ca if ca is not None else cert_dir / "ca.pem", cert_dir=cert_dir)
@@ -550,19 +347,15 @@ class _Parser:
 _TOP_KEYS: Final = (
     "federation", "coordinator", "party", "train", "binning", "scorecard", "scoring", "tls",
 )  # fmt: skip
-_SCORECARD_KEYS: Final = ("base_score", "base_odds", "pdo", "min_score", "max_score")
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
     "categorical", "cert_sha256",
 )  # fmt: skip
 _COORDINATOR_KEYS: Final = ("address", "cert_sha256")
-_TRAIN_KEYS: Final = tuple(f.name for f in dataclasses.fields(TrainSettings))
-_BINNING_KEYS: Final = tuple(f.name for f in dataclasses.fields(BinningSettings))
-_SCORING_KEYS: Final = tuple(f.name for f in dataclasses.fields(ScoringSettings))
 
 
-def _split_address(address: str) -> tuple[str, int]:
+def split_address(address: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port`` for IPv6) as (host, port); ValueError when malformed."""
     host, sep, port_text = address.rpartition(":")
     if host.startswith("[") and host.endswith("]"):

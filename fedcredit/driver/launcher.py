@@ -1,4 +1,8 @@
-"""Starting the federation's local nodes as separate processes on 127.0.0.1 ephemeral ports."""
+"""Starting the federation's local nodes as separate processes on 127.0.0.1 ephemeral ports.
+
+Also what a local run needs around them: which nodes are local, their certificates, the
+driver's credentials, and waiting until every node serves.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,62 @@ import sys
 import time
 from pathlib import Path
 
-from fedcredit.errors import PartyUnavailableError
+import grpc
+
+from fedcredit.config import Federation
+from fedcredit.errors import ConfigError, PartyUnavailableError
+from fedcredit.node.transport.client import open_channel, wait_for_ready
+from fedcredit.node.transport.tls import init_certs, load_channel_credentials, pins_in
 
 START_TIMEOUT_S = 120.0
+READY_TIMEOUT_S = 60.0
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def local_names(fed: Federation) -> list[str]:
+    """Nodes whose address is on this machine: `run` starts them as separate processes."""
+    return [n for n in fed.all_names if fed.endpoint(n).host in LOCAL_HOSTS]
+
+
+def prepare_certs(fed: Federation, out: Path, *, insecure: bool) -> Path | None:
+    """The certificate folder: the file's [tls], or a throwaway CA for an all-local run."""
+    if insecure:
+        return None
+    if fed.tls is not None:
+        return fed.tls.cert_dir
+    if len(local_names(fed)) != len(fed.all_names):
+        raise ConfigError(
+            f"{fed.path.name}: some nodes are remote, so the file must name certificates in [tls]"
+        )
+    cert_dir = out / "certs"
+    if not (cert_dir / "ca.pem").exists():
+        init_certs(cert_dir, list(fed.all_names))
+    return cert_dir
+
+
+def channel_credentials(
+    fed: Federation, cert_dir: Path | None, as_party: str
+) -> grpc.ChannelCredentials | None:
+    """Credentials presenting ``as_party``'s certificate (None for an insecure run)."""
+    if cert_dir is None:
+        return None
+    ca = fed.tls.ca if fed.tls is not None else cert_dir / "ca.pem"
+    cert, key = cert_dir / f"{as_party}.pem", cert_dir / f"{as_party}.key"
+    return load_channel_credentials(ca, cert, key, pins_in(cert_dir, fed.cert_pins()))
+
+
+def wait_all(
+    addresses: dict[str, str], credentials: grpc.ChannelCredentials | None, self_name: str
+) -> None:
+    """Wait until every node at ``addresses`` serves (PartyUnavailableError after a minute)."""
+    for name, address in addresses.items():
+        channel = open_channel(
+            address, party_name=name, credentials=credentials, self_name=self_name
+        )
+        try:
+            wait_for_ready(channel, name, READY_TIMEOUT_S)
+        finally:
+            channel.close()
 
 
 class LocalNodes:

@@ -16,73 +16,64 @@ import json
 import tempfile
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from fedcredit.driver.align import check_batches
+from fedcredit.driver.context import JobContext
 from fedcredit.model.plots import plot_iv
-from fedcredit.node.transport.client import call
-from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc
+from fedcredit.proto.v1 import binning_pb2
 from fedcredit.protocol.binning import iv_by_column, report_csv, report_html
-from fedcredit.protocol.split import check_batch_rule
-
-if TYPE_CHECKING:
-    from fedcredit.node.driver import Driver
-
-STEP_TIMEOUT_S = 900.0
+from fedcredit.protocol.checkpoint import write_json_atomic
 
 
-def _call(driver: Driver, party: str, method: str, request: Any) -> Any:
-    driver.liveness()
-    try:
-        stub = binning_pb2_grpc.BinningStub(driver.peers.channel(party))
-        return call(
-            getattr(stub, method), request, party=party, timeout_s=STEP_TIMEOUT_S, idempotent=True
-        )
-    finally:
-        driver.liveness()
+def binning_phase(
+    ctx: JobContext, aligned: Mapping[str, int], out_dir: Path, *, resumed: bool
+) -> dict[str, Any]:
+    """Run federated binning, or, when resuming, keep the binning of the interrupted run.
+
+    Binning noise is fresh every run (so two runs cannot be differenced), so a resumed
+    job cannot bin again: the parties restore their encoders from their checkpoints and
+    the driver keeps the report it saved (``binning.json``). ``{}`` without ``[binning]``.
+    """
+    if ctx.fed.binning is None:
+        return {}
+    saved = out_dir / "binning.json"
+    if resumed and saved.exists():
+        binned: dict[str, Any] = json.loads(saved.read_text(encoding="utf-8"))
+        return binned
+    binned = run_binning(ctx, aligned, out_dir)
+    write_json_atomic(saved, binned)
+    return binned
 
 
 def run_binning(
-    driver: Driver, aligned: Mapping[str, int], out_dir: Path | None = None
+    ctx: JobContext, aligned: Mapping[str, int], out_dir: Path | None = None
 ) -> dict[str, Any]:
     """Bin, select and encode every party's columns; returns ``{"iv": rows, ...}`` for metrics.
 
     With ``out_dir``, writes ``iv.csv``, ``iv.html`` and ``iv.png`` there.
     """
     started = time.monotonic()
-    lender, hosts = driver.peers.lender, driver.peers.hosts
+    lender, hosts = ctx.lender, ctx.hosts
     message = f"federated binning, WOE and IV over {len(hosts) + 1} parties"
-    driver.progress("phase", {"phase": "binning", "message": message})
-    _call(driver, lender, "SendLabels", binning_pb2.BinningStep(env=driver.env()))
-    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        futures = [
-            pool.submit(
-                _call, driver, h, "ComputeBinSums", binning_pb2.BinningStep(env=driver.env())
-            )
-            for h in hosts
-        ]
-        for future in futures:
-            future.result()
-    reply = _call(driver, lender, "SelectBins", binning_pb2.BinningStep(env=driver.env()))
+    ctx.progress("phase", {"phase": "binning", "message": message})
+    ctx.call(lender, "SendLabels", binning_pb2.BinningStep(env=ctx.env()))
+    ctx.call_all(hosts, "ComputeBinSums", lambda _: binning_pb2.BinningStep(env=ctx.env()))
+    reply = ctx.call(lender, "SelectBins", binning_pb2.BinningStep(env=ctx.env()))
     rows: list[dict[str, Any]] = json.loads(reply.report_json)
     features = {party: int(count) for party, count in reply.features.items()}
-    _check_features(driver, aligned, features)
+    # The batch-size rule of ``align.check_sizes`` for the encoded design columns.
+    weights = {p: n + (1 if p == lender else 0) for p, n in features.items()}
+    check_batches(ctx, aligned["train"], weights, "binned features")
     if out_dir is not None:
         write_iv_report(out_dir, rows)
-    driver.timings["binning"] = time.monotonic() - started
+    ctx.timings["binning"] = time.monotonic() - started
     kept = sum(1 for r in rows if r["kept"])
-    driver.progress(
+    ctx.progress(
         "phase", {"phase": "binning", "message": f"kept {kept} of {len(rows)} columns by IV"}
     )
     return {"iv": rows, "binned_features": features}
-
-
-def _check_features(driver: Driver, aligned: Mapping[str, int], features: dict[str, int]) -> None:
-    """The batch-size rule of ``Driver._check_sizes`` for the encoded design columns."""
-    weights = {p: n + (1 if p == driver.peers.lender else 0) for p, n in features.items()}
-    driver.fed.check_batch_size(weights)
-    check_batch_rule(weights, aligned["train"], driver.fed.train.batch_size, what="binned features")
 
 
 def write_iv_report(out_dir: Path, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,237 @@
+"""The training loop over the nodes: epochs, batches, validation, the kept epoch, resume.
+
+Per batch: the partners compute their partial scores, the lender its residual (its secure
+loss on the epoch's last batch), every party its gradient. After each epoch the validation
+rows give the true log-loss, which picks the kept epoch and drives early stopping; every
+party checkpoints the epoch, so an interrupted job resumes from the last common checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedcredit.driver.context import JobContext
+from fedcredit.node.transport.peers import COORDINATOR
+from fedcredit.proto.v1 import (
+    coordinator_pb2,
+    job_pb2,
+)
+from fedcredit.protocol.checkpoint import write_json_atomic
+from fedcredit.protocol.split import batch_count
+
+
+@dataclass
+class TrainingState:
+    """What the driver tracks across epochs (saved to progress.json for --resume)."""
+
+    epoch: int = 0
+    train_loss: list[float] = field(default_factory=list)  # Taylor loss, last batch
+    validation_loss: list[float] = field(default_factory=list)  # true log-loss
+    best_validation: float | None = None
+    best_epoch: int | None = None  # 0-based; the model kept when there are validation rows
+    stale_epochs: int = 0
+    stopped: str = ""
+
+    def kept(self) -> dict[str, Any]:
+        """Which epoch's model the run keeps, and by which rule (for metrics.json)."""
+        if self.best_epoch is not None:
+            return {
+                "kept_epoch": self.best_epoch + 1,
+                "kept_by": "lowest validation log-loss",
+            }
+        return {
+            "kept_epoch": self.epoch,
+            "kept_by": "last epoch (no validation rows: set validation_fraction to keep the best)",
+        }
+
+
+def step(
+    ctx: JobContext,
+    parties: Iterable[str],
+    rpc: str,
+    epoch: int,
+    batch: int,
+    phase: str,
+    *,
+    want_loss: bool = False,
+) -> dict[str, Any]:
+    """One protocol step on several parties at once (each request its own sequence number)."""
+    return ctx.call_all(
+        parties,
+        rpc,
+        lambda _: job_pb2.StepRequest(env=ctx.env(epoch, batch), phase=phase, want_loss=want_loss),
+    )
+
+
+def register_schedule(
+    ctx: JobContext, setup: Mapping[str, Any], aligned: Mapping[str, int], binned: Mapping[str, Any]
+) -> None:
+    """Tell the coordinator what it may decrypt in this job (fedcredit.protocol.schedule).
+
+    Each party's gradient has one slot per design column: after binning the counts the
+    lender's plan gives (plus its intercept), else what each party reported at alignment
+    (one-hot text columns included) or, from a node of an older release, at setup.
+    """
+    lender = ctx.lender
+    if "binned_features" in binned:
+        features = binned["binned_features"]
+        widths = {p: int(n) + (1 if p == lender else 0) for p, n in features.items()}
+    else:
+        widths = {p: ctx.aligned_features.get(p) or int(setup[p].features) for p in ctx.parties}
+    request = coordinator_pb2.ScheduleRequest(
+        env=ctx.env(),
+        train_rows=aligned["train"],
+        validation_rows=aligned["validation"],
+        test_rows=aligned["test"],
+        widths=widths,
+    )
+    ctx.call(COORDINATOR, "SetSchedule", request)
+
+
+def resume_point(
+    ctx: JobContext, out_dir: Path, setup: Mapping[str, Any]
+) -> tuple[int, dict[str, Any]] | None:
+    """The last epoch every party has a checkpoint of, and the saved progress; or None."""
+    common = set.intersection(*(set(r.checkpoints) for r in setup.values()))
+    path = out_dir / "progress.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    epoch = min(max(common), int(saved["epoch"]) - 1) if common and saved else -1
+    if epoch not in common:
+        ctx.progress(
+            "phase",
+            {"phase": "resume", "message": "no common checkpoint: starting from epoch 1"},
+        )
+        return None
+    return epoch, saved
+
+
+def resume_from(ctx: JobContext, epoch: int, saved: Mapping[str, Any]) -> TrainingState:
+    """Every party restores ``epoch``'s checkpoint (its encoder too); training goes on."""
+    _restore(ctx, epoch)
+    state = TrainingState(
+        epoch=epoch + 1,
+        train_loss=list(saved["train_loss"][: epoch + 1]),
+        validation_loss=list(saved["validation_loss"][: epoch + 1]),
+    )
+    for past, loss in enumerate(state.validation_loss):
+        update_stopping(ctx, state, past, loss)
+    ctx.progress("phase", {"phase": "resume", "message": f"resuming after epoch {epoch + 1}"})
+    return state
+
+
+def update_stopping(ctx: JobContext, state: TrainingState, epoch: int, validation: float) -> None:
+    """Track the best epoch by validation log-loss; ``tol`` is the least that counts.
+
+    An epoch that lowers the loss by less than ``tol`` is still kept if it is the lowest,
+    but it counts as stale for early stopping.
+    """
+    best = state.best_validation
+    if best is None or validation < best - ctx.fed.train.tol:
+        state.stale_epochs = 0
+    else:
+        state.stale_epochs += 1
+    if best is None or validation < best:
+        state.best_validation, state.best_epoch = validation, epoch
+
+
+def restore_kept(ctx: JobContext, state: TrainingState) -> None:
+    """Bring every party back to the kept epoch's weights before evaluation and saving."""
+    if state.best_epoch is None or state.best_epoch == state.epoch - 1:
+        return
+    epoch = state.best_epoch
+    ctx.progress(
+        "phase",
+        {"phase": "keep", "message": f"keeping epoch {epoch + 1} (lowest validation log-loss)"},
+    )
+    _restore(ctx, epoch)
+
+
+def _restore(ctx: JobContext, epoch: int) -> None:
+    ctx.call_all(
+        ctx.parties,
+        "Restore",
+        lambda p: job_pb2.StepRequest(env=ctx.env(epoch), resume_epoch=epoch),
+    )
+
+
+def train(ctx: JobContext, state: TrainingState, aligned: Mapping[str, int], out_dir: Path) -> None:
+    """Epochs until ``epochs`` or early stopping; ``state`` is updated, progress.json written."""
+    settings = ctx.fed.train
+    batches = batch_count(aligned["train"], settings.batch_size)
+    lender, hosts = ctx.lender, ctx.hosts
+    while state.epoch < settings.epochs and not state.stopped:
+        epoch = state.epoch
+        epoch_started = time.monotonic()
+        for batch in range(batches):
+            step(ctx, hosts, "ComputePartial", epoch, batch, "train")
+            step(
+                ctx,
+                [lender],
+                "ComputeResidual",
+                epoch,
+                batch,
+                "train",
+                want_loss=batch == batches - 1,
+            )
+            step(ctx, ctx.parties, "ComputeGradient", epoch, batch, "train")
+            progress = {"epoch": epoch + 1, "epochs": settings.epochs, "batch": batch + 1}
+            ctx.progress("batch", {**progress, "batches": batches})
+        if aligned["validation"]:
+            step(ctx, hosts, "ComputePartial", epoch, batches, "validation")
+            reply = step(
+                ctx, [lender], "ComputeResidual", epoch, batches, "validation", want_loss=True
+            )[lender]
+            if reply.has_loss:
+                update_stopping(ctx, state, epoch, reply.loss)
+        replies = _end_epoch(ctx, state, epoch, batches + 1)
+        _record_epoch(ctx, state, replies[lender], out_dir, time.monotonic() - epoch_started)
+
+
+def _end_epoch(ctx: JobContext, state: TrainingState, epoch: int, batch: int) -> dict[str, Any]:
+    """Every party checkpoints the epoch and keeps the best epoch's checkpoint too."""
+    keep = 0 if state.best_epoch is None else state.best_epoch + 1
+    return ctx.call_all(
+        ctx.parties,
+        "EndEpoch",
+        lambda _: job_pb2.StepRequest(env=ctx.env(epoch, batch), keep_epoch=keep),
+    )
+
+
+def _record_epoch(
+    ctx: JobContext, state: TrainingState, reply: Any, out_dir: Path, seconds: float
+) -> None:
+    settings = ctx.fed.train
+    state.epoch += 1
+    # The Taylor loss of the training batches is recorded but drives nothing: it grows
+    # with |z| even while the true log-loss falls. Stopping acts on the validation log-loss.
+    if reply.has_loss:
+        state.train_loss.append(reply.train_loss)
+    if reply.has_validation:
+        state.validation_loss.append(reply.validation_loss)
+        if settings.early_stopping_rounds and state.stale_epochs >= settings.early_stopping_rounds:
+            state.stopped = "early-stopping"
+    write_json_atomic(
+        out_dir / "progress.json",
+        {
+            "job_id": ctx.job_id,
+            "epoch": state.epoch,
+            "train_loss": state.train_loss,
+            "validation_loss": state.validation_loss,
+        },
+    )
+    ctx.progress(
+        "epoch",
+        {
+            "epoch": state.epoch,
+            "epochs": settings.epochs,
+            "train_taylor_loss": state.train_loss[-1] if state.train_loss else None,
+            "validation_log_loss": state.validation_loss[-1] if state.validation_loss else None,
+            "seconds": seconds,
+            "seconds_left": seconds * (settings.epochs - state.epoch),
+        },
+    )

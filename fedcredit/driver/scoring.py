@@ -1,0 +1,123 @@
+"""Scoring as the lender's operator: local nodes loaded with a model, and the Score RPC.
+
+``scoring_service`` starts the nodes, gives the coordinator a fresh key and yields a stub of
+the lender's Score RPC opened with the lender's own certificate (scores go to the lender
+only); ``score_chunk`` asks it about a batch of applicants and returns SCORES.csv rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from fedcredit.config import Federation
+from fedcredit.driver.launcher import (
+    LocalNodes,
+    channel_credentials,
+    local_names,
+    prepare_certs,
+    wait_all,
+)
+from fedcredit.node.transport.client import call, open_channel
+from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs
+from fedcredit.proto.v1 import (
+    common_pb2,
+    coordinator_pb2,
+    scoring_pb2,
+)
+
+SCORE_TIMEOUT_S: Final = 600.0
+SCORE_COLUMNS: Final = ("id", "probability", "score", "grade", "reasons", "error")
+DEBT_COLUMNS: Final = ("other_lenders", "total_outstanding", "debt_reason")
+
+
+@contextlib.contextmanager
+def scoring_service(
+    fed: Federation,
+    model_dir: Path,
+    run_dir: Path,
+    *,
+    insecure: bool = False,
+    allow_small_keys: bool = False,
+) -> Iterator[PeerStubs]:
+    """Local nodes loaded with a model, a fresh coordinator key, and a stub of the lender's
+    Score RPC opened with the lender's own certificate (scores go to the lender only)."""
+    cert_dir = prepare_certs(fed, model_dir.parent, insecure=insecure)
+    names = local_names(fed)
+    lender = fed.lender.name
+    with LocalNodes(
+        fed.path,
+        names,
+        run_dir,
+        cert_dir=cert_dir,
+        insecure=insecure,
+        allow_small_keys=allow_small_keys,
+        model_dir=model_dir,
+    ) as nodes:
+        addresses = {n: fed.endpoint(n).address for n in fed.all_names}
+        addresses.update(nodes.start(last=lender))
+        coord_creds = channel_credentials(fed, cert_dir, COORDINATOR)
+        wait_all(addresses, coord_creds, COORDINATOR)
+        operator = Peers(addresses, lender, credentials=coord_creds, own_name=COORDINATOR)
+        env = common_pb2.Envelope(job_id=f"scoring-{uuid.uuid4().hex[:8]}", seq=1)
+        operator.call_coordinator(
+            "StartJob", coordinator_pb2.StartJobRequest(env=env, key_bits=fed.key_bits), 120.0
+        )
+        operator.close()
+        credentials = channel_credentials(fed, cert_dir, lender)
+        channel = open_channel(
+            addresses[lender], party_name=lender, credentials=credentials, self_name=lender
+        )
+        try:
+            yield PeerStubs(channel)
+        finally:
+            channel.close()
+
+
+def score_header(debt: bool) -> list[str]:
+    """SCORES.csv's header; the debt columns only when ``debt``."""
+    return [*SCORE_COLUMNS, *(DEBT_COLUMNS if debt else ())]
+
+
+def score_chunk(
+    stub: PeerStubs, ids: Sequence[str], *, lender: str, debt: bool | None
+) -> tuple[bool, list[list[str]]]:
+    """Score ``ids`` through the lender's Score RPC; returns ``(debt, rows)``.
+
+    ``debt`` says whether the rows carry the debt columns: given, or (None, the first chunk)
+    whether the lender's node answered the loan-stacking check for any applicant.
+    """
+    reply = call(
+        stub.Score, scoring_pb2.ScoreRequest(ids=list(ids)), party=lender, timeout_s=SCORE_TIMEOUT_S
+    )
+    if debt is None:
+        debt = any(has_debt(item) for item in reply.applicants)
+    return debt, [score_row(item, debt) for item in reply.applicants]
+
+
+def has_debt(item: scoring_pb2.ScoredApplicant) -> bool:
+    """Whether the lender's node ran (or tried) the loan-stacking check for this applicant."""
+    return item.HasField("other_lenders") or bool(item.debt_reason)
+
+
+def score_row(item: scoring_pb2.ScoredApplicant, debt: bool) -> list[str]:
+    """One SCORES.csv row; the debt columns only when ``debt``."""
+    if item.error:
+        row = [item.id, "", "", "", "", item.error]
+    else:
+        row = [
+            item.id,
+            f"{item.probability:.12g}",
+            f"{item.score:.1f}",
+            item.grade,
+            item.reasons,
+            "",
+        ]
+    if debt:
+        lenders = str(item.other_lenders) if item.HasField("other_lenders") else ""
+        total = item.total_outstanding if item.HasField("total_outstanding") else ""
+        row += [lenders, total, item.debt_reason]
+    return row
