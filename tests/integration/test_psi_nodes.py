@@ -10,12 +10,12 @@ from typing import Any
 
 import grpc
 import pytest
-from test_hardening_wire import start_federation
 
 from fedcredit.cli.progress import Progress
 from fedcredit.errors import ProtocolError
 from fedcredit.node import services
 from fedcredit.node.identity import Handler, HandlerInterceptor, guard_handler
+from tests.support.federation import start_federation
 
 SLOW_S = 1.5
 

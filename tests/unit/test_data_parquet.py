@@ -13,6 +13,7 @@ import pytest
 
 from fedcredit.data.loader import PartyData, load_party_csv
 from fedcredit.errors import DataError
+from tests.support.cli import fedcredit, small_federation
 
 pa = pytest.importorskip("pyarrow", reason="Parquet input needs pyarrow (fedcredit[parquet])")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -149,8 +150,6 @@ def test_without_pyarrow_the_error_says_how_to_install_it(
 
 @pytest.mark.slow
 def test_a_run_with_one_party_in_parquet_aligns_the_common_customers(tmp_path: Path) -> None:
-    from test_run_e2e import fedcredit, small_federation
-
     fed = small_federation(tmp_path, customers=600, epochs=1)
     data = tmp_path / "data"
     payments = data / "payments.csv"

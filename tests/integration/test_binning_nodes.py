@@ -30,7 +30,7 @@ from fedcredit.proto.v1 import binning_pb2, binning_pb2_grpc, coordinator_pb2_gr
 from fedcredit.protocol.binning import train_raw
 from fedcredit.protocol.coordinator import KeyHolder
 
-GERMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "statlog_german" / "german.data"
+GERMAN = Path(__file__).resolve().parents[3] / "shared" / "data" / "statlog_german" / "german.data"
 
 
 def small_federation(folder: Path, *, customers: int = 1200, batch: int = 300) -> Path:

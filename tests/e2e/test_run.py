@@ -14,28 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from fedcredit.cli.demo import write_demo_federation
-from fedcredit.data.synthetic import write_institutions
+from tests.support.cli import fedcredit, small_federation
 
 pytestmark = pytest.mark.slow
-
-
-def fedcredit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fedcredit", *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
-def small_federation(
-    folder: Path, *, customers: int = 1500, epochs: int = 2, key_bits: int = 1024, batch: int = 400
-) -> Path:
-    data = write_institutions(folder / "data", customers, seed=5)
-    path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs)
-    text = path.read_text().replace("batch_size = 4096", f"batch_size = {batch}")
-    # Binning noise is fresh every run; without it two runs of the same job are comparable.
-    text = text.replace("[binning]\n", "[binning]\nnoise_epsilon = 0.0\n")
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture(scope="module")

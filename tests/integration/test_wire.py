@@ -9,9 +9,7 @@ services (each test counts what it sent).
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +20,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedcredit.cli.demo import write_demo_federation
-from fedcredit.config import Federation, load_federation
 from fedcredit.crypto import PublicKey, encrypt_vector, mask_and_pack
 from fedcredit.crypto.serde import ciphertext_width
-from fedcredit.data.synthetic import write_institutions
 from fedcredit.node import convert
 from fedcredit.node.client import open_channel
-from fedcredit.node.driver import Driver
-from fedcredit.node.identity import ServerInterceptorBase
-from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES, NodeServer
+from fedcredit.node.server import DEFAULT_MAX_MESSAGE_BYTES
 from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
 from fedcredit.proto.v1 import (
     common_pb2,
     coordinator_pb2,
-    coordinator_pb2_grpc,
     party_pb2,
     party_pb2_grpc,
 )
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, score_value_bits
-from fedcredit.protocol.split import batch_rows, split_rows
+from tests.support.federation import InProcessFederation, saved_weights, start_federation
 
 FUZZ_TOTAL = 10_000
 PARTY_METHODS = list(party_pb2.DESCRIPTOR.services_by_name["Party"].methods_by_name)
@@ -68,117 +59,6 @@ REFUSALS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-@dataclass
-class InProcessFederation:
-    """Coordinator, lender, ecommerce and payments nodes in this process, a driver, one job."""
-
-    fed: Federation
-    certs: CertPaths
-    folder: Path
-    servers: dict[str, NodeServer]
-    addresses: dict[str, str]
-    driver: Driver
-    key: PublicKey
-    aligned: dict[str, int]
-    _channels: dict[tuple[str, str], grpc.Channel] = field(default_factory=dict)
-    _seq: Iterator[int] = field(default_factory=lambda: itertools.count(1_000_000))
-
-    @property
-    def job_id(self) -> str:
-        return self.driver.job_id
-
-    def seq(self) -> int:
-        return next(self._seq)
-
-    def channel(self, me: str, target: str) -> grpc.Channel:
-        """A channel to node ``target`` presenting ``me``'s certificate."""
-        if (me, target) not in self._channels:
-            creds = load_channel_credentials(self.certs.ca, self.certs.cert(me), self.certs.key(me))
-            self._channels[(me, target)] = open_channel(
-                self.addresses[target], party_name=target, credentials=creds
-            )
-        return self._channels[(me, target)]
-
-    def party(self, me: str, target: str = "lender") -> party_pb2_grpc.PartyStub:
-        return party_pb2_grpc.PartyStub(self.channel(me, target))
-
-    def coordinator(self, me: str = "lender") -> coordinator_pb2_grpc.CoordinatorStub:
-        return coordinator_pb2_grpc.CoordinatorStub(self.channel(me, "coordinator"))
-
-    def env(self, *, job: str | None = None, seq: int | None = None) -> common_pb2.Envelope:
-        return common_pb2.Envelope(
-            job_id=self.job_id if job is None else job, epoch=0, batch=0, seq=seq or self.seq()
-        )
-
-    def train_rows(self, epoch: int = 0, batch: int = 0) -> int:
-        """Rows of a training mini-batch, computed as every party does from the job seed."""
-        t = self.fed.train
-        split = split_rows(
-            self.aligned["common"],
-            test_fraction=t.test_fraction,
-            validation_fraction=t.validation_fraction,
-            seed=t.seed,
-        )
-        assert len(split.train) == self.aligned["train"]
-        return len(batch_rows(split.train, t.batch_size, t.seed, epoch, batch))
-
-    def close(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
-        self.driver.peers.close()
-        for server in self.servers.values():
-            server.stop(0)
-
-
-def start_federation(
-    folder: Path,
-    *,
-    customers: int = 400,
-    interceptors: dict[str, list[ServerInterceptorBase]] | None = None,
-) -> InProcessFederation:
-    """Real nodes built by ``build_node`` on 127.0.0.1:0, aligned for one job by a real driver.
-
-    ``interceptors``: extra server interceptors for some nodes, by name.
-    """
-    data = write_institutions(folder / "data", customers, seed=3)
-    path = write_demo_federation(folder, data, key_bits=1024, epochs=2)
-    path.write_text(path.read_text().replace("batch_size = 4096", "batch_size = 64"))
-    fed = load_federation(path, allow_small_keys=True)
-    certs = init_certs(folder / "certs", [*fed.all_names, "outsider"])
-    servers: dict[str, NodeServer] = {}
-    addresses: dict[str, str] = {}
-    # The lender last: it is told the others' real addresses (as LocalNodes does).
-    for name in ("coordinator", "ecommerce", "payments", "lender"):
-        options = NodeOptions(
-            name=name,
-            listen="127.0.0.1:0",
-            cert_dir=folder / "certs",
-            allow_small_keys=True,
-            peers=tuple(addresses.items()),
-            # The node's home: the driver's state/ folders lie inside it, and a fuzzed
-            # Setup or SaveModel naming no folder writes there.
-            state_dir=folder,
-        )
-        servers[name] = build_node(fed, options, interceptors=(interceptors or {}).get(name, []))
-        addresses[name] = f"127.0.0.1:{servers[name].start()}"
-    creds = load_channel_credentials(certs.ca, certs.cert("coordinator"), certs.key("coordinator"))
-    parties = [p.name for p in fed.parties]
-    driver = Driver(
-        fed,
-        addresses,
-        credentials=creds,
-        progress=lambda *_: None,
-        state_dirs={p: str(folder / "state" / p) for p in parties},
-    )
-    # The driver's own first steps: a key, the parties' setup, private alignment.
-    key_json = driver._start_job()
-    driver._setup(key_json, False)
-    aligned = driver._align()
-    return InProcessFederation(
-        fed, certs, folder, servers, addresses, driver, PublicKey.from_json(key_json), aligned
-    )
 
 
 @pytest.fixture(scope="module")
@@ -459,19 +339,12 @@ def test_coordinator_answers_random_bytes_with_a_refusal_and_stays_healthy(
 
 
 # -- 3. exactly once under retries (a dropped reply replays the same sequence number) ---------
-def _weights(nodes: InProcessFederation, party: str, name: str) -> list[float]:
-    # A relative model folder is taken from the node's home (``nodes.folder``).
-    request = party_pb2.SaveRequest(env=nodes.driver.env(), model_dir=name)
-    nodes.party("coordinator", party).SaveModel(request, timeout=60)
-    return list(json.loads((nodes.folder / name / f"{party}.json").read_text())["weights"])
-
-
 def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path) -> None:
     nodes = start_federation(tmp_path / "fed")
     try:
         driver = nodes.driver
         driver._register_schedule({}, nodes.aligned, {})  # what the coordinator may decrypt
-        before = _weights(nodes, "ecommerce", "before")
+        before = saved_weights(nodes, "ecommerce", "before")
         for host in ("ecommerce", "payments"):
             step = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
             nodes.party("coordinator", host).ComputePartial(step, timeout=60)
@@ -480,10 +353,10 @@ def test_a_retried_gradient_step_updates_the_weights_exactly_once(tmp_path: Path
         gradient = party_pb2.StepRequest(env=driver.env(0, 0), phase="train")
         stub = nodes.party("coordinator", "ecommerce")
         replies = [stub.ComputeGradient(gradient, timeout=60)]
-        after = _weights(nodes, "ecommerce", "after")
+        after = saved_weights(nodes, "ecommerce", "after")
         # Two retries of the same message, as after two connections dropped before the reply.
         replies += [stub.ComputeGradient(gradient, timeout=60) for _ in range(2)]
-        again = _weights(nodes, "ecommerce", "again")
+        again = saved_weights(nodes, "ecommerce", "again")
     finally:
         nodes.close()
     assert before == [0.0] * len(before)
@@ -530,4 +403,4 @@ def test_a_setup_naming_a_state_folder_outside_the_home_is_refused_and_the_job_g
     assert "state folder" in info.value.details()  # type: ignore[attr-defined]
     assert not (tmp_path / "state").exists()
     # Still on its job: it saves its model part, one weight per ecommerce column.
-    assert len(_weights(nodes, "ecommerce", "after-refused-setup")) > 0
+    assert len(saved_weights(nodes, "ecommerce", "after-refused-setup")) > 0

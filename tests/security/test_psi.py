@@ -19,12 +19,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_hardening_wire import InProcessFederation, start_federation
 
 from fedcredit.node.client import RemoteCallError
 from fedcredit.proto.v1 import party_pb2
 from fedcredit.psi.group import hash_ids
 from fedcredit.psi.ring import list_digest
+from tests.support.federation import InProcessFederation, start_federation
 
 PARTIES = ["ecommerce", "lender", "payments"]  # the ring order: sorted names
 

@@ -35,7 +35,7 @@ from fedcredit.protocol.encoding import (
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
 
-GERMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "statlog_german" / "german.data"
+GERMAN = Path(__file__).resolve().parents[3] / "shared" / "data" / "statlog_german" / "german.data"
 PURPOSES = ["car"] * 50 + ["tv"] * 30 + ["edu"] * 14 + ["boat"] * 3 + ["ship"] * 2 + [""]
 SETTINGS = TrainSettings(batch_size=100, test_fraction=0.25, seed=3)
 

@@ -46,7 +46,7 @@ from fedcredit.protocol.split import batch_of_rows, batch_rows, split_rows
 N = 900
 TRAIN = TrainSettings(epochs=1, batch_size=200, test_fraction=0.2, seed=3)
 BINNING = BinningSettings(bins=8, min_bin_share=0.05, iv_threshold=0.02)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IDS = [f"C{i:04d}" for i in range(N)]  # sorted: the aligned order is the file order
 
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 import pytest
-from conftest import shared_data_dir
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
 from phe import EncodedNumber, paillier
@@ -49,7 +47,6 @@ from fedcredit.model.logistic import TrainConfig, fit_plain
 from fedcredit.model.metrics import auc
 from fedcredit.node import convert
 from fedcredit.node.driver import Driver
-from fedcredit.node.identity import ServerInterceptorBase, caller_party
 from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.server import NodeServer
 from fedcredit.node.tls import init_certs, load_channel_credentials
@@ -60,69 +57,11 @@ from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import validate
 from fedcredit.protocol.party import FeatureParty
+from tests.support.data import shared_data_dir
+from tests.support.recorder import Exchange, Recorder
 
 NODES = ("coordinator", "ecommerce", "payments", "lender")
 WINDOW = 8  # patterns are looked up by their last 8 bytes; shorter ones would match by chance
-
-
-# -- recording what crosses the wire ----------------------------------------------------------
-@dataclass
-class Exchange:
-    """One call served by ``node``: the request bytes as they arrived, the reply as it left."""
-
-    node: str
-    method: str
-    caller: str = ""
-    request: bytes = b""
-    response: bytes = b""
-
-
-class Recorder(ServerInterceptorBase):
-    """A server interceptor keeping the exact serialized bytes of every unary call."""
-
-    def __init__(self, node: str, exchanges: list[Exchange], unrecorded: list[str]) -> None:
-        self._node = node
-        self._exchanges = exchanges
-        self._unrecorded = unrecorded
-
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler: Any = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        if handler.unary_unary is None:
-            # No streaming call is part of a training job; the test fails if one happens.
-            self._unrecorded.append(method)
-            return handler  # type: ignore[no-any-return]
-        # This runs once per call, so the closures below belong to this call alone.
-        exchange = Exchange(self._node, method)
-        self._exchanges.append(exchange)
-        parse, dump, behaviour = (
-            handler.request_deserializer,
-            handler.response_serializer,
-            handler.unary_unary,
-        )
-
-        def read(data: bytes) -> Any:
-            exchange.request = data
-            return parse(data)
-
-        def write(reply: Any) -> bytes:
-            data: bytes = dump(reply)
-            exchange.response = data
-            return data
-
-        def run(request: Any, context: grpc.ServicerContext) -> Any:
-            exchange.caller = caller_party(context)
-            return behaviour(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            run, request_deserializer=read, response_serializer=write
-        )
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 from fedcredit.config import Federation, load_federation
 from fedcredit.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 VALID = """
 [federation]

@@ -7,71 +7,23 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from test_hardening_wire import InProcessFederation, start_federation
 
 from fedcredit.cli.demo import write_demo_federation
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.node.tls import init_certs
 from fedcredit.proto.v1 import party_pb2
+from tests.support.federation import InProcessFederation, start_federation
+from tests.support.proxies import FreezingProxy
 
 DETECT_WITHIN_S = 10.0
-
-
-class FreezingProxy:
-    """A TCP proxy on ``host:0``; once frozen it swallows every byte and closes nothing.
-
-    That is what a partner looks like when its machine hangs or the network drops packets:
-    connections stay open, nothing comes back, new connections get no handshake.
-    """
-
-    def __init__(self, host: str) -> None:
-        self.target: tuple[str, int] | None = None
-        self.frozen = threading.Event()
-        self._listener = socket.create_server((host, 0))
-        self.address = f"{host}:{self._listener.getsockname()[1]}"
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            self._sockets.append(client)
-            if self.frozen.is_set() or self.target is None:
-                threading.Thread(target=self._pump, args=(client, None), daemon=True).start()
-                continue
-            server = socket.create_connection(self.target)
-            self._sockets.append(server)
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket | None) -> None:
-        try:
-            while data := src.recv(65536):
-                if dst is not None and not self.frozen.is_set():
-                    dst.sendall(data)
-        except OSError:
-            return
-        if not self.frozen.is_set():
-            for sock in (src, dst):
-                if sock is not None:
-                    sock.close()
-
-    def close(self) -> None:
-        for sock in self._sockets:
-            sock.close()
 
 
 @pytest.fixture()
