@@ -39,12 +39,7 @@ CATEGORIES = ["A11", "A12", "A13", "A VERY LONG CATEGORY", ""]
 SETTINGS = BinningSettings(bins=8, min_bin_share=0.05, iv_threshold=0.02, noise_epsilon=0.0)
 
 
-@pytest.fixture(scope="module")
-def job_key():  # type: ignore[no-untyped-def]
-    return generate_keypair(1024, allow_small=True)[0]
-
-
-def make_parties(job_key):  # type: ignore[no-untyped-def]
+def make_parties(public_key):  # type: ignore[no-untyped-def]
     """A lender (2 columns) and a partner (2 numeric columns and one categorical), own orders."""
     rng = np.random.default_rng(4)
     ids = [f"C{i:04d}" for i in range(N)]
@@ -61,7 +56,7 @@ def make_parties(job_key):  # type: ignore[no-untyped-def]
     x, names = with_category_codes(host_x, ["h0", "h1"], {"cat": list(cats)})
     host = FeatureParty("host", ids, x, names, settings)
     for party in (lender, host):
-        party.public_key = job_key
+        party.public_key = public_key
         party.align(sorted(ids))
     return lender, host
 
@@ -82,8 +77,8 @@ def encrypted_stats(lender: LabelParty, host: FeatureParty, **kwargs):  # type: 
     return lender_side, partner, sums
 
 
-def test_per_bin_counts_from_the_encrypted_path_equal_plain_counts(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_per_bin_counts_from_the_encrypted_path_equal_plain_counts(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     lender_side, partner, _ = encrypted_stats(lender, host)
     raw, y = pooled_rows(lender, host)
     stats, _ = lender_side.stats["host"]
@@ -94,8 +89,8 @@ def test_per_bin_counts_from_the_encrypted_path_equal_plain_counts(job_key) -> N
         np.testing.assert_array_equal(got.events, events)
 
 
-def test_woe_and_iv_equal_a_plain_computation_after_monotonic_merging(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_woe_and_iv_equal_a_plain_computation_after_monotonic_merging(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     raw, y = pooled_rows(lender, host)
     columns = fit_columns(host, SETTINGS, ["cat"])
     result = run_binning_local(
@@ -120,8 +115,8 @@ def test_woe_and_iv_equal_a_plain_computation_after_monotonic_merging(job_key) -
         assert row["kept"] == (iv >= SETTINGS.iv_threshold)
 
 
-def test_the_strong_columns_are_kept_and_the_noise_column_dropped(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_the_strong_columns_are_kept_and_the_noise_column_dropped(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     result = run_binning_local(
         lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
     )
@@ -133,8 +128,8 @@ def test_the_strong_columns_are_kept_and_the_noise_column_dropped(job_key) -> No
     assert result.features == {"lender": 1, "host": len(host.feature_names)}
 
 
-def test_partners_are_one_hot_without_a_reference_bin_and_the_lender_woe(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_partners_are_one_hot_without_a_reference_bin_and_the_lender_woe(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     run_binning_local(
         lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
     )
@@ -155,8 +150,8 @@ def test_partners_are_one_hot_without_a_reference_bin_and_the_lender_woe(job_key
     assert woe.shape[1] == 1 and len(np.unique(woe)) > 2
 
 
-def test_noise_changes_counts_but_keeps_them_consistent(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_noise_changes_counts_but_keeps_them_consistent(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     noisy = BinningSettings(bins=8, noise_epsilon=1.0)
     lender_side, partner, sums = encrypted_stats(lender, host, settings=noisy, rng=random.Random(1))
     raw, y = pooled_rows(lender, host)
@@ -178,8 +173,8 @@ def test_geometric_noise_has_the_documented_scale() -> None:
     assert noise.var() == pytest.approx(2 * alpha / (1 - alpha) ** 2, rel=0.1)
 
 
-def test_the_lender_refuses_event_counts_above_the_rows(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_the_lender_refuses_event_counts_above_the_rows(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     lender_side, _, sums = encrypted_stats(lender, host)
     forged = EncryptedBinSums(
         sums.names,
@@ -192,8 +187,8 @@ def test_the_lender_refuses_event_counts_above_the_rows(job_key) -> None:  # typ
         open_bin_sums(lender_side._private, "host", forged, len(train_raw(lender)))  # type: ignore[arg-type]
 
 
-def test_a_partner_refuses_a_merge_of_non_adjacent_numeric_bins(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_a_partner_refuses_a_merge_of_non_adjacent_numeric_bins(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     _, partner, _ = encrypted_stats(lender, host)
     plans = [
         ColumnPlan(c.name, True, tuple((k,) for k in range(c.binning.n_regular)))
@@ -205,8 +200,8 @@ def test_a_partner_refuses_a_merge_of_non_adjacent_numeric_bins(job_key) -> None
         partner.apply_plan(plans)
 
 
-def test_a_partner_refuses_labels_under_a_key_weaker_than_the_job_key(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_a_partner_refuses_labels_under_a_key_weaker_than_the_job_key(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     host.public_key = generate_keypair(1536, allow_small=True)[0]
     lender_side = LenderBinning(lender, SETTINGS)
     labels = lender_side.encrypt_labels(1024, allow_small=True)
@@ -214,8 +209,8 @@ def test_a_partner_refuses_labels_under_a_key_weaker_than_the_job_key(job_key) -
         PartnerBinning(host, SETTINGS).receive_labels(labels)
 
 
-def test_the_encoder_round_trips_through_the_model_part(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_the_encoder_round_trips_through_the_model_part(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     run_binning_local(
         lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
     )
@@ -231,8 +226,8 @@ def test_the_encoder_round_trips_through_the_model_part(job_key) -> None:  # typ
     assert restored.to_dict()["columns"] == part["encoder"]["columns"]
 
 
-def test_points_follow_the_scorecard_convention(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_points_follow_the_scorecard_convention(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     run_binning_local(
         lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
     )
@@ -245,8 +240,8 @@ def test_points_follow_the_scorecard_convention(job_key) -> None:  # type: ignor
     assert got == pytest.approx([-factor * 0.8 * w for w in woe], abs=1e-3)
 
 
-def test_a_partners_points_add_up_to_its_centred_partial_score(job_key) -> None:  # type: ignore[no-untyped-def]
-    lender, host = make_parties(job_key)
+def test_a_partners_points_add_up_to_its_centred_partial_score(public_key) -> None:  # type: ignore[no-untyped-def]
+    lender, host = make_parties(public_key)
     run_binning_local(
         lender, [host], SETTINGS, categorical={"host": ["cat"]}, key_bits=1024, allow_small=True
     )
@@ -274,8 +269,8 @@ def test_category_codes_are_exact_stable_and_readable() -> None:
     assert category_code("A11") != category_code("A12")
 
 
-def test_an_unseen_category_goes_to_the_other_bin(job_key) -> None:  # type: ignore[no-untyped-def]
-    _, host = make_parties(job_key)
+def test_an_unseen_category_goes_to_the_other_bin(public_key) -> None:  # type: ignore[no-untyped-def]
+    _, host = make_parties(public_key)
     cat = fit_columns(host, SETTINGS, ["cat"])[2]
     raw = np.zeros((2, 3))
     raw[:, 2] = [category_code("NEW"), 0.0]

@@ -22,7 +22,6 @@ import pytest
 
 from fedcredit.cli.demo import write_demo_federation
 from fedcredit.config import TrainSettings
-from fedcredit.crypto import generate_keypair
 from fedcredit.data.synthetic import write_institutions
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import log_loss
@@ -30,13 +29,14 @@ from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import train_batch, train_local
 from fedcredit.protocol.party import FeatureParty
+from tests.support.keys import KeyPair
 
 ROWS = 1600
 
 
 @pytest.fixture(scope="module")
-def keys() -> KeyHolder:
-    public, private = generate_keypair(1024, allow_small=True)
+def keys(keypair: KeyPair) -> KeyHolder:
+    public, private = keypair
     holder = KeyHolder(allow_small_keys=True)
     holder.use_keypair("convergence", public, private)
     return holder

@@ -21,11 +21,6 @@ N = 700
 HOST_WIDTHS = (2, 4)
 
 
-@pytest.fixture(scope="module")
-def keypair():  # type: ignore[no-untyped-def]
-    return generate_keypair(1024, allow_small=True)
-
-
 def make_keys(keypair, record: bool = False) -> KeyHolder:  # type: ignore[no-untyped-def]
     keys = KeyHolder(allow_small_keys=True, record=record)
     keys.use_keypair("test-job", *keypair)

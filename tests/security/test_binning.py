@@ -22,7 +22,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from fedcredit.config import BinningSettings, TrainSettings, load_federation
-from fedcredit.crypto import generate_keypair, unmask
+from fedcredit.crypto import unmask
 from fedcredit.node.binning_service import _plan_from_proto, _plan_to_proto
 from fedcredit.protocol import binning as binning_protocol
 from fedcredit.protocol.binning import (
@@ -48,11 +48,6 @@ TRAIN = TrainSettings(epochs=1, batch_size=200, test_fraction=0.2, seed=3)
 BINNING = BinningSettings(bins=8, min_bin_share=0.05, iv_threshold=0.02)
 REPO = Path(__file__).resolve().parents[2]
 IDS = [f"C{i:04d}" for i in range(N)]  # sorted: the aligned order is the file order
-
-
-@pytest.fixture(scope="module")
-def keypair():  # type: ignore[no-untyped-def]
-    return generate_keypair(1024, allow_small=True)
 
 
 class RecordingHost(FeatureParty):

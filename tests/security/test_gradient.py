@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 from fedcredit.config import TrainSettings
-from fedcredit.crypto import generate_keypair, unmask
+from fedcredit.crypto import unmask
 from fedcredit.errors import DataError
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import SLOPE_SCALE_BITS
 from fedcredit.protocol.isolation import leverages
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty, PendingMasks
+from tests.support.keys import KeyPair
 
 N = 600
 TARGETS = 6  # customers the lender singles out with one indicator column each
@@ -31,9 +32,9 @@ SETTINGS = TrainSettings(batch_size=200, test_fraction=0.2, seed=3, x_scale_bits
 
 
 @pytest.fixture(scope="module")
-def keys() -> KeyHolder:
+def keys(keypair: KeyPair) -> KeyHolder:
     holder = KeyHolder(allow_small_keys=True)
-    holder.use_keypair("test-job", *generate_keypair(1024, allow_small=True))
+    holder.use_keypair("test-job", *keypair)
     return holder
 
 

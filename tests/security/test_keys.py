@@ -47,12 +47,6 @@ except ImportError:  # the certificate tools lived in tls.py before
     from fedcredit.node.tls import init_certs  # type: ignore[attr-defined,no-redef]
 
 
-@pytest.fixture(scope="module")
-def strong_key() -> tuple[PublicKey, PrivateKey]:
-    """One 2048-bit key pair: the size the policy wants (its n carries the bad bases below)."""
-    return generate_keypair(2048, rng=random.Random(12))
-
-
 @dataclass
 class Nodes:
     fed: Federation
@@ -145,10 +139,10 @@ def test_a_party_refuses_a_512_bit_job_key_naming_the_coordinator(nodes: Nodes) 
 
 
 def test_a_party_refuses_a_job_key_whose_base_is_one(
-    nodes: Nodes, strong_key: tuple[PublicKey, PrivateKey]
+    nodes: Nodes, strong_keypair: tuple[PublicKey, PrivateKey]
 ) -> None:
     # Arrange: hs = 1 makes every DJN "encryption" 1 + n m, readable by anyone.
-    trivial = PublicKey(strong_key[0].n, 1)
+    trivial = PublicKey(strong_keypair[0].n, 1)
 
     # Act
     error = refused(lambda: setup_with(nodes, trivial))
@@ -159,9 +153,9 @@ def test_a_party_refuses_a_job_key_whose_base_is_one(
 
 
 def test_a_party_accepts_a_sound_2048_bit_job_key(
-    nodes: Nodes, strong_key: tuple[PublicKey, PrivateKey]
+    nodes: Nodes, strong_keypair: tuple[PublicKey, PrivateKey]
 ) -> None:
-    reply = setup_with(nodes, strong_key[0])
+    reply = setup_with(nodes, strong_keypair[0])
 
     assert reply.rows > 0
 
@@ -188,7 +182,7 @@ def test_a_party_refuses_a_1024_bit_scoring_key_naming_the_coordinator(nodes: No
 
 # -- the lender's binning key at a partner ---------------------------------------------------------
 def test_a_partner_refuses_binning_labels_under_a_key_whose_base_is_one(
-    strong_key: tuple[PublicKey, PrivateKey],
+    strong_keypair: tuple[PublicKey, PrivateKey],
 ) -> None:
     # Arrange: a partner aligned under a sound 2048-bit job key; the lender's own label key
     # has the same size but hs = 1.
@@ -196,9 +190,9 @@ def test_a_partner_refuses_binning_labels_under_a_key_whose_base_is_one(
     host = FeatureParty(
         "host", ids, np.random.default_rng(1).normal(size=(60, 2)), ["a", "b"], TrainSettings()
     )
-    host.public_key = strong_key[0]
+    host.public_key = strong_keypair[0]
     host.align(ids)
-    trivial = PublicKey(strong_key[0].n, 1)
+    trivial = PublicKey(strong_keypair[0].n, 1)
     rows = len(train_raw(host))
     labels = EncryptedVector(trivial, [1 + trivial.n * (i % 2) for i in range(rows)], 0)
     partner = PartnerBinning(host, BinningSettings())
@@ -250,10 +244,10 @@ def _prime(bits: int, rng: random.Random) -> int:
 
 
 @pytest.fixture(scope="module")
-def degenerate_keys(strong_key: tuple[PublicKey, PrivateKey]) -> dict[str, PublicKey]:
+def degenerate_keys(strong_keypair: tuple[PublicKey, PrivateKey]) -> dict[str, PublicKey]:
     """Keys a peer may send, each with one defect ``check_peer_key`` must see."""
     rng = random.Random(21)
-    n = int(strong_key[0].n)
+    n = int(strong_keypair[0].n)
     nsq = n * n
     half = _prime(1024, rng)
     return {
@@ -295,11 +289,11 @@ def test_check_peer_key_refuses_a_degenerate_key_naming_the_party(
 
 
 def test_check_peer_key_takes_a_sound_key_and_small_ones_only_with_the_test_switch(
-    strong_key: tuple[PublicKey, PrivateKey],
+    strong_keypair: tuple[PublicKey, PrivateKey],
 ) -> None:
     small, _ = generate_keypair(1024, allow_small=True)
 
-    assert check_peer_key(strong_key[0]) is strong_key[0]
+    assert check_peer_key(strong_keypair[0]) is strong_keypair[0]
     assert check_peer_key(small, allow_small=True) is small
     with pytest.raises(FedCreditError, match="1024 bits, below the 2048 required outside tests"):
         check_peer_key(small)

@@ -17,17 +17,12 @@ import pytest
 
 import fedcredit.crypto.packing as packing
 from fedcredit.config import TrainSettings
-from fedcredit.crypto import encrypt_vector, generate_keypair
+from fedcredit.crypto import encrypt_vector
 from fedcredit.protocol.coordinator import KeyHolder
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.lender import LabelParty
 
 ROWS = 40
-
-
-@pytest.fixture(scope="module")
-def keypair():  # type: ignore[no-untyped-def]
-    return generate_keypair(1024, allow_small=True)
 
 
 @pytest.fixture()

@@ -11,10 +11,9 @@ width of every gradient request of an epoch as the coordinator would.
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from fedcredit.config import TrainSettings
-from fedcredit.crypto import encrypt_vector, generate_keypair
+from fedcredit.crypto import encrypt_vector
 from fedcredit.protocol.fixedpoint import residual_scale_bits
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
@@ -24,11 +23,6 @@ OUTLIER = 17
 SETTINGS = TrainSettings(
     batch_size=64, test_fraction=0.0, validation_fraction=0.0, seed=3, x_scale_bits=16
 )
-
-
-@pytest.fixture(scope="module")
-def keypair():  # type: ignore[no-untyped-def]
-    return generate_keypair(1024, allow_small=True)
 
 
 def aligned_party(keypair, x: np.ndarray, *, lender: bool = False) -> FeatureParty:  # type: ignore[no-untyped-def]

@@ -17,7 +17,6 @@ from fedcredit.crypto import (
     digits_per_ciphertext,
     digits_to_bytes,
     encrypt_vector,
-    generate_keypair,
     mask_and_pack_digits,
 )
 from fedcredit.crypto.digits import DIGIT_MASK_SECURITY_BITS, group_sizes, split_digits
@@ -27,11 +26,6 @@ from fedcredit.errors import CryptoError
 ALPHA = 1e-6
 
 DIGIT = 80
-
-
-@pytest.fixture(scope="module")
-def keys() -> tuple[PublicKey, PrivateKey]:
-    return generate_keypair(1024, allow_small=True)
 
 
 def encrypt_ints(public: PublicKey, values: list[int]):  # type: ignore[no-untyped-def]
@@ -47,9 +41,9 @@ def test_a_group_fits_below_n_with_the_mask() -> None:
 
 
 def test_the_mask_sum_recovers_the_sum_of_several_packed_vectors(
-    keys: tuple[PublicKey, PrivateKey],
+    keypair: tuple[PublicKey, PrivateKey],
 ) -> None:
-    public, private = keys
+    public, private = keypair
     rng = random.Random(5)
     count, group = 25, 11
     vectors = [[rng.randrange(1 << 64) for _ in range(count)] for _ in range(3)]
@@ -70,9 +64,9 @@ def test_the_mask_sum_recovers_the_sum_of_several_packed_vectors(
 
 
 def test_the_forwarded_digits_are_uniform_and_the_numbers_hide_the_values(
-    keys: tuple[PublicKey, PrivateKey],
+    keypair: tuple[PublicKey, PrivateKey],
 ) -> None:
-    public, private = keys
+    public, private = keypair
     small = encrypt_ints(public, [0] * 440)
     large = encrypt_ints(public, [(1 << 64) - 1] * 440)
 
@@ -90,17 +84,17 @@ def test_the_forwarded_digits_are_uniform_and_the_numbers_hide_the_values(
         assert stats.kstest([d / 2**DIGIT for d in digits], "uniform").pvalue > ALPHA
 
 
-def test_one_value_is_one_ciphertext(keys: tuple[PublicKey, PrivateKey]) -> None:
-    public, _ = keys
+def test_one_value_is_one_ciphertext(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    public, _ = keypair
     packed, masks = mask_and_pack_digits(encrypt_ints(public, [7]), DIGIT, 11)
     assert len(packed.ciphertexts) == 1 and len(masks) == 1
     assert masks[0] < 1 << (DIGIT + DIGIT_MASK_SECURITY_BITS)
 
 
 def test_serialization_round_trips_and_refuses_a_wrong_layout(
-    keys: tuple[PublicKey, PrivateKey],
+    keypair: tuple[PublicKey, PrivateKey],
 ) -> None:
-    public, private = keys
+    public, private = keypair
     packed, _ = mask_and_pack_digits(encrypt_ints(public, list(range(13))), DIGIT, 11)
     data = digits_to_bytes(packed, public)
 
@@ -115,7 +109,7 @@ def test_serialization_round_trips_and_refuses_a_wrong_layout(
         digits_from_bytes(data, public, digit_bits=DIGIT, group=6, count=13)  # 3 numbers, not 2
 
 
-def test_a_group_too_large_for_the_key_is_refused(keys: tuple[PublicKey, PrivateKey]) -> None:
-    public, _ = keys
+def test_a_group_too_large_for_the_key_is_refused(keypair: tuple[PublicKey, PrivateKey]) -> None:
+    public, _ = keypair
     with pytest.raises(CryptoError, match="does not fit"):
         mask_and_pack_digits(encrypt_ints(public, [1, 2]), DIGIT, 12)

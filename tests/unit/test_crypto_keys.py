@@ -40,11 +40,6 @@ BIG_C = int(
 )
 
 
-@pytest.fixture(scope="module")
-def keypair() -> tuple[PublicKey, PrivateKey]:
-    return generate_keypair(1024, allow_small=True, rng=random.Random(1))
-
-
 def test_generate_keypair_refuses_keys_below_2048_bits() -> None:
     with pytest.raises(CryptoError, match="below 2048"):
         generate_keypair(1024)

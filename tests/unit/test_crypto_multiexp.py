@@ -16,18 +16,12 @@ from fedcredit.crypto import (
     PublicKey,
     decrypt_vector,
     encrypt_vector,
-    generate_keypair,
     matvec_t,
     weighted_sum,
 )
 from fedcredit.crypto.multiexp import best_window, multiexp_signed
 from fedcredit.crypto.vector import decrypt_ints, encrypt_ints
 from fedcredit.errors import CryptoError
-
-
-@pytest.fixture(scope="module")
-def keypair() -> tuple[PublicKey, PrivateKey]:
-    return generate_keypair(1024, allow_small=True, rng=random.Random(21))
 
 
 def signed_plain(private: PrivateKey, ev: object) -> list[int]:

@@ -24,11 +24,6 @@ from fedcredit.crypto.vector import encrypt_ints
 from fedcredit.errors import CryptoError
 
 
-@pytest.fixture(scope="module")
-def keypair() -> tuple[PublicKey, PrivateKey]:
-    return generate_keypair(1024, allow_small=True, rng=random.Random(31))
-
-
 def test_packed_values_with_negative_slots_round_trip(
     keypair: tuple[PublicKey, PrivateKey],
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
@@ -13,7 +11,6 @@ from fedcredit.crypto import (
     decrypt_packed,
     decrypt_vector,
     encrypt_vector,
-    generate_keypair,
     mask_and_pack,
     packed_from_bytes,
     packed_to_bytes,
@@ -23,11 +20,6 @@ from fedcredit.crypto import (
 )
 from fedcredit.crypto.serde import ciphertext_width
 from fedcredit.errors import CryptoError
-
-
-@pytest.fixture(scope="module")
-def keypair() -> tuple[PublicKey, PrivateKey]:
-    return generate_keypair(1024, allow_small=True, rng=random.Random(41))
 
 
 def replace_ciphertext(data: bytes, index: int, value: int, width: int) -> bytes:

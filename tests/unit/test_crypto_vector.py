@@ -15,7 +15,6 @@ from fedcredit.crypto import (
     PublicKey,
     decrypt_vector,
     encrypt_vector,
-    generate_keypair,
     get_workers,
     set_workers,
 )
@@ -24,16 +23,6 @@ from fedcredit.errors import CryptoError
 
 SCALE = 20
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
-
-
-@pytest.fixture(scope="module")
-def keypair() -> tuple[PublicKey, PrivateKey]:
-    return generate_keypair(1024, allow_small=True, rng=random.Random(11))
-
-
-@pytest.fixture(scope="module")
-def other_key() -> PublicKey:
-    return generate_keypair(1024, allow_small=True, rng=random.Random(12))[0]
 
 
 def q(values: np.ndarray, scale: int = SCALE) -> np.ndarray:
