@@ -13,7 +13,7 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str, str]:
     out = tmp_path_factory.mktemp("demo") / "out"
     result = subprocess.run(
         [sys.executable, "-m", "fedcredit", "demo", "--customers", "1500", "--epochs", "2",
@@ -21,21 +21,33 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout), out, result.stderr
+    return json.loads(result.stdout), out, result.stderr, result.stdout
+
+
+#: What the demo says on stderr without --json: its narration and the job's progress lines.
+NARRATION = (
+    "fedcredit demo in", "three institutions' data", "certificates, a coordinator",
+    "federated model: AUC", "scoring five applicants", "aligned ", "epoch 1/2", "epoch 2/2",
+)  # fmt: skip
 
 
 def test_json_mode_prints_one_json_document_and_no_progress(
-    demo: tuple[dict[str, Any], Path, str],
+    demo: tuple[dict[str, Any], Path, str, str],
 ) -> None:
-    summary, out, stderr = demo
+    summary, out, stderr, stdout = demo
+    lines = stdout.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == summary
+    assert set(summary) >= {"folder", "metrics", "scores"}
     assert summary["folder"] == str(out)
+    assert [text for text in NARRATION if text in stderr] == []
     assert "Traceback" not in stderr
 
 
 def test_the_federated_model_is_trained_and_evaluated(
-    demo: tuple[dict[str, Any], Path, str],
+    demo: tuple[dict[str, Any], Path, str, str],
 ) -> None:
-    summary, out, _ = demo
+    summary, out, _, _ = demo
     metrics = summary["metrics"]
     assert metrics["rows_aligned"] < 1500  # partial overlap of the three institutions
     assert metrics["epochs"] == 2
@@ -46,7 +58,7 @@ def test_the_federated_model_is_trained_and_evaluated(
 
 
 def test_five_applicants_get_scores_on_the_scorecard(
-    demo: tuple[dict[str, Any], Path, str],
+    demo: tuple[dict[str, Any], Path, str, str],
 ) -> None:
     scores = demo[0]["scores"]
     assert len(scores) == 5
@@ -57,7 +69,7 @@ def test_five_applicants_get_scores_on_the_scorecard(
 
 
 def test_stacked_borrowers_shown_match_the_debt_check_file(
-    demo: tuple[dict[str, Any], Path, str],
+    demo: tuple[dict[str, Any], Path, str, str],
 ) -> None:
     debt = demo[0]["debt"]
     with open(debt["out"], newline="", encoding="utf-8") as handle:

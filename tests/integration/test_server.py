@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -105,11 +106,26 @@ def test_allowed_party_gets_serving_health(
     assert reply.status == SERVING
 
 
-def test_wait_for_ready_returns_for_a_serving_node(
+def test_wait_for_ready_returns_once_the_node_reports_serving(
     certs: CertPaths, lender: tuple[NodeServer, str]
 ) -> None:
-    with _channel(certs, lender[1], "coordinator") as channel:
-        wait_for_ready(channel, "lender", timeout_s=5)
+    server, address = lender
+    server.health.set("", NOT_SERVING)
+    turned = threading.Event()
+
+    def serve_later() -> None:
+        time.sleep(0.3)
+        turned.set()
+        server.health.set("", SERVING)
+
+    threading.Thread(target=serve_later, daemon=True).start()
+    with _channel(certs, address, "coordinator") as channel:
+        wait_for_ready(channel, "lender", timeout_s=10)
+        returned_after_the_turn = turned.is_set()
+        status = _check(channel).status
+
+    assert returned_after_the_turn
+    assert status == SERVING
 
 
 def test_servicer_learns_caller_from_certificate(

@@ -11,8 +11,11 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedcredit.errors import ConfigError
+from fedcredit.node.client import open_channel
+from fedcredit.node.server import build_server
 from fedcredit.node.tls import (
     CertPaths,
     certificate_name,
@@ -98,9 +101,24 @@ def test_rejects_names_unfit_for_certificates(tmp_path: Path, names: list[str]) 
         init_certs(tmp_path, names)
 
 
-def test_credentials_load(certs: CertPaths) -> None:
-    load_server_credentials(certs.ca, certs.cert("lender"), certs.key("lender"))
-    load_channel_credentials(certs.ca, certs.cert("lender"), certs.key("lender"))
+def test_loaded_credentials_carry_a_mutual_tls_call(certs: CertPaths) -> None:
+    server_creds = load_server_credentials(certs.ca, certs.cert("lender"), certs.key("lender"))
+    channel_creds = load_channel_credentials(
+        certs.ca, certs.cert("ecommerce"), certs.key("ecommerce")
+    )
+    # Only ecommerce may call: a reply proves the channel presented ecommerce's certificate
+    # and the client accepted the lender's.
+    server = build_server("127.0.0.1:0", credentials=server_creds, allowed_parties={"ecommerce"})
+    port = server.start()
+    try:
+        channel = open_channel(f"127.0.0.1:{port}", party_name="lender", credentials=channel_creds)
+        with channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+    finally:
+        server.stop(0)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_mismatched_key_is_refused_naming_the_file(certs: CertPaths) -> None:

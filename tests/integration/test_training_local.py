@@ -4,8 +4,6 @@ not learn, and training is deterministic under a seed."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -207,9 +205,19 @@ def test_federated_training_matches_plaintext_training_of_the_same_protocol(keyp
 
 
 def test_scores_are_encrypted_at_one_fixed_scale(keypair) -> None:  # type: ignore[no-untyped-def]
-    lender, hosts = make_federation(1, keypair)
-    set_random_weights([lender, *hosts], 2)
-    vector = hosts[0].partial("train", 0, 0)
-    assert vector.scale_bits == Z_SCALE_BITS
-    settings2 = dataclasses.replace(lender.settings, seed=99)
-    assert settings2.seed == 99
+    # Whatever the feature scale, the weights' size, the party or the phase: one scale, so the
+    # encoding of a score tells nothing about its size (phe's variable exponent would).
+    scales = set()
+    for x_scale_bits in (8, 16):
+        settings = TrainSettings(
+            batch_size=200, test_fraction=0.2, validation_fraction=0.1, seed=3,
+            x_scale_bits=x_scale_bits,
+        )  # fmt: skip
+        lender, hosts = make_federation(2, keypair, settings)
+        for seed, size in ((2, 1e-3), (3, 1.0)):
+            set_random_weights([lender, *hosts], seed)
+            for host in hosts:
+                host.weights = host.weights * size
+                for phase in ("train", "validation", "test"):
+                    scales.add(host.partial(phase, 0, 0).scale_bits)
+    assert scales == {Z_SCALE_BITS}

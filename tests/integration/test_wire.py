@@ -402,5 +402,8 @@ def test_a_setup_naming_a_state_folder_outside_the_home_is_refused_and_the_job_g
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
     assert "state folder" in info.value.details()  # type: ignore[attr-defined]
     assert not (tmp_path / "state").exists()
-    # Still on its job: it saves its model part, one weight per ecommerce column.
-    assert len(saved_weights(nodes, "ecommerce", "after-refused-setup")) > 0
+    # Still on its job, under the job's key: it saves its model part, one weight per column.
+    weights = saved_weights(nodes, "ecommerce", "after-refused-setup")
+    part = json.loads((nodes.folder / "after-refused-setup" / "ecommerce.json").read_text())
+    assert part["public_key_fingerprint"] == nodes.key.fingerprint
+    assert len(weights) == len(part["feature_names"]) > 0
