@@ -9,6 +9,7 @@ services (each test counts what it sent).
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
