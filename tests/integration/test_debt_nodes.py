@@ -28,12 +28,10 @@ from fedcredit.data.synthetic import write_institutions
 from fedcredit.node import debt_node
 from fedcredit.node.client import open_channel
 from fedcredit.node.debt_node import table_health_service
-from fedcredit.node.driver import Driver
 from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
+from fedcredit.node.tls import init_certs
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
+from tests.support.federation import NODES, InProcessNodes, existing_certs
 
 pytestmark = pytest.mark.slow
 
@@ -100,36 +98,17 @@ def with_loans(path: Path, data: dict[str, Path], loans: dict[str, Path]) -> Non
 
 
 @dataclass
-class Nodes:
+class Nodes(InProcessNodes):
     """In-process nodes of one federation (coordinator first, the lender last)."""
 
-    fed: Federation
-    cert_dir: Path
-    servers: dict[str, NodeServer] = field(default_factory=dict)
-    addresses: dict[str, str] = field(default_factory=dict)
     channels: list[grpc.Channel] = field(default_factory=list)
 
-    def credentials(self, name: str) -> grpc.ChannelCredentials:
-        d = self.cert_dir
-        return load_channel_credentials(d / "ca.pem", d / f"{name}.pem", d / f"{name}.key")
-
-    def start(
+    def start_all(
         self, *, model_dir: Path | None = None, coordinator_peers: dict[str, str] | None = None
     ) -> None:
-        for name in (COORDINATOR, "ecommerce", "payments", "lender"):
-            peers = (coordinator_peers or {}) if name == COORDINATOR else self.addresses
-            options = NodeOptions(
-                name=name,
-                listen="127.0.0.1:0",
-                cert_dir=self.cert_dir,
-                allow_small_keys=True,
-                model_dir=None if name == COORDINATOR else model_dir,
-                peers=tuple(peers.items()),
-                # The nodes' home holds the folders the driver names (state/, run/model).
-                state_dir=self.cert_dir.parent,
-            )
-            self.servers[name] = build_node(self.fed, options)
-            self.addresses[name] = f"127.0.0.1:{self.servers[name].start()}"
+        for name in NODES:
+            peers = (coordinator_peers or {}) if name == COORDINATOR else dict(self.addresses)
+            self.start(name, model_dir=None if name == COORDINATOR else model_dir, peers=peers)
 
     def wait_for_tables(self, timeout_s: float = 120.0) -> None:
         """Until the coordinator lists every lending party's table on its health service."""
@@ -183,8 +162,7 @@ class Nodes:
     def close(self) -> None:
         for channel in self.channels:
             channel.close()
-        for server in self.servers.values():
-            server.stop(0)
+        super().close()
 
 
 @dataclass
@@ -208,17 +186,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     loans = write_loans(folder, ids)
     with_loans(path, data, loans)
     fed = load_federation(path, allow_small_keys=True)
-    init_certs(folder / "certs", fed.all_names)
-    nodes = Nodes(fed, folder / "certs")
+    nodes = Nodes(fed, folder, init_certs(folder / "certs", fed.all_names))
     try:
-        nodes.start()
-        driver = Driver(
-            fed,
-            nodes.addresses,
-            credentials=nodes.credentials(COORDINATOR),
-            progress=lambda *_: None,
-            state_dirs={p.name: str(folder / "state" / p.name) for p in fed.parties},
-        )
+        nodes.start_all()
+        driver = nodes.new_driver()
         driver.run(folder / "run")
         driver.peers.close()
     finally:
@@ -229,9 +200,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
 
 @pytest.fixture(scope="module")
 def scoring(trained: Trained) -> Iterator[Nodes]:
-    nodes = Nodes(trained.fed, trained.folder / "certs")
+    certs = existing_certs(trained.folder / "certs", trained.fed.all_names)
+    nodes = Nodes(trained.fed, trained.folder, certs)
     try:
-        nodes.start(model_dir=trained.model_dir)
+        nodes.start_all(model_dir=trained.model_dir)
         nodes.start_scoring_job()
         yield nodes
     finally:
@@ -288,10 +260,9 @@ def test_score_has_a_debt_reason_when_a_lender_node_cannot_be_reached(
     # decryption it needs from that lender fails, while scoring itself is unaffected. The
     # lender does not wait for the consortium (its start-up window is 0 s here).
     monkeypatch.setattr(debt_node, "READY_TIMEOUT_S", 0.0)
-    init_certs(tmp_path / "certs", trained.fed.all_names)
-    nodes = Nodes(trained.fed, tmp_path / "certs")
+    nodes = Nodes(trained.fed, tmp_path, init_certs(tmp_path / "certs", trained.fed.all_names))
     try:
-        nodes.start(model_dir=trained.model_dir, coordinator_peers={"payments": DEAD_ADDRESS})
+        nodes.start_all(model_dir=trained.model_dir, coordinator_peers={"payments": DEAD_ADDRESS})
         nodes.wait_for_tables()
         nodes.start_scoring_job()
 
@@ -312,22 +283,12 @@ def test_lenders_upload_again_to_a_restarted_coordinator(
     # The new coordinator is back on the same address well within one watch period, so a
     # lender that only checked the coordinator's overall health would never notice.
     monkeypatch.setattr(debt_node, "WATCH_S", 1.0)
-    init_certs(tmp_path / "certs", trained.fed.all_names)
-    nodes = Nodes(trained.fed, tmp_path / "certs")
+    nodes = Nodes(trained.fed, tmp_path, init_certs(tmp_path / "certs", trained.fed.all_names))
     try:
-        nodes.start(model_dir=trained.model_dir)
+        nodes.start_all(model_dir=trained.model_dir)
         nodes.wait_for_tables()
-        address = nodes.addresses[COORDINATOR]
-        nodes.servers[COORDINATOR].stop(0)
-        options = NodeOptions(
-            name=COORDINATOR,
-            listen=address,
-            cert_dir=nodes.cert_dir,
-            allow_small_keys=True,
-            state_dir=tmp_path,
-        )
-        nodes.servers[COORDINATOR] = build_node(trained.fed, options)
-        nodes.servers[COORDINATOR].start()
+        nodes.stop(COORDINATOR)
+        nodes.start(COORDINATOR, listen=nodes.addresses[COORDINATOR], peers={})
 
         nodes.wait_for_tables(timeout_s=30)
         nodes.start_scoring_job()

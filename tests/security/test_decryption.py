@@ -31,15 +31,13 @@ from fedcredit.node import convert
 from fedcredit.node.client import RemoteCallError, open_channel
 from fedcredit.node.driver import Driver
 from fedcredit.node.identity import Handler, HandlerInterceptor, caller_party
-from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import CertPaths, init_certs, load_channel_credentials
+from fedcredit.node.tls import CertPaths, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, coordinator_pb2_grpc
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, job_gradient_value_bits, score_value_bits
 from fedcredit.protocol.party import FeatureParty
 from fedcredit.protocol.split import Split, batch_rows, split_rows
+from tests.support.federation import NODES, start_nodes
 
-NODES = ("coordinator", "ecommerce", "payments", "lender")
 BATCH = 64
 #: A bound on the residual [[4d]] at its scale (|4d| < 4 at 2^44): what a thief masks it with.
 RESIDUAL_BITS = 50
@@ -243,29 +241,21 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     path = home / "federation.toml"
     path.write_text(federation_text(data), encoding="utf-8")
     fed = load_federation(path, allow_small_keys=True)
-    certs = init_certs(home / "certs", list(fed.all_names))
     deviations = {name: Deviation() for name in NODES}
-    servers: dict[str, NodeServer] = {}
-    addresses: dict[str, str] = {}
-    nodes = Nodes(fed, home, certs, addresses, deviations)
+    started = start_nodes(
+        fed,
+        home,
+        names=NODES,
+        interceptors={name: [deviations[name]] for name in NODES},
+        state_dir=lambda name: home / "nodes" / name,
+    )
+    nodes = Nodes(fed, home, started.certs, started.addresses, deviations)
     try:
-        for name in NODES:
-            options = NodeOptions(
-                name=name,
-                listen="127.0.0.1:0",
-                cert_dir=home / "certs",
-                allow_small_keys=True,
-                peers=tuple(addresses.items()),
-                state_dir=nodes.folder(name),
-            )
-            servers[name] = build_node(fed, options, interceptors=[deviations[name]])
-            addresses[name] = f"127.0.0.1:{servers[name].start()}"
         yield nodes
     finally:
         for channel in nodes.channels.values():
             channel.close()
-        for server in servers.values():
-            server.stop(0)
+        started.close()
 
 
 @pytest.fixture()

@@ -28,13 +28,10 @@ from fedcredit.data.synthetic import write_institutions
 from fedcredit.errors import ProtocolError
 from fedcredit.node.driver import Driver
 from fedcredit.node.identity import ServerInterceptorBase
-from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
 from fedcredit.proto.v1 import party_pb2
 from fedcredit.protocol.binning import REPORT_FIELDS, report_csv
+from tests.support.federation import NODES, start_nodes
 
-NODES = ("coordinator", "ecommerce", "payments", "lender")
 PLOTS = ("roc.png", "ks.png", "scores.png")
 EVALUATION_FILES = {*PLOTS, "report.html"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -117,30 +114,12 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     path = write_demo_federation(home, data, key_bits=1024, epochs=1)
     path.write_text(path.read_text().replace("batch_size = 4096", "batch_size = 64"))
     fed = load_federation(path, allow_small_keys=True)
-    certs = init_certs(home / "certs", list(fed.all_names))
     lender = EvilLender()
-    servers: dict[str, NodeServer] = {}
-    addresses: dict[str, str] = {}
+    started = start_nodes(fed, home, names=NODES, interceptors={"lender": [lender]})
     try:
-        for name in NODES:
-            options = NodeOptions(
-                name=name,
-                listen="127.0.0.1:0",
-                cert_dir=home / "certs",
-                allow_small_keys=True,
-                peers=tuple(addresses.items()),
-                state_dir=home,
-            )
-            extra = [lender] if name == "lender" else []
-            servers[name] = build_node(fed, options, interceptors=extra)
-            addresses[name] = f"127.0.0.1:{servers[name].start()}"
-        creds = load_channel_credentials(
-            certs.ca, certs.cert("coordinator"), certs.key("coordinator")
-        )
-        yield Nodes(fed, home, addresses, creds, lender)
+        yield Nodes(fed, home, started.addresses, started.credentials("coordinator"), lender)
     finally:
-        for server in servers.values():
-            server.stop(0)
+        started.close()
 
 
 @pytest.fixture()

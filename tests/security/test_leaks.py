@@ -46,10 +46,6 @@ from fedcredit.data.synthetic import write_institutions
 from fedcredit.model.logistic import TrainConfig, fit_plain
 from fedcredit.model.metrics import auc
 from fedcredit.node import convert
-from fedcredit.node.driver import Driver
-from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
 from fedcredit.proto.v1 import common_pb2
 from fedcredit.protocol.binning import BinEncoder
 from fedcredit.protocol.coordinator import KeyHolder
@@ -58,9 +54,9 @@ from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.local import validate
 from fedcredit.protocol.party import FeatureParty
 from tests.support.data import shared_data_dir
+from tests.support.federation import NODES, start_nodes
 from tests.support.recorder import Exchange, Recorder
 
-NODES = ("coordinator", "ecommerce", "payments", "lender")
 WINDOW = 8  # patterns are looked up by their last 8 bytes; shorter ones would match by chance
 
 
@@ -110,40 +106,19 @@ def run_recorded_job(folder: Path, design: str) -> RecordedJob:
     text = path.read_text().replace("batch_size = 4096", "batch_size = 64")
     path.write_text(text if design == "binned" else text.replace("[binning]\n", ""))
     fed = load_federation(path, allow_small_keys=True)
-    certs = init_certs(folder / "certs", list(fed.all_names))
     exchanges: list[Exchange] = []
     unrecorded: list[str] = []
-    servers: dict[str, NodeServer] = {}
-    addresses: dict[str, str] = {}
-    creds = load_channel_credentials(certs.ca, certs.cert("coordinator"), certs.key("coordinator"))
+    recorders = {name: [Recorder(name, exchanges, unrecorded)] for name in NODES}
+    # Every node's home is the folder holding the driver's state/ and run/model.
+    nodes = start_nodes(fed, folder, names=NODES, interceptors=recorders)
     try:
-        for name in NODES:
-            options = NodeOptions(
-                name=name,
-                listen="127.0.0.1:0",
-                cert_dir=folder / "certs",
-                allow_small_keys=True,
-                peers=tuple(addresses.items()),
-                state_dir=folder,  # the home holding the driver's state/ and run/model
-            )
-            servers[name] = build_node(
-                fed, options, interceptors=[Recorder(name, exchanges, unrecorded)]
-            )
-            addresses[name] = f"127.0.0.1:{servers[name].start()}"
-        driver = Driver(
-            fed,
-            addresses,
-            credentials=creds,
-            progress=lambda *_: None,
-            state_dirs={p.name: str(folder / "state" / p.name) for p in fed.parties},
-        )
+        driver = nodes.new_driver()
         try:
             metrics = driver.run(folder / "run")
         finally:
             driver.peers.close()
     finally:
-        for server in servers.values():
-            server.stop(0)
+        nodes.close()
     return RecordedJob(fed, folder, design, metrics, exchanges, unrecorded)
 
 

@@ -38,13 +38,12 @@ from fedcredit.errors import ConfigError, QuotaError
 from fedcredit.node.audit import DAY_SECONDS, ScoringAudit
 from fedcredit.node.client import open_channel
 from fedcredit.node.peers import COORDINATOR, Peers
-from fedcredit.node.runtime import NodeOptions, build_node
-from fedcredit.node.server import NodeServer
-from fedcredit.node.tls import init_certs, load_channel_credentials
+from fedcredit.node.tls import init_certs
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, party_pb2, party_pb2_grpc
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.lender import LabelParty
 from fedcredit.protocol.party import FeatureParty
+from tests.support.federation import InProcessNodes
 
 CUSTOMERS = 500
 HOST_SHARE = 0.6  # the partner holds this share of the customers
@@ -109,39 +108,28 @@ def write_model(fed: Federation, model_dir: Path) -> dict[str, FeatureParty]:
 
 
 @dataclass
-class Nodes:
-    """In-process nodes of one federation, loaded with a model, a fresh coordinator key."""
+class Nodes(InProcessNodes):
+    """In-process nodes of one federation, loaded with a model, a fresh coordinator key; each
+    node in its own home."""
 
-    fed: Federation
-    folder: Path
-    model_dir: Path
-    servers: dict[str, NodeServer] = field(default_factory=dict)
-    addresses: dict[str, str] = field(default_factory=dict)
+    model_dir: Path | None = None
     channels: list[grpc.Channel] = field(default_factory=list)
 
-    def credentials(self, name: str) -> grpc.ChannelCredentials:
-        d = self.folder / "certs"
-        return load_channel_credentials(d / "ca.pem", d / f"{name}.pem", d / f"{name}.key")
+    def node_home(self, name: str) -> Path:
+        return self.home / f"home-{name}"
 
-    def home(self, name: str) -> Path:
-        return self.folder / f"home-{name}"
-
-    def start(self, name: str, listen: str = "127.0.0.1:0") -> None:
-        options = NodeOptions(
-            name=name,
+    def start_node(self, name: str, listen: str = "127.0.0.1:0") -> None:
+        self.start(
+            name,
             listen=listen,
-            cert_dir=self.folder / "certs",
-            allow_small_keys=True,
             model_dir=None if name == COORDINATOR else self.model_dir,
-            peers=tuple((n, a) for n, a in self.addresses.items() if n != name),
-            state_dir=self.home(name),
+            peers={n: a for n, a in self.addresses.items() if n != name},
+            state_dir=self.node_home(name),
         )
-        self.servers[name] = build_node(self.fed, options)
-        self.addresses[name] = f"127.0.0.1:{self.servers[name].start()}"
 
     def start_all(self) -> None:
         for name in (COORDINATOR, *(h.name for h in self.fed.hosts), self.fed.lender.name):
-            self.start(name)
+            self.start_node(name)
         operator = Peers(
             self.addresses,
             "lender",
@@ -155,8 +143,8 @@ class Nodes:
 
     def restart(self, name: str) -> None:
         """Stop node ``name`` and start it again at the same address, from the same home."""
-        self.servers.pop(name).stop(0)
-        self.start(name, listen=self.addresses[name])
+        self.stop(name)
+        self.start_node(name, listen=self.addresses[name])
 
     def stub(self, node: str) -> party_pb2_grpc.PartyStub:
         """A stub of ``node``'s Party service, opened with the lender's certificate."""
@@ -177,8 +165,7 @@ class Nodes:
     def close(self) -> None:
         for channel in self.channels:
             channel.close()
-        for server in self.servers.values():
-            server.stop(0)
+        super().close()
 
 
 @dataclass
@@ -193,8 +180,8 @@ def federated(folder: Path, hosts: tuple[str, ...], extra: str = "") -> Iterator
         write_federation(folder, write_data(folder, hosts), extra), allow_small_keys=True
     )
     parties = write_model(fed, folder / "model")
-    init_certs(folder / "certs", list(fed.all_names))
-    nodes = Nodes(fed, folder, folder / "model")
+    certs = init_certs(folder / "certs", list(fed.all_names))
+    nodes = Nodes(fed, folder, certs, model_dir=folder / "model")
     try:
         nodes.start_all()
         yield Federated(fed, parties, nodes)
@@ -380,7 +367,7 @@ def quota(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federated]:
 
 
 def audit_lines(job: Federated, host: str) -> list[str]:
-    files = sorted((job.nodes.home(host) / "audit").glob("scoring-*.jsonl"))
+    files = sorted((job.nodes.node_home(host) / "audit").glob("scoring-*.jsonl"))
     assert files, f"no scoring audit log in {host}'s folder"
     return [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
 

@@ -55,6 +55,16 @@ def demo_federation(
     return path
 
 
+def existing_certs(folder: Path, names: Iterable[str]) -> CertPaths:
+    """The paths of certificates ``init_certs`` wrote into ``folder`` earlier."""
+    names = list(names)
+    return CertPaths(
+        ca=folder / "ca.pem",
+        certs={n: folder / f"{n}.pem" for n in names},
+        keys={n: folder / f"{n}.key" for n in names},
+    )
+
+
 @dataclass
 class InProcessNodes:
     """Nodes of one federation in this process; ``home`` holds the certificates and, unless a
