@@ -77,7 +77,7 @@ def mask_and_pack(
     (security review F6), and the coordinator makes none. Every input here was encrypted by a
     data party, never seen by the coordinator, and each slot is masked 40 bits wider than its
     value, so even a base whose powers the coordinator strips leaves it the masked slots only
-    (tests/test_security_rerandomize.py). A key owner that is a data party (binning, the debt
+    (tests/security/test_rerandomize.py). A key owner that is a data party (binning, the debt
     check) gets ``r**n`` instead (:meth:`EncryptedVector.rerandomize_for_owner`).
     ``rng`` is for deterministic tests.
     """

@@ -10,7 +10,7 @@ well defined on u and commutes: ``X25519(a, X25519(b, u)) = X25519(b, X25519(a, 
 Hashing (:func:`hash_ids`): SHA-512 of the domain tag, the job id and the id,
 each length-prefixed, reduced modulo ``p`` (512 bits, so uniform to within
 2^-257), then RFC 9380's Elligator 2 map for curve25519 (section 6.7.1, the
-map of the ``curve25519_XMD:SHA-512_ELL2_NU_`` suite; ``tests/test_psi.py``
+map of the ``curve25519_XMD:SHA-512_ELL2_NU_`` suite; ``tests/unit/test_psi.py``
 checks it on the RFC's test vectors). The RFC's final cofactor clearing is left
 to the first blinding, whose scalar is a multiple of 8. This is the RFC's
 non-uniform *encoding*: its image is about half the curve, each point with at

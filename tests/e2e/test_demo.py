@@ -1,0 +1,84 @@
+"""``fedcredit demo`` end to end, small: real node processes, mutual TLS, 1024-bit keys."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str, str]:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "fedcredit", "demo", "--customers", "1500", "--epochs", "2",
+         "--key-bits", "1024", "--allow-small-keys", "--json", "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), out, result.stderr, result.stdout
+
+
+#: What the demo says on stderr without --json: its narration and the job's progress lines.
+NARRATION = (
+    "fedcredit demo in", "three institutions' data", "certificates, a coordinator",
+    "federated model: AUC", "scoring five applicants", "aligned ", "epoch 1/2", "epoch 2/2",
+)  # fmt: skip
+
+
+def test_json_mode_prints_one_json_document_and_no_progress(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    summary, out, stderr, stdout = demo
+    lines = stdout.splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0]) == summary
+    assert set(summary) >= {"folder", "metrics", "scores"}
+    assert summary["folder"] == str(out)
+    assert [text for text in NARRATION if text in stderr] == []
+    assert "Traceback" not in stderr
+
+
+def test_the_federated_model_is_trained_and_evaluated(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    summary, out, _, _ = demo
+    metrics = summary["metrics"]
+    assert metrics["rows_aligned"] < 1500  # partial overlap of the three institutions
+    assert metrics["epochs"] == 2
+    assert 0.55 < metrics["auc"] <= 1.0
+    assert sorted(metrics["parties"]) == ["ecommerce", "lender", "payments"]
+    for name in ("metrics.json", "roc.png", "ks.png", "report.html"):
+        assert (out / "run" / name).stat().st_size > 0
+
+
+def test_five_applicants_get_scores_on_the_scorecard(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    scores = demo[0]["scores"]
+    assert len(scores) == 5
+    for row in scores:
+        assert row["error"] == ""
+        assert 350.0 <= float(row["score"]) <= 950.0
+        assert 0.0 < float(row["probability"]) < 1.0
+
+
+def test_stacked_borrowers_shown_match_the_debt_check_file(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    debt = demo[0]["debt"]
+    with open(debt["out"], newline="", encoding="utf-8") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == debt["applicants"]
+    assert sum(int(r["other_lenders"]) > 0 for r in rows.values()) == debt["with_other_lenders"]
+    assert debt["stacked"], "the demo found no stacked borrower"
+    for shown in debt["stacked"]:
+        assert shown["other_lenders"] >= 2
+        row = rows[shown["id"]]
+        assert int(row["other_lenders"]) == shown["other_lenders"]
+        assert row["total_outstanding"] == shown["total_outstanding"] != ""
