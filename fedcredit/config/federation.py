@@ -28,6 +28,7 @@ from fedcredit.config.sections import (
 from fedcredit.config.table import MISSING, Table
 from fedcredit.errors import ConfigError
 from fedcredit.protocol.binning.settings import BinningSettings
+from fedcredit.protocol.family import FAMILIES
 from fedcredit.protocol.logistic.settings import TrainSettings
 
 COORDINATOR: Final = "coordinator"
@@ -115,6 +116,7 @@ class Federation:
     tls: TLSSettings | None
     path: Path
     min_overlap: int = 100
+    family: str = "logistic"  # [model] family: the model family's name (fedcredit.protocol.family)
     # Frozen dataclasses: one shared default instance is safe.
     scorecard: ScorecardSettings = ScorecardSettings()  # noqa: RUF009
     scoring: ScoringSettings = ScoringSettings()  # noqa: RUF009
@@ -241,9 +243,15 @@ class _Parser:
             min_overlap=fed.integer("min_overlap", 100, low=1),
             scorecard=parse_scorecard(self.file, doc.get("scorecard", {})),
             scoring=parse_scoring(self.file, doc.get("scoring", {})),
+            family=self.family(doc.get("model", {})),
         )
         self.check_parties(federation)
         return federation
+
+    def family(self, raw: Any) -> str:
+        """``[model] family``: one of the registered model families (default "logistic")."""
+        table = Table(self.file, "[model]", raw, ("family",))
+        return table.choice("family", tuple(sorted(FAMILIES)), "logistic")
 
     def _required(self, doc: dict[str, Any], table: str) -> Any:
         if table not in doc:
@@ -345,7 +353,8 @@ class _Parser:
 
 
 _TOP_KEYS: Final = (
-    "federation", "coordinator", "party", "train", "binning", "scorecard", "scoring", "tls",
+    "federation", "coordinator", "party", "model", "train", "binning", "scorecard", "scoring",
+    "tls",
 )  # fmt: skip
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (

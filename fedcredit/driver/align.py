@@ -35,7 +35,9 @@ def align(ctx: JobContext) -> dict[str, int]:
     # Steps: every party blinds its list, each list makes m - 1 hops and comes home.
     clock = StepClock(ctx.progress, "align_step", len(parties) * (len(parties) + 1))
     started = time.monotonic()
-    blinded = ctx.call_all(parties, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=ctx.env()))
+    blinded = ctx.call_all(
+        parties, lambda s: s.psi.PsiBlind, lambda p: psi_pb2.PsiRequest(env=ctx.env())
+    )
     clock.advance(len(parties))
     for party, reply in blinded.items():
         if reply.suite != PSI_SUITE:
@@ -53,7 +55,7 @@ def align(ctx: JobContext) -> dict[str, int]:
             holder = parties[(start + hop) % len(parties)]
             points = ctx.call(
                 holder,
-                "PsiApply",
+                lambda s: s.psi.PsiApply,
                 psi_pb2.PsiPoints(
                     env=ctx.env(), owner=owner, points=points.points, count=points.count
                 ),
@@ -61,7 +63,7 @@ def align(ctx: JobContext) -> dict[str, int]:
             clock.advance()
         final = ctx.call(
             owner,
-            "PsiFinish",
+            lambda s: s.psi.PsiFinish,
             psi_pb2.PsiPoints(env=ctx.env(), owner=owner, points=points.points, count=points.count),
         )
         clock.advance()
@@ -75,7 +77,7 @@ def align(ctx: JobContext) -> dict[str, int]:
     blob = b"".join(common)
     replies = ctx.call_all(
         parties,
-        "PsiAlign",
+        lambda s: s.psi.PsiAlign,
         lambda p: psi_pb2.PsiPoints(env=ctx.env(), owner=p, points=blob, count=len(common)),
     )
     ctx.timings["align_resolve"] = time.monotonic() - now

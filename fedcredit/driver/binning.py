@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fedcredit.driver.align import check_batches
-from fedcredit.driver.context import JobContext
+from fedcredit.driver.context import BINNING_TIMEOUT_S, JobContext
 from fedcredit.model.plots import plot_iv
 from fedcredit.proto.v1 import binning_pb2
 from fedcredit.protocol.binning import iv_by_column, report_csv, report_html
@@ -58,9 +58,14 @@ def run_binning(
     lender, hosts = ctx.lender, ctx.hosts
     message = f"federated binning, WOE and IV over {len(hosts) + 1} parties"
     ctx.progress("phase", {"phase": "binning", "message": message})
-    ctx.call(lender, "SendLabels", binning_pb2.BinningStep(env=ctx.env()))
-    ctx.call_all(hosts, "ComputeBinSums", lambda _: binning_pb2.BinningStep(env=ctx.env()))
-    reply = ctx.call(lender, "SelectBins", binning_pb2.BinningStep(env=ctx.env()))
+
+    def step() -> binning_pb2.BinningStep:
+        return binning_pb2.BinningStep(env=ctx.env())
+
+    wait = BINNING_TIMEOUT_S
+    ctx.call(lender, lambda s: s.binning.SendLabels, step(), timeout_s=wait)
+    ctx.call_all(hosts, lambda s: s.binning.ComputeBinSums, lambda _: step(), timeout_s=wait)
+    reply = ctx.call(lender, lambda s: s.binning.SelectBins, step(), timeout_s=wait)
     rows: list[dict[str, Any]] = json.loads(reply.report_json)
     features = {party: int(count) for party, count in reply.features.items()}
     # The batch-size rule of ``align.check_sizes`` for the encoded design columns.

@@ -19,17 +19,15 @@ from typing import Any, Final, TypeVar
 import grpc
 
 from fedcredit.config import Federation
-from fedcredit.node.transport.client import call
-from fedcredit.node.transport.peers import COORDINATOR, Peers
-from fedcredit.proto.v1 import binning_pb2_grpc, common_pb2
+from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs
+from fedcredit.proto.v1 import common_pb2
 
 STEP_TIMEOUT_S: Final = 600.0
+#: Binning's steps sum a column's encrypted labels per bin: slower than a training step.
 BINNING_TIMEOUT_S: Final = 900.0
 
-#: The driver's RPCs on the ``Binning`` service; the coordinator's go to ``"coordinator"``,
-#: every other to the ``Party`` service. Every call goes through ``JobContext.call``, so this
-#: table and that method are the whole routing.
-BINNING_RPCS: Final = frozenset({"SendLabels", "ComputeBinSums", "SelectBins"})
+Rpc = Callable[[PeerStubs], "grpc.UnaryUnaryMultiCallable[Any, Any]"]
+"""One RPC of a node's typed stubs, e.g. ``lambda s: s.job.Setup``."""
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 _T = TypeVar("_T")
@@ -88,37 +86,33 @@ class JobContext:
             job_id=self.job_id, epoch=epoch, batch=batch, seq=next(self._seq)
         )
 
-    def call(self, party: str, rpc: str, request: Any) -> Any:
-        """Call ``rpc`` on ``party`` (``"coordinator"`` for the coordinator's RPCs).
+    def call(self, party: str, rpc: Rpc, request: Any, *, timeout_s: float = STEP_TIMEOUT_S) -> Any:
+        """Call ``rpc`` (``lambda s: s.job.Setup``) on ``party`` (or ``COORDINATOR``).
 
         Every call is idempotent for the node (the envelope's sequence number), so it is
         retried on UNAVAILABLE; the node processes are checked before and after.
         """
         self.liveness()
         try:
-            if party == COORDINATOR:
-                return self.peers.call_coordinator(rpc, request, STEP_TIMEOUT_S)
-            if rpc in BINNING_RPCS:
-                stub = binning_pb2_grpc.BinningStub(self.peers.channel(party))
-                return call(
-                    getattr(stub, rpc),
-                    request,
-                    party=party,
-                    timeout_s=BINNING_TIMEOUT_S,
-                    idempotent=True,
-                )
-            return self.peers.call_party(party, rpc, request, STEP_TIMEOUT_S)
+            return self.peers.call(party, rpc, request, timeout_s)
         finally:
             self.liveness()
 
     def call_all(
-        self, parties: Iterable[str], rpc: str, make: Callable[[str], Any]
+        self,
+        parties: Iterable[str],
+        rpc: Rpc,
+        make: Callable[[str], Any],
+        *,
+        timeout_s: float = STEP_TIMEOUT_S,
     ) -> dict[str, Any]:
         """Call ``rpc`` on several parties at once (``make(party)`` builds each request).
 
         Returns party -> reply; the first failure is raised.
         """
-        futures = {p: self._pool.submit(self.call, p, rpc, make(p)) for p in parties}
+        futures = {
+            p: self._pool.submit(self.call, p, rpc, make(p), timeout_s=timeout_s) for p in parties
+        }
         return {p: f.result() for p, f in futures.items()}
 
     def map(self, fn: Callable[[_T], _R], items: Iterable[_T]) -> list[_R]:

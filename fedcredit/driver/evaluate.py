@@ -21,8 +21,8 @@ from fedcredit.protocol.checkpoint import write_json_atomic
 def evaluate(ctx: JobContext, epoch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The lender's metrics on the test rows, and its evaluation files (name -> bytes)."""
     ctx.progress("phase", {"phase": "evaluate", "message": "scoring the held-out customers"})
-    step(ctx, ctx.hosts, "ComputePartial", epoch + 1, 0, "test")
-    reply = step(ctx, [ctx.lender], "Evaluate", epoch + 1, 0, "test")[ctx.lender]
+    step(ctx, ctx.hosts, lambda s: s.logistic.ComputePartial, epoch + 1, 0, "test")
+    reply = step(ctx, [ctx.lender], lambda s: s.logistic.Evaluate, epoch + 1, 0, "test")[ctx.lender]
     return dict(json.loads(reply.metrics_json)), dict(reply.files)
 
 
@@ -34,7 +34,7 @@ def save_model(
     model_dir.mkdir(parents=True, exist_ok=True)
     replies = ctx.call_all(
         ctx.parties,
-        "SaveModel",
+        lambda s: s.job.SaveModel,
         lambda p: job_pb2.SaveRequest(
             env=ctx.env(), model_dir=str(model_dir) if p in ctx.state_dirs else ""
         ),

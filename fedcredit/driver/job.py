@@ -16,7 +16,7 @@ import grpc
 
 from fedcredit.config import Federation
 from fedcredit.driver import align, binning, evaluate, schedule
-from fedcredit.driver.context import JobContext, Progress
+from fedcredit.driver.context import JobContext, Progress, Rpc
 from fedcredit.node.transport.peers import COORDINATOR, Peers
 from fedcredit.proto.v1 import (
     common_pb2,
@@ -89,18 +89,18 @@ class Driver:
     def env(self, epoch: int = 0, batch: int = 0) -> common_pb2.Envelope:
         return self.context.env(epoch, batch)
 
-    def call(self, party: str, rpc: str, request: Any) -> Any:
+    def call(self, party: str, rpc: Rpc, request: Any) -> Any:
         return self.context.call(party, rpc, request)
 
     def call_all(
-        self, parties: Iterable[str], rpc: str, make: Callable[[str], Any]
+        self, parties: Iterable[str], rpc: Rpc, make: Callable[[str], Any]
     ) -> dict[str, Any]:
         return self.context.call_all(parties, rpc, make)
 
     def step(
         self,
         parties: Iterable[str],
-        rpc: str,
+        rpc: Rpc,
         epoch: int,
         batch: int,
         phase: str,
@@ -172,7 +172,7 @@ class Driver:
             {"phase": "keys", "message": f"coordinator makes a {ctx.fed.key_bits}-bit key"},
         )
         request = coordinator_pb2.StartJobRequest(env=ctx.env(), key_bits=ctx.fed.key_bits)
-        reply = ctx.call(COORDINATOR, "StartJob", request)
+        reply = ctx.call(COORDINATOR, lambda s: s.coordinator.StartJob, request)
         return str(reply.public_key_json)
 
     def setup(self, public_key_json: str, resume: bool) -> dict[str, Any]:
@@ -188,7 +188,7 @@ class Driver:
                 state_dir=ctx.state_dirs.get(party, ""),
             )
 
-        return ctx.call_all(ctx.parties, "Setup", make)
+        return ctx.call_all(ctx.parties, lambda s: s.job.Setup, make)
 
     def align(self) -> dict[str, int]:
         """Private ID alignment (``align.align``); ``timings["align"]`` holds its seconds."""

@@ -15,14 +15,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedcredit.driver.context import JobContext
+from fedcredit.driver.context import JobContext, Rpc
+from fedcredit.driver.families import (
+    FamilyDriver,
+    batch_rounds,
+    family_driver,
+    parties_of,
+    round_named,
+)
 from fedcredit.node.transport.peers import COORDINATOR
 from fedcredit.proto.v1 import (
     coordinator_pb2,
     job_pb2,
 )
 from fedcredit.protocol.checkpoint import write_json_atomic
-from fedcredit.protocol.split import batch_count
+from fedcredit.protocol.rounds import Round, When
 
 
 @dataclass
@@ -53,7 +60,7 @@ class TrainingState:
 def step(
     ctx: JobContext,
     parties: Iterable[str],
-    rpc: str,
+    rpc: Rpc,
     epoch: int,
     batch: int,
     phase: str,
@@ -90,7 +97,7 @@ def register_schedule(
         test_rows=aligned["test"],
         widths=widths,
     )
-    ctx.call(COORDINATOR, "SetSchedule", request)
+    ctx.call(COORDINATOR, lambda s: s.coordinator.SetSchedule, request)
 
 
 def resume_point(
@@ -154,42 +161,58 @@ def restore_kept(ctx: JobContext, state: TrainingState) -> None:
 def _restore(ctx: JobContext, epoch: int) -> None:
     ctx.call_all(
         ctx.parties,
-        "Restore",
+        lambda s: s.job.Restore,
         lambda p: job_pb2.StepRequest(env=ctx.env(epoch), resume_epoch=epoch),
     )
 
 
 def train(ctx: JobContext, state: TrainingState, aligned: Mapping[str, int], out_dir: Path) -> None:
-    """Epochs until ``epochs`` or early stopping; ``state`` is updated, progress.json written."""
-    settings = ctx.fed.train
-    batches = batch_count(aligned["train"], settings.batch_size)
-    lender, hosts = ctx.lender, ctx.hosts
-    while state.epoch < settings.epochs and not state.stopped:
+    """Epochs until ``epochs`` or early stopping; ``state`` is updated, progress.json written.
+
+    The loop is the job's family's schedule (``fedcredit.driver.families``): each batch runs
+    the family's batch rounds in order, each epoch its epoch rounds (validation), then every
+    party checkpoints.
+    """
+    phase, driver = family_driver(ctx.fed)
+    epochs, batches = driver.epochs(ctx.fed), driver.batches(ctx.fed, aligned)
+    rounds = batch_rounds(phase, driver)
+    while state.epoch < epochs and not state.stopped:
         epoch = state.epoch
         epoch_started = time.monotonic()
         for batch in range(batches):
-            step(ctx, hosts, "ComputePartial", epoch, batch, "train")
-            step(
-                ctx,
-                [lender],
-                "ComputeResidual",
-                epoch,
-                batch,
-                "train",
-                want_loss=batch == batches - 1,
-            )
-            step(ctx, ctx.parties, "ComputeGradient", epoch, batch, "train")
-            progress = {"epoch": epoch + 1, "epochs": settings.epochs, "batch": batch + 1}
+            last = batch == batches - 1
+            for round_, carries in rounds:
+                _run_round(ctx, driver, round_, epoch, batch, "train", want_loss=carries and last)
+            progress = {"epoch": epoch + 1, "epochs": epochs, "batch": batch + 1}
             ctx.progress("batch", {**progress, "batches": batches})
-        if aligned["validation"]:
-            step(ctx, hosts, "ComputePartial", epoch, batches, "validation")
-            reply = step(
-                ctx, [lender], "ComputeResidual", epoch, batches, "validation", want_loss=True
-            )[lender]
+        for round_ in phase.at(When.EACH_EPOCH):
+            if not aligned.get(round_.step):
+                continue
+            replies: dict[str, Any] = {}
+            for fed_step in driver.feeds[round_.step]:
+                replies = _run_round(
+                    ctx, driver, round_named(phase, fed_step), epoch, batches, round_.step,
+                    want_loss=fed_step == driver.feeds[round_.step][-1],
+                )  # fmt: skip
+            reply = replies[ctx.lender]
             if reply.has_loss:
                 update_stopping(ctx, state, epoch, reply.loss)
         replies = _end_epoch(ctx, state, epoch, batches + 1)
-        _record_epoch(ctx, state, replies[lender], out_dir, time.monotonic() - epoch_started)
+        _record_epoch(ctx, state, replies[ctx.lender], out_dir, time.monotonic() - epoch_started)
+
+
+def _run_round(
+    ctx: JobContext,
+    driver: FamilyDriver,
+    round_: Round,
+    epoch: int,
+    batch: int,
+    phase: str,
+    *,
+    want_loss: bool,
+) -> dict[str, Any]:
+    parties = parties_of(round_.who, ctx.lender, ctx.hosts, ctx.parties)
+    return step(ctx, parties, driver.rpcs[round_.step], epoch, batch, phase, want_loss=want_loss)
 
 
 def _end_epoch(ctx: JobContext, state: TrainingState, epoch: int, batch: int) -> dict[str, Any]:
@@ -197,7 +220,7 @@ def _end_epoch(ctx: JobContext, state: TrainingState, epoch: int, batch: int) ->
     keep = 0 if state.best_epoch is None else state.best_epoch + 1
     return ctx.call_all(
         ctx.parties,
-        "EndEpoch",
+        lambda s: s.job.EndEpoch,
         lambda _: job_pb2.StepRequest(env=ctx.env(epoch, batch), keep_epoch=keep),
     )
 

@@ -63,8 +63,11 @@ def scoring_service(
         wait_all(addresses, coord_creds, COORDINATOR)
         operator = Peers(addresses, lender, credentials=coord_creds, own_name=COORDINATOR)
         env = common_pb2.Envelope(job_id=f"scoring-{uuid.uuid4().hex[:8]}", seq=1)
-        operator.call_coordinator(
-            "StartJob", coordinator_pb2.StartJobRequest(env=env, key_bits=fed.key_bits), 120.0
+        operator.call(
+            COORDINATOR,
+            lambda s: s.coordinator.StartJob,
+            coordinator_pb2.StartJobRequest(env=env, key_bits=fed.key_bits),
+            120.0,
         )
         operator.close()
         credentials = channel_credentials(fed, cert_dir, lender)

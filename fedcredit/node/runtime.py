@@ -39,8 +39,9 @@ from fedcredit.node.transport.tls import (
 )
 from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc
 from fedcredit.protocol.categories import with_category_codes
+from fedcredit.protocol.columns import PartyData
+from fedcredit.protocol.family import get_family
 from fedcredit.protocol.keyholder import KeyHolder
-from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
 
 log = logging.getLogger("fedcredit.node")
@@ -182,14 +183,19 @@ def make_party_node(
     settings = fed.train
     small_keys = fed.key_bits < MIN_KEY_BITS if allow_small_keys is None else allow_small_keys
 
+    family = get_family(fed.family)
+
     def factory() -> FeatureParty:
-        party: FeatureParty
+        columns = PartyData(name, data.ids, x, names)
         if config.is_lender:
             if data.y is None:
                 raise ConfigError(f"party {name!r} names no label column")
-            party = LabelParty(name, data.ids, x, names, data.y, settings)
+            role = family.lender(columns, data.y, settings)
         else:
-            party = FeatureParty(name, data.ids, x, names, settings)
+            role = family.partner(columns, settings)
+        if not isinstance(role, FeatureParty):  # the node's job state runs this family only
+            raise ConfigError(f"model family {fed.family!r} has no node service in this release")
+        party = role
         party.categorical = tuple(data.categorical)
         party.one_hot_categories = fed.binning is None
         party.release_bits = fed.scoring.precision_bits

@@ -146,7 +146,7 @@ class Nodes(InProcessNodes):
         )
         env = common_pb2.Envelope(job_id="scoring-test", seq=1)
         request = coordinator_pb2.StartJobRequest(env=env, key_bits=self.fed.key_bits)
-        operator.call_coordinator("StartJob", request, 120.0)
+        operator.call(COORDINATOR, lambda s: s.coordinator.StartJob, request, 120.0)
         operator.close()
 
     def score(self, ids: list[str]) -> list[scoring_pb2.ScoredApplicant]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from fedcredit.node.transport.peers import Peers
+from fedcredit.node.transport.peers import Peers, PeerStubs
 from fedcredit.node.transport.tls import load_channel_credentials
 from fedcredit.protocol.guard import Header, SequenceGuard
 from tests.support.federation import InProcessFederation, saved_weights, start_federation
@@ -26,11 +26,15 @@ TARGET = "ecommerce"
 METHOD = "ComputeGradient"
 
 
+def gradient_rpc(stubs: PeerStubs) -> Any:
+    return stubs.logistic.ComputeGradient
+
+
 def _one_batch_until_gradient(nodes: InProcessFederation, epoch: int = 0) -> None:
     """The training step of ``epoch``, batch 0 up to the gradient step, as the driver runs it."""
     driver = nodes.driver
-    driver.step(driver.peers.hosts, "ComputePartial", epoch, 0, "train")
-    driver.step([driver.peers.lender], "ComputeResidual", epoch, 0, "train")
+    driver.step(driver.peers.hosts, lambda s: s.logistic.ComputePartial, epoch, 0, "train")
+    driver.step([driver.peers.lender], lambda s: s.logistic.ComputeResidual, epoch, 0, "train")
 
 
 def _federation(folder: Path) -> InProcessFederation:
@@ -45,13 +49,13 @@ def _reference(folder: Path) -> tuple[list[float], list[float], list[float]]:
     try:
         before = saved_weights(nodes, TARGET, "before")
         _one_batch_until_gradient(nodes)
-        nodes.driver.step([TARGET], METHOD, 0, 0, "train")
+        nodes.driver.step([TARGET], gradient_rpc, 0, 0, "train")
         once = saved_weights(nodes, TARGET, "once")
         # The gradient step cannot simply be resent under a new sequence number (the node has
         # used up the batch's residual, and the coordinator decrypts one request per step); a
         # second update is the next epoch's batch.
         _one_batch_until_gradient(nodes, epoch=1)
-        nodes.driver.step([TARGET], METHOD, 1, 0, "train")
+        nodes.driver.step([TARGET], gradient_rpc, 1, 0, "train")
         twice = saved_weights(nodes, TARGET, "twice")
     finally:
         nodes.close()
@@ -104,7 +108,7 @@ def test_two_dropped_connections_before_the_reply_are_retried_and_applied_exactl
 
         monkeypatch.setattr(SequenceGuard, "run_once", run_once)
         proxy.arm(2)
-        replies = driver.step([TARGET], METHOD, 0, 0, "train")
+        replies = driver.step([TARGET], gradient_rpc, 0, 0, "train")
         monkeypatch.undo()
         drops, connections = proxy.drops, proxy.connections
         after = saved_weights(nodes, TARGET, "after")

@@ -24,8 +24,8 @@ def test_concurrent_first_callers_fetch_the_coordinator_key_once_and_all_see_its
     calls: list[str] = []
     release = threading.Event()
 
-    def fake_call(method: str, request: Any, timeout_s: float, **_: Any) -> Any:
-        calls.append(method)
+    def fake_call(name: str, rpc: Any, request: Any, timeout_s: float, **_: Any) -> Any:
+        calls.append(name)
         release.wait(10.0)
         return coordinator_pb2.PublicKeyReply(
             env=common_pb2.Envelope(job_id="scoring-1"),
@@ -33,7 +33,7 @@ def test_concurrent_first_callers_fetch_the_coordinator_key_once_and_all_see_its
             fingerprint=key.fingerprint,
         )
 
-    peers.call_coordinator = fake_call  # type: ignore[method-assign]
+    peers.call = fake_call  # type: ignore[method-assign]
     seen: list[tuple[str, str]] = []
     start = threading.Barrier(8)
 
@@ -53,5 +53,5 @@ def test_concurrent_first_callers_fetch_the_coordinator_key_once_and_all_see_its
         thread.join()
 
     # Assert
-    assert calls == ["GetPublicKey"]
+    assert calls == ["coordinator"]  # one GetPublicKey call, to the coordinator
     assert seen == [(key.fingerprint, "scoring-1")] * 8

@@ -52,7 +52,7 @@ def points(message: psi_pb2.PsiPoints) -> list[bytes]:
 def apply(nodes: InProcessFederation, holder: str, owner: str, pts: list[bytes]) -> list[bytes]:
     driver = nodes.driver
     request = psi_pb2.PsiPoints(env=driver.env(), owner=owner, points=b"".join(pts), count=len(pts))
-    return points(driver.call(holder, "PsiApply", request))
+    return points(driver.call(holder, lambda s: s.psi.PsiApply, request))
 
 
 def honest_rings(
@@ -62,7 +62,9 @@ def honest_rings(
     them; no ``PsiAlign`` yet. The lists each holder received, and the F-sets."""
     driver = nodes.driver
     driver.setup(driver.start_job(), False)
-    blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=driver.env()))
+    blinded = driver.call_all(
+        PARTIES, lambda s: s.psi.PsiBlind, lambda p: psi_pb2.PsiRequest(env=driver.env())
+    )
     received: dict[str, list[bytes]] = {}
     f_sets = {}
     for start, owner in enumerate(PARTIES):
@@ -73,7 +75,7 @@ def honest_rings(
             pts = apply(nodes, holder, owner, pts)
         final = driver.call(
             owner,
-            "PsiFinish",
+            lambda s: s.psi.PsiFinish,
             psi_pb2.PsiPoints(env=driver.env(), owner=owner, points=b"".join(pts), count=len(pts)),
         )
         f_sets[owner] = set(points(final))
@@ -139,7 +141,9 @@ def test_a_list_its_owner_did_not_make_is_refused_even_at_the_announced_size(
     # Arrange: a new setup and blinding; the driver holds lender's genuine list.
     driver = nodes.driver
     driver.setup(driver.start_job(), False)
-    blinded = driver.call_all(PARTIES, "PsiBlind", lambda p: psi_pb2.PsiRequest(env=driver.env()))
+    blinded = driver.call_all(
+        PARTIES, lambda s: s.psi.PsiBlind, lambda p: psi_pb2.PsiRequest(env=driver.env())
+    )
     size = int(blinded["lender"].count)
     dictionary = hash_ids([f"guess-{i}" for i in range(size)], nodes.job_id)
 
@@ -173,7 +177,7 @@ def test_the_driver_cannot_commit_a_list_in_a_partys_name(nodes: InProcessFedera
     )
 
     # Act: the driver's certificate names it 'coordinator', whatever it claims.
-    refused = refusal(lambda: driver.call("payments", "PsiCommit", commitment))
+    refused = refusal(lambda: driver.call("payments", lambda s: s.psi.PsiCommit, commitment))
 
     # Assert
     assert refused is not None and "'coordinator' may not hand" in refused

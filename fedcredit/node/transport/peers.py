@@ -13,7 +13,7 @@ import itertools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
@@ -93,41 +93,6 @@ class PeerStubs:
         self.Evaluate = self.logistic.Evaluate
         self.PartialScore = self.scoring.PartialScore
         self.Score = self.scoring.Score
-
-
-def _party_rpcs(stubs: PeerStubs) -> dict[str, Any]:
-    """The party RPCs by name: only for ``Peers.call_party``, the driver's by-name calls."""
-    return {
-        "Setup": stubs.job.Setup,
-        "EndEpoch": stubs.job.EndEpoch,
-        "Restore": stubs.job.Restore,
-        "SaveModel": stubs.job.SaveModel,
-        "PsiBlind": stubs.psi.PsiBlind,
-        "PsiApply": stubs.psi.PsiApply,
-        "PsiFinish": stubs.psi.PsiFinish,
-        "PsiAlign": stubs.psi.PsiAlign,
-        "PsiCommit": stubs.psi.PsiCommit,
-        "ComputePartial": stubs.logistic.ComputePartial,
-        "PutPartial": stubs.logistic.PutPartial,
-        "ComputeResidual": stubs.logistic.ComputeResidual,
-        "PutResidual": stubs.logistic.PutResidual,
-        "ComputeGradient": stubs.logistic.ComputeGradient,
-        "Evaluate": stubs.logistic.Evaluate,
-        "PartialScore": stubs.scoring.PartialScore,
-        "Score": stubs.scoring.Score,
-    }
-
-
-def _coordinator_rpcs(stubs: PeerStubs) -> dict[str, Any]:
-    """The coordinator's RPCs by name: only for ``Peers.call_coordinator``."""
-    c = stubs.coordinator
-    return {
-        "StartJob": c.StartJob,
-        "GetPublicKey": c.GetPublicKey,
-        "SetSchedule": c.SetSchedule,
-        "DecryptMasked": c.DecryptMasked,
-        "DecryptLoss": c.DecryptLoss,
-    }
 
 
 def fan_out(
@@ -259,20 +224,6 @@ class Peers:
         with ThreadPoolExecutor(max_workers=max(1, len(stubs)), thread_name_prefix="peer") as pool:
             return fan_out(stubs, rpc, make, timeout_s=timeout_s, idempotent=idempotent, pool=pool)
 
-    def call_party(
-        self, name: str, method: str, request: Any, timeout_s: float, *, idempotent: bool = True
-    ) -> Any:
-        """The party RPC ``method`` by name: kept for the driver until it uses ``call``."""
-        rpc = _party_rpcs(self.stubs(name))[method]
-        return call(rpc, request, party=name, timeout_s=timeout_s, idempotent=idempotent)
-
-    def call_coordinator(
-        self, method: str, request: Any, timeout_s: float, *, idempotent: bool = True
-    ) -> Any:
-        """The coordinator's RPC ``method`` by name (the driver's, and the key fetch below)."""
-        rpc = _coordinator_rpcs(self.stubs(COORDINATOR))[method]
-        return call(rpc, request, party=COORDINATOR, timeout_s=timeout_s, idempotent=idempotent)
-
     def coordinator_key(self) -> PublicKey:
         """The coordinator's current public key (and job id), asked once and cached.
 
@@ -285,8 +236,11 @@ class Peers:
             return key
         with self._key_lock:
             if self._key is None:
-                reply = self.call_coordinator(
-                    "GetPublicKey", coordinator_pb2.PublicKeyRequest(), 30.0
+                reply = self.call(
+                    COORDINATOR,
+                    lambda s: s.coordinator.GetPublicKey,
+                    coordinator_pb2.PublicKeyRequest(),
+                    30.0,
                 )
                 key = check_key(
                     PublicKey.from_json(reply.public_key_json),

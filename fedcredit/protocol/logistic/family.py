@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,12 +12,8 @@ from fedcredit.protocol.columns import PartyColumns, PartyData
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.logistic.schedule import schedule as logistic_schedule
+from fedcredit.protocol.logistic.settings import TrainSettings
 from fedcredit.protocol.rounds import Phase
-
-#: Where the family's settings dataclass lives, and its name (read when asked for, so that this
-#: module does not depend on the config layer's parsing of it).
-SETTINGS_MODULE = "fedcredit.protocol.logistic.settings"
-SETTINGS_CLASS = "LogisticSettings"
 
 
 class LogisticFamily:
@@ -27,9 +22,9 @@ class LogisticFamily:
     name = "logistic"
 
     @property
-    def settings(self) -> type[Any]:
-        settings: type[Any] = getattr(importlib.import_module(SETTINGS_MODULE), SETTINGS_CLASS)
-        return settings
+    def settings(self) -> type[TrainSettings]:
+        """``[train]``, parsed by ``fedcredit.config.sections.parse_train``."""
+        return TrainSettings
 
     def partner(self, data: PartyData, settings: Any) -> FeatureParty:
         return FeatureParty(data.name, data.ids, data.features, data.feature_names, settings)

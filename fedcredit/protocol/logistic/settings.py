@@ -93,8 +93,3 @@ def reference_settings(**changes: Any) -> TrainSettings:
     federation), so its default optimizer is Adam; every other default is the federation's.
     """
     return TrainSettings(**{"optimizer": "adam", **changes})
-
-
-#: The family's settings class, by the name the family registry reads
-#: (``fedcredit.protocol.logistic.family.SETTINGS_CLASS``): the same dataclass, one definition.
-LogisticSettings = TrainSettings

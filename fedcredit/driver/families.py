@@ -1,0 +1,90 @@
+"""How the driver runs each model family's schedule over gRPC: one entry per family.
+
+A family declares its rounds as data (``fedcredit.protocol.rounds``: who acts, when, what the
+coordinator may decrypt); ``protocol/<family>/local.py`` runs them in one process. Over gRPC
+the driver needs three more facts per family, which this table holds: which RPC asks a node to
+run a round, which rounds ride inside another round's RPC, and how the loop counts (epochs, and
+batches per epoch). The training loop (``fedcredit.driver.schedule.train``) reads nothing else
+of a family, so a new family adds its entry here and its services on the nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from fedcredit.config import Federation
+from fedcredit.driver.context import Rpc
+from fedcredit.errors import ConfigError
+from fedcredit.protocol.family import get_family
+from fedcredit.protocol.rounds import Phase, Round, When, Who
+from fedcredit.protocol.split import batch_count
+
+
+@dataclass(frozen=True)
+class FamilyDriver:
+    """The driver's side of one family's schedule."""
+
+    rpcs: Mapping[str, Rpc]
+    """Round step -> the RPC that runs it on each party the round names."""
+    epochs: Callable[[Federation], int]
+    batches: Callable[[Federation, Mapping[str, int]], int]
+    """Batches per epoch, from the federation and the aligned row counts."""
+    carried_by: Mapping[str, str] = field(default_factory=dict)
+    """A round run inside another round's RPC on the batch it names (logistic: the secure loss
+    is asked for with the residual of the epoch's last batch)."""
+    feeds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """An epoch round -> the batch rounds run for its rows; it runs only when the split of the
+    same name (``validation``) has rows, and its answer is the last of them."""
+
+
+LOGISTIC = FamilyDriver(
+    rpcs={
+        "partial": lambda s: s.logistic.ComputePartial,
+        "residual": lambda s: s.logistic.ComputeResidual,
+        "train": lambda s: s.logistic.ComputeGradient,
+    },
+    epochs=lambda fed: fed.train.epochs,
+    batches=lambda fed, aligned: batch_count(aligned["train"], fed.train.batch_size),
+    carried_by={"loss": "residual"},
+    feeds={"validation": ("partial", "residual")},
+)
+
+DRIVERS: Mapping[str, FamilyDriver] = {"logistic": LOGISTIC}
+
+
+def family_driver(fed: Federation) -> tuple[Phase, FamilyDriver]:
+    """The job's family's rounds and the driver's entry for them."""
+    family = get_family(fed.family)
+    driver = DRIVERS.get(family.name)
+    if driver is None:
+        raise ConfigError(
+            f"model family {family.name!r} cannot be trained over gRPC in this release"
+        )
+    return family.schedule(fed.train), driver
+
+
+def parties_of(who: Who, lender: str, hosts: list[str], parties: list[str]) -> list[str]:
+    """The parties a round names."""
+    if who is Who.LENDER:
+        return [lender]
+    if who is Who.HOSTS:
+        return list(hosts)
+    return list(parties)
+
+
+def batch_rounds(phase: Phase, driver: FamilyDriver) -> tuple[tuple[Round, bool], ...]:
+    """The rounds of every batch that have an RPC, each with whether it also carries a
+    last-batch round."""
+    carriers = {driver.carried_by.get(r.step) for r in phase.at(When.LAST_BATCH)}
+    return tuple(
+        (r, r.step in carriers) for r in phase.at(When.EACH_BATCH) if r.step in driver.rpcs
+    )
+
+
+def round_named(phase: Phase, step: str) -> Round:
+    """The round of ``step`` (a ``feeds`` entry names batch rounds by step)."""
+    return next(r for r in phase.rounds if r.step == step)
+
+
+__all__ = ["DRIVERS", "FamilyDriver", "batch_rounds", "family_driver", "parties_of", "round_named"]
