@@ -23,7 +23,7 @@ lender operator's side (its namespace, its certificate), sequentially.
 Bytes per phase (WAN run): the relays' cumulative counters (or, with netem, none: only the
 veth totals) are sampled every 50 ms with timestamps; the phases start at the wall-clock time
 the driver printed its first progress line of each (``connect`` from the driver's start,
-``keys`` "coordinator makes a key", ``align``, ``binning``, ``train`` the first "epoch" line,
+``keys`` "coordinator makes a key", ``align``, ``binning``, ``train`` binning's last line "kept N of M columns by IV" (the schedule, then the epochs),
 ``evaluate`` "scoring the held-out customers", to the driver's exit; then ``scoring``).
 Because a line is printed when a phase *starts*, the split is exact to within 50 ms.
 
@@ -65,12 +65,12 @@ PORTS = {name: 50050 + i for i, name in enumerate(NODES)}
 LOADAVG = [round(v, 2) for v in os.getloadavg()]
 PORT_WAIT_S = 120.0
 DRIVER_TIMEOUT_S = 1800.0
-PHASE_LINES = (  # (phase, pattern of the driver's first progress line of it)
-    ("keys", re.compile(r"coordinator makes")),
-    ("align", re.compile(r"align|private set|PSI|blind", re.I)),
-    ("binning", re.compile(r"binning|bins|information value", re.I)),
-    ("train", re.compile(r"^\s*epoch \d+/\d+")),
-    ("evaluate", re.compile(r"scoring the held-out")),
+PHASE_LINES = (  # (phase, the driver's progress line that starts it; the file has [binning])
+    ("keys", re.compile(r"coordinator makes a \d+-bit key")),
+    ("align", re.compile(r"private ID alignment")),
+    ("binning", re.compile(r"federated binning")),
+    ("train", re.compile(r"kept \d+ of \d+ columns by IV")),  # binning's last line
+    ("evaluate", re.compile(r"scoring the held-out customers")),
 )
 EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+).*?, ([0-9.]+) s(?:,|$)")
 
@@ -245,6 +245,7 @@ def run_driver(net: Network, fed: Federation, label: str) -> RunResult:
         tail = "\n".join(line for _, line in lines[-15:])
         raise RuntimeError(f"fedcredit run over {label} failed ({driver.returncode}):\n{tail}")
     metrics = json.loads((out / "metrics.json").read_text())
+    (out.parent / "driver.log").write_text("".join(f"{t:.3f} {line}\n" for t, line in lines))
     homes = {name: fed.folder / label / "home" / name for name in NODES}
     return RunResult(metrics, lines, started, ended, out, homes)
 
@@ -304,8 +305,7 @@ def score(net: Network, fed: Federation, label: str, processes: dict[str, Any],
     for name in PARTIES:
         net.stop(processes[name])
         (fed.folder / label / "ports" / name).unlink(missing_ok=True)
-    for name in PARTIES:  # their relays stay; the nodes come back behind them
-        pass
+    # Their relays stay up; the nodes come back behind them with their saved model parts.
     run = fed.folder / label
     for name in PARTIES:
         home = run / "home" / name
@@ -487,7 +487,9 @@ def main() -> int:
     names = list(NODES)
     probe = Network(names)
     addresses = {n: f"{probe.address(n)}:{PORTS[n]}" for n in names}
-    say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     say(f"files in {folder}")
     fed = prepare(folder, rows=args.rows, epochs=args.epochs, batch=args.batch,
                   key_bits=args.key_bits, seed=args.seed, addresses=addresses)  # fmt: skip
