@@ -81,7 +81,7 @@ def skip_reason() -> str | None:
     if sys.platform != "linux":
         return f"network namespaces need Linux, this is {sys.platform}"
     if os.geteuid() != 0:
-        return "network namespaces need root (ip netns add), this runs as uid " f"{os.geteuid()}"
+        return f"network namespaces need root (ip netns add), this runs as uid {os.geteuid()}"
     for tool in ("ip", "tc"):
         if shutil.which(tool) is None:
             return f"no '{tool}' command (iproute2) on this machine"
@@ -205,8 +205,10 @@ class Network:
             if self.loopback_only:
                 self._make_loopback()
             else:
-                self.delay_mode = "netem" if self.rtt_ms > 0 and netem_available() else (
-                    "relay" if self.rtt_ms > 0 else "none"
+                self.delay_mode = (
+                    "netem"
+                    if self.rtt_ms > 0 and netem_available()
+                    else ("relay" if self.rtt_ms > 0 else "none")
                 )
                 self._make_links()
         except BaseException:

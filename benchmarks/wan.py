@@ -76,7 +76,9 @@ EPOCH_LINE = re.compile(r"^\s*epoch (\d+)/(\d+).*?, ([0-9.]+) s(?:,|$)")
 
 
 def env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
 
 
 def fedcredit(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -487,6 +489,7 @@ def main() -> int:
     names = list(NODES)
     probe = Network(names)
     addresses = {n: f"{probe.address(n)}:{PORTS[n]}" for n in names}
+
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
@@ -525,12 +528,10 @@ def main() -> int:
             "partners' restart with their model, a batch and the one-applicant calls"
         ),
         "veth_bytes": wan["veth_bytes"],
-        "scoring_loopback": loop["scoring"] and {
-            k: v for k, v in loop["scoring"].items() if k not in ("started", "ended")
-        },
-        "scoring_wan": wan["scoring"] and {
-            k: v for k, v in wan["scoring"].items() if k not in ("started", "ended")
-        },
+        "scoring_loopback": loop["scoring"]
+        and {k: v for k, v in loop["scoring"].items() if k not in ("started", "ended")},
+        "scoring_wan": wan["scoring"]
+        and {k: v for k, v in wan["scoring"].items() if k not in ("started", "ended")},
         "scoring_p50_ms_wan": wan["scoring"]["p50_ms"] if wan["scoring"] else None,
         "scoring_p99_ms_wan": wan["scoring"]["p99_ms"] if wan["scoring"] else None,
         "same_model": same_model(model_weights(lo_r), model_weights(wan_r)),
