@@ -1,6 +1,6 @@
 """A network that is not loopback, on one machine: one Linux network namespace per node.
 
-Shared by ``benchmarks/wan.py`` and ``tests/e2e_wan/test_wan_namespaces.py``.
+Shared by ``benchmarks/wan.py`` and ``tests/e2e/test_wan_namespaces.py``.
 
 ``Network(names, rtt_ms=50, mbit=100)`` (as root) makes a hub namespace holding a bridge and
 one namespace per node, each joined to the bridge by a veth pair created *inside* the

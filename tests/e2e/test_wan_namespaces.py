@@ -16,17 +16,12 @@ skips, naming the reason.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.netns import Network, skip_reason  # noqa: E402
-from benchmarks.wan import (  # noqa: E402
+from benchmarks.netns import Network, skip_reason
+from benchmarks.wan import (
     NODES,
     PARTIES,
     PORTS,
