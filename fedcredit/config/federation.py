@@ -73,6 +73,10 @@ class PartyConfig:
     loans: Path | None = None
     categorical: tuple[str, ...] = ()  # forced categories; text columns are found unasked
     cert_sha256: str | None = None  # pinned certificate fingerprint (64 lowercase hex digits)
+    # Issue 16: the comb table's memory per key (None: the fixed window 8, 17.5 MiB at 2048
+    # bits) and DJN randomness computed ahead per key while the node waits (0: off).
+    table_mib: float | None = None
+    randomness_stock: int = 0
 
     @property
     def is_lender(self) -> bool:
@@ -319,6 +323,8 @@ class _Parser:
             loans=self.path(table, "loans", None),
             categorical=table.names("categorical") or (),
             cert_sha256=self.fingerprint(table),
+            table_mib=table.number("table_mib", 0, 1, 4096) if "table_mib" in raw else None,
+            randomness_stock=table.integer("randomness_stock", 0, low=0, high=10_000_000),
         )
 
     def check_parties(self, federation: Federation) -> None:
@@ -359,7 +365,7 @@ _TOP_KEYS: Final = (
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
-    "categorical", "cert_sha256",
+    "categorical", "cert_sha256", "table_mib", "randomness_stock",
 )  # fmt: skip
 _COORDINATOR_KEYS: Final = ("address", "cert_sha256")
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import grpc
 
 from fedcredit.config import Federation
+from fedcredit.crypto.djn import set_table_budget
 from fedcredit.crypto.keys import MIN_KEY_BITS
+from fedcredit.crypto.stock import set_randomness_stock
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
 from fedcredit.model.scorecard import Scorecard
@@ -172,6 +174,12 @@ def make_party_node(
     without one the party one-hot encodes them at alignment (``fedcredit.protocol.logistic.encoding``).
     """
     config = fed.party(name)
+    # Process-wide crypto settings of this party's machine (issue 16); the defaults change
+    # nothing, so in-process test federations of several parties are unaffected.
+    if config.table_mib is not None:
+        set_table_budget(config.table_mib)
+    if config.randomness_stock:
+        set_randomness_stock(config.randomness_stock)
     data = load_party_csv(
         config.data,
         id_column=config.id_column,

@@ -305,3 +305,31 @@ def test_batch_size_must_exceed_every_partys_feature_count(tmp_path: Path) -> No
     fed.check_batch_size({"lender": 2, "ecommerce": 63})
     with pytest.raises(ConfigError, match="batch_size: 64 must be larger than the 64 features"):
         fed.check_batch_size({"lender": 2, "ecommerce": 64})
+
+
+def test_a_partys_crypto_budget_and_randomness_stock_are_read(tmp_path: Path) -> None:
+    text = edited(
+        'id_column = "ID"\nlabel_column = "y"',
+        'id_column = "ID"\nlabel_column = "y"\ntable_mib = 190\nrandomness_stock = 65536',
+    )
+
+    fed = load_text(tmp_path, text)
+
+    assert (fed.lender.table_mib, fed.lender.randomness_stock) == (190.0, 65536)
+    assert (fed.hosts[0].table_mib, fed.hosts[0].randomness_stock) == (None, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [("table_mib = 0", "table_mib"), ("randomness_stock = -1", "randomness_stock"),
+     ('randomness_stock = "many"', "randomness_stock")],
+)  # fmt: skip
+def test_bad_crypto_budgets_name_the_party_and_key(tmp_path: Path, line: str, key: str) -> None:
+    message = error_of(
+        tmp_path,
+        edited(
+            'id_column = "ID"\nlabel_column = "y"', f'id_column = "ID"\nlabel_column = "y"\n{line}'
+        ),
+    )
+
+    assert "'lender'" in message and key in message
