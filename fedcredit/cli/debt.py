@@ -85,10 +85,11 @@ def debt_check(
         raise ConfigError("--min-count-for-total must be at least 1")
     fed = load_federation(federation_path, allow_small_keys=True)
     lending = {p.name: p.loans for p in fed.parties if p.loans is not None}
+    columns = {p.name: dict(p.loans_columns) for p in fed.parties}
     if lender not in lending:
         names = ", ".join(sorted(lending)) or "none"
         raise ConfigError(f"{lender!r} has no loans file in {federation_path} (lenders: {names})")
-    books = {name: load_loans(path).outstanding() for name, path in lending.items()}
+    books = {name: load_loans(path, columns[name]).outstanding() for name, path in lending.items()}
     ids = read_applicants(applicants_csv)
     with tempfile.TemporaryDirectory(prefix="fedcredit-debt-") as tmp:
         certs: CertSource = fed.tls or init_certs(tmp, [*lending, COORDINATOR])

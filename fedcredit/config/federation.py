@@ -77,6 +77,8 @@ class PartyConfig:
     # bits) and DJN randomness computed ahead per key while the node waits (0: off).
     table_mib: float | None = None
     randomness_stock: int = 0
+    # The loan file's own names for ``id`` and ``outstanding_balance`` (fedcredit.data.loans).
+    loans_columns: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_lender(self) -> bool:
@@ -325,6 +327,14 @@ class _Parser:
             cert_sha256=self.fingerprint(table),
             table_mib=table.number("table_mib", 0, 1, 4096) if "table_mib" in raw else None,
             randomness_stock=table.integer("randomness_stock", 0, low=0, high=10_000_000),
+            loans_columns=tuple(
+                (ours, str(table.text(key)))
+                for ours, key in (
+                    ("id", "loans_id_column"),
+                    ("outstanding_balance", "loans_balance_column"),
+                )
+                if key in raw
+            ),
         )
 
     def check_parties(self, federation: Federation) -> None:
@@ -365,7 +375,8 @@ _TOP_KEYS: Final = (
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
-    "categorical", "cert_sha256", "table_mib", "randomness_stock",
+    "categorical", "cert_sha256", "table_mib", "randomness_stock", "loans_id_column",
+    "loans_balance_column",
 )  # fmt: skip
 _COORDINATOR_KEYS: Final = ("address", "cert_sha256")
 

@@ -10,6 +10,10 @@ A loan book is a CSV file with a header row and the columns
 Several rows may share an ``id`` (one person with several loans at this lender): their balances
 are summed, because the loan-stacking check counts lenders, not loans. A person whose summed
 balance is zero has no outstanding loan here and is left out of the upload.
+
+A lender whose export names the two required columns otherwise maps them (``columns``, from
+the federation file's ``loans_id_column`` and ``loans_balance_column``); errors then name the
+file's own column.
 """
 
 from __future__ import annotations
@@ -71,20 +75,27 @@ def parse_balance_cents(text: str) -> int:
     return result
 
 
-def _check_header(path: Path, header: list[str] | None) -> dict[str, int]:
+def _check_header(
+    path: Path, header: list[str] | None, columns: Mapping[str, str]
+) -> dict[str, int]:
+    """Our column name -> its index; ``columns`` maps our required names to the file's."""
+    wanted = {columns.get(name, name): name for name in REQUIRED_COLUMNS}
+    wanted.update({name: name for name in OPTIONAL_COLUMNS})
     if not header:
-        raise DataError(f"{path}: the file is empty; expected a header with id,outstanding_balance")
+        expected = ",".join(columns.get(name, name) for name in REQUIRED_COLUMNS)
+        raise DataError(f"{path}: the file is empty; expected a header with {expected}")
     names = [name.strip() for name in header]
     positions: dict[str, int] = {}
     for index, name in enumerate(names):
-        if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS:
-            allowed = ", ".join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+        if name not in wanted:
+            allowed = ", ".join(wanted)
             raise DataError(f"{path}: row 1, column {name!r}: unknown column (allowed: {allowed})")
-        if name in positions:
+        if wanted[name] in positions:
             raise DataError(f"{path}: row 1, column {name!r}: the column appears twice")
-        positions[name] = index
-    for name in REQUIRED_COLUMNS:
-        if name not in positions:
+        positions[wanted[name]] = index
+    for ours in REQUIRED_COLUMNS:
+        if ours not in positions:
+            name = columns.get(ours, ours)
             raise DataError(f"{path}: row 1: the required column {name!r} is missing")
     return positions
 
@@ -112,15 +123,19 @@ def _check_cell(path: Path, rowno: int, column: str, text: str) -> None:
             ) from exc
 
 
-def load_loans(path: str | Path) -> LoanBook:
+def load_loans(path: str | Path, columns: Mapping[str, str] | None = None) -> LoanBook:
     """Read and validate a loan book; every problem is one ``DataError`` naming file, row, column.
 
-    Rows are numbered as in a spreadsheet: the header is row 1.
+    Rows are numbered as in a spreadsheet: the header is row 1. ``columns`` maps ``id`` and
+    ``outstanding_balance`` to the file's own names for them.
     """
     file = Path(path)
+    names = dict(columns or {})
     rows = _rows(file)
     first = next(rows, None)
-    positions = _check_header(file, first[1] if first else None)
+    positions = _check_header(file, first[1] if first else None, names)
+    id_name = names.get("id", "id")
+    balance_name = names.get("outstanding_balance", "outstanding_balance")
     width = len(first[1]) if first else 0
     balances: dict[str, int] = {}
     count = 0
@@ -131,18 +146,18 @@ def load_loans(path: str | Path) -> LoanBook:
             raise DataError(f"{file}: row {rowno}: expected {width} fields, found {len(row)}")
         pid = row[positions["id"]].strip()
         if not pid:
-            raise DataError(f"{file}: row {rowno}, column 'id': the id is missing")
+            raise DataError(f"{file}: row {rowno}, column {id_name!r}: the id is missing")
         try:
             cents = parse_balance_cents(row[positions["outstanding_balance"]])
         except ValueError as exc:
-            raise DataError(f"{file}: row {rowno}, column 'outstanding_balance': {exc}") from exc
+            raise DataError(f"{file}: row {rowno}, column {balance_name!r}: {exc}") from exc
         for column in OPTIONAL_COLUMNS:
             if column in positions:
                 _check_cell(file, rowno, column, row[positions[column]])
         total = balances.get(pid, 0) + cents
         if total > MAX_BALANCE_CENTS:
             raise DataError(
-                f"{file}: row {rowno}, column 'outstanding_balance': the summed balance of id "
+                f"{file}: row {rowno}, column {balance_name!r}: the summed balance of id "
                 f"{pid!r} exceeds the maximum {MAX_BALANCE_CENTS / 100:.2f}"
             )
         balances[pid] = total

@@ -169,7 +169,7 @@ def serve_lender_debt(
     path = fed.party(node.name).loans
     if path is None:
         return None
-    book = load_loans(path).outstanding()
+    book = load_loans(path, dict(fed.party(node.name).loans_columns)).outstanding()
     lenders = lending_parties(fed)
     if not lenders:
         log.warning("only one party has a loans file: the loan-stacking check is off")

@@ -333,3 +333,15 @@ def test_bad_crypto_budgets_name_the_party_and_key(tmp_path: Path, line: str, ke
     )
 
     assert "'lender'" in message and key in message
+
+
+def test_a_loan_files_column_names_are_mapped(tmp_path: Path) -> None:
+    text = edited(
+        'loans = "loans.csv"',
+        'loans = "loans.csv"\nloans_id_column = "cust"\nloans_balance_column = "bal"',
+    )
+
+    fed = load_text(tmp_path, text)
+
+    assert dict(fed.lender.loans_columns) == {"id": "cust", "outstanding_balance": "bal"}
+    assert fed.hosts[0].loans_columns == ()

@@ -118,3 +118,25 @@ def test_a_summed_balance_above_the_maximum_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_refused_with_its_name(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_loans(tmp_path / "absent.csv")
+
+
+def test_a_book_with_its_own_column_names_loads_through_the_mapping(tmp_path: Path) -> None:
+    path = write(tmp_path, "customer_no,balance,product\nA1,10.50,card\nA1,1.00,loan\nB2,3,card\n")
+    columns = {"id": "customer_no", "outstanding_balance": "balance"}
+
+    book = load_loans(path, columns)
+
+    assert book.outstanding() == {"A1": 11_50, "B2": 3_00}
+    with pytest.raises(DataError, match=r"row 1, column 'customer_no': unknown column"):
+        load_loans(path)
+
+
+def test_errors_in_a_mapped_book_name_the_files_own_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "customer_no,balance\nA1,-4\n")
+
+    with pytest.raises(DataError, match=r"row 2, column 'balance': balance -4 is negative"):
+        load_loans(path, {"id": "customer_no", "outstanding_balance": "balance"})
+    with pytest.raises(DataError, match=r"required column 'customer_no' is missing"):
+        load_loans(
+            write(tmp_path, "balance\n4\n"), {"id": "customer_no", "outstanding_balance": "balance"}
+        )
