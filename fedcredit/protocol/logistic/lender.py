@@ -33,6 +33,7 @@ from fedcredit.protocol.fixedpoint import (
 )
 from fedcredit.protocol.logistic.messages import LossRequest
 from fedcredit.protocol.logistic.partner import FeatureParty, PendingMasks
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 #: Ridge penalty of the expansion point's regression (on sums over the validation rows).
 EXPANSION_RIDGE = 1.0
@@ -59,7 +60,7 @@ class LabelParty(FeatureParty):
         features: np.ndarray,
         feature_names: list[str],
         labels: np.ndarray,
-        settings: Any,
+        settings: TrainSettings,
     ) -> None:
         self._labels_all = np.asarray(labels, dtype=np.int64)
         # Coefficients of the partners' part of the score on the lender's own design columns,

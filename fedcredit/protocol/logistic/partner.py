@@ -32,7 +32,7 @@ from fedcredit.crypto import (
     unmask,
 )
 from fedcredit.errors import ConfigError, ProtocolError
-from fedcredit.model.optim import Newton, curvature_bound, make_optimizer
+from fedcredit.model.optim import Newton, curvature_bound
 from fedcredit.protocol.binning.encoder import BinEncoder
 from fedcredit.protocol.columns import ColumnEncoder, PartyColumns
 from fedcredit.protocol.disclosure import round_partial
@@ -43,6 +43,7 @@ from fedcredit.protocol.fixedpoint import (
 )
 from fedcredit.protocol.isolation import check_batch
 from fedcredit.protocol.logistic.encoding import encoder_from_dict, fit_onehot
+from fedcredit.protocol.logistic.settings import TrainSettings
 
 
 @dataclass
@@ -72,11 +73,12 @@ class FeatureParty(PartyColumns):
         ids: list[str],
         features: np.ndarray,
         feature_names: list[str],
-        settings: Any,
+        settings: TrainSettings,
     ) -> None:
         super().__init__(name, ids, features, feature_names, settings)
+        self.settings: TrainSettings = settings
         self.weights = np.zeros(self.n_weights)
-        self.optimizer = make_optimizer(**_optimizer_args(settings))
+        self.optimizer = settings.make_optimizer()
         self.epoch = 0
 
     @property
@@ -86,7 +88,7 @@ class FeatureParty(PartyColumns):
     def _design_changed(self, *, rebuilt: bool) -> None:
         """A new encoder: weights and optimizer state start again (resets weights and state)."""
         self.weights = np.zeros(self.n_weights)
-        self.optimizer = make_optimizer(**_optimizer_args(self.settings))
+        self.optimizer = self.settings.make_optimizer()
         super()._design_changed(rebuilt=rebuilt)
         if rebuilt:
             self._prepare_optimizer()
@@ -220,17 +222,6 @@ class FeatureParty(PartyColumns):
         u[missing] = unknown([ids[i] for i in missing]) if unknown and missing else 0.0
         u = round_partial(u, self.release_bits)
         return encrypt_vector(self._require_key(), u, Z_SCALE_BITS), missing
-
-
-def _optimizer_args(settings: Any) -> dict[str, Any]:
-    args: dict[str, Any] = {
-        "name": str(settings.optimizer),
-        "lr": float(settings.learning_rate),
-        "decay": float(settings.decay),
-    }
-    if args["name"] == "sgd":
-        args["momentum"] = float(settings.momentum)
-    return args
 
 
 __all__ = ["ColumnEncoder", "FeatureParty", "PendingMasks"]
