@@ -82,9 +82,26 @@ def batch_rounds(phase: Phase, driver: FamilyDriver) -> tuple[tuple[Round, bool]
     )
 
 
+def epoch_rounds(phase: Phase) -> tuple[tuple[Round, ...], tuple[Round, ...]]:
+    """The once-per-epoch rounds declared before the batch rounds, and those after them (a
+    trees family sends each tree's gradients first and collects its leaves last)."""
+    batch = (When.EACH_BATCH, When.LAST_BATCH)
+    first = next((i for i, r in enumerate(phase.rounds) if r.when in batch), len(phase.rounds))
+    each = [(i, r) for i, r in enumerate(phase.rounds) if r.when is When.EACH_EPOCH]
+    return tuple(r for i, r in each if i < first), tuple(r for i, r in each if i > first)
+
+
 def round_named(phase: Phase, step: str) -> Round:
     """The round of ``step`` (a ``feeds`` entry names batch rounds by step)."""
     return next(r for r in phase.rounds if r.step == step)
 
 
-__all__ = ["DRIVERS", "FamilyDriver", "batch_rounds", "family_driver", "parties_of", "round_named"]
+__all__ = [
+    "DRIVERS",
+    "FamilyDriver",
+    "batch_rounds",
+    "epoch_rounds",
+    "family_driver",
+    "parties_of",
+    "round_named",
+]

@@ -19,6 +19,7 @@ from fedcredit.driver.context import JobContext, Rpc
 from fedcredit.driver.families import (
     FamilyDriver,
     batch_rounds,
+    epoch_rounds,
     family_driver,
     parties_of,
     round_named,
@@ -29,7 +30,7 @@ from fedcredit.proto.v1 import (
     job_pb2,
 )
 from fedcredit.protocol.checkpoint import write_json_atomic
-from fedcredit.protocol.rounds import Round, When
+from fedcredit.protocol.rounds import Phase, Round
 
 
 @dataclass
@@ -176,29 +177,54 @@ def train(ctx: JobContext, state: TrainingState, aligned: Mapping[str, int], out
     phase, driver = family_driver(ctx.fed)
     epochs, batches = driver.epochs(ctx.fed), driver.batches(ctx.fed, aligned)
     rounds = batch_rounds(phase, driver)
+    before, after = epoch_rounds(phase)
     while state.epoch < epochs and not state.stopped:
         epoch = state.epoch
         epoch_started = time.monotonic()
+        for round_ in before:
+            _run_epoch_round(ctx, state, driver, phase, round_, aligned, epoch, 0)
         for batch in range(batches):
             last = batch == batches - 1
             for round_, carries in rounds:
                 _run_round(ctx, driver, round_, epoch, batch, "train", want_loss=carries and last)
             progress = {"epoch": epoch + 1, "epochs": epochs, "batch": batch + 1}
             ctx.progress("batch", {**progress, "batches": batches})
-        for round_ in phase.at(When.EACH_EPOCH):
-            if not aligned.get(round_.step):
-                continue
-            replies: dict[str, Any] = {}
-            for fed_step in driver.feeds[round_.step]:
-                replies = _run_round(
-                    ctx, driver, round_named(phase, fed_step), epoch, batches, round_.step,
-                    want_loss=fed_step == driver.feeds[round_.step][-1],
-                )  # fmt: skip
-            reply = replies[ctx.lender]
-            if reply.has_loss:
-                update_stopping(ctx, state, epoch, reply.loss)
+        for round_ in after:
+            _run_epoch_round(ctx, state, driver, phase, round_, aligned, epoch, batches)
         replies = _end_epoch(ctx, state, epoch, batches + 1)
         _record_epoch(ctx, state, replies[ctx.lender], out_dir, time.monotonic() - epoch_started)
+
+
+def _run_epoch_round(
+    ctx: JobContext,
+    state: TrainingState,
+    driver: FamilyDriver,
+    phase: Phase,
+    round_: Round,
+    aligned: Mapping[str, int],
+    epoch: int,
+    batch: int,
+) -> None:
+    """One once-per-epoch round: its own RPC, or the batch rounds that feed it (logistic's
+    validation: partial scores and the residual of the validation rows, when there are any);
+    a lender's answer with a loss updates the kept epoch and early stopping."""
+    if round_.step in driver.feeds:
+        if not aligned.get(round_.step):
+            return
+        replies: dict[str, Any] = {}
+        feeds = driver.feeds[round_.step]
+        for fed_step in feeds:
+            replies = _run_round(
+                ctx, driver, round_named(phase, fed_step), epoch, batch, round_.step,
+                want_loss=fed_step == feeds[-1],
+            )  # fmt: skip
+    elif round_.step in driver.rpcs:
+        replies = _run_round(ctx, driver, round_, epoch, batch, round_.step, want_loss=False)
+    else:
+        return  # a round its party runs on its own, inside another round
+    reply = replies.get(ctx.lender)
+    if reply is not None and getattr(reply, "has_loss", False):
+        update_stopping(ctx, state, epoch, reply.loss)
 
 
 def _run_round(

@@ -16,13 +16,19 @@ import pytest
 
 from fedcredit.config import load_federation
 from fedcredit.driver.context import Rpc
-from fedcredit.driver.families import DRIVERS, batch_rounds, family_driver, parties_of
+from fedcredit.driver.families import (
+    DRIVERS,
+    batch_rounds,
+    epoch_rounds,
+    family_driver,
+    parties_of,
+)
 from fedcredit.errors import ConfigError
 from fedcredit.node.transport.peers import PeerStubs
 from fedcredit.protocol.family import FAMILIES, get_family
 from fedcredit.protocol.logistic.schedule import TRAINING
 from fedcredit.protocol.logistic.settings import TrainSettings
-from fedcredit.protocol.rounds import When, Who
+from fedcredit.protocol.rounds import Phase, Round, When, Who
 from fedcredit.protocol.split import batch_count
 from tests.support.federation import demo_federation, start_federation
 
@@ -129,3 +135,22 @@ def _in_round_order(made: list[tuple[str, str]]) -> list[tuple[str, str]]:
     for method in dict.fromkeys(m for _, m in made):
         out += sorted(c for c in made if c[1] == method)
     return out
+
+
+def test_epoch_rounds_before_the_batches_run_first_and_those_after_last() -> None:
+    # A trees-shaped schedule: each tree's gradients first, its levels, its leaves last.
+    phase = Phase(
+        "trees-like",
+        (
+            Round("gradients", Who.LENDER, When.EACH_EPOCH),
+            Round("histograms", Who.HOSTS, When.EACH_BATCH),
+            Round("splits", Who.LENDER, When.EACH_BATCH),
+            Round("leaves", Who.HOSTS, When.EACH_EPOCH),
+        ),
+    )
+
+    before, after = epoch_rounds(phase)
+
+    assert [r.step for r in before] == ["gradients"]
+    assert [r.step for r in after] == ["leaves"]
+    assert epoch_rounds(TRAINING) == ((), (TRAINING.decryption("validation"),))
