@@ -210,7 +210,7 @@ def leaf_value(g: float, h: float, params: TreeParams) -> float:
 def node_count(depth: int) -> int:
     """Nodes of a full binary tree of ``depth`` levels of splits, heap-ordered (children of j are
     ``2j + 1`` left and ``2j + 2`` right)."""
-    return 2 ** (depth + 1) - 1
+    return int(2 ** (depth + 1) - 1)
 
 
 @dataclass
@@ -258,7 +258,9 @@ class Tree:
             fs = f[rows]
             b = bins[rows, fs]
             regular = np.asarray(n_regular, dtype=np.int64)[fs]
-            left = np.where(b >= regular, self.default_left[node[rows]], b <= self.threshold[node[rows]])
+            left = np.where(
+                b >= regular, self.default_left[node[rows]], b <= self.threshold[node[rows]]
+            )
             node[rows] = 2 * node[rows] + np.where(left, 1, 2)
         return node
 
@@ -284,7 +286,11 @@ def grow_tree(
                 continue
             rows = np.flatnonzero(node == j)
             total = (float(g[rows].sum()), float(h[rows].sum()), len(rows))
-            split = None if level == params.depth else best_split(bins, n_regular, g, h, rows, total, params, cols)
+            split = (
+                None
+                if level == params.depth
+                else best_split(bins, n_regular, g, h, rows, total, params, cols)
+            )
             if split is None:
                 tree.value[j] = leaf_value(total[0], total[1], params)
                 continue

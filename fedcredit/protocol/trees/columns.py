@@ -62,7 +62,8 @@ class TreeColumns(PartyColumns):
 
     @property
     def train_bins(self) -> IntArray:
-        return self.bins[self._require_split().train]
+        out: IntArray = self.bins[self._require_split().train]
+        return out
 
     def raw_for_ids(self, ids: list[str]) -> tuple[np.ndarray, list[int]]:
         """Raw rows of the ids this party holds (NaN rows for the others), and their positions."""

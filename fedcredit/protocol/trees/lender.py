@@ -27,8 +27,8 @@ from fedcredit.model.trees import (
     candidates,
     gains,
     gradients,
-    histogram,
     grow_tree,
+    histogram,
     leaf_value,
     log_loss,
 )
@@ -74,7 +74,9 @@ class _Growing:
     h: list[int]
     node: IntArray  # heap node of every aligned row (joint; mix: filled at the end)
     totals: dict[int, tuple[int, int, int]]
-    pending: dict[str, dict[str, int]] = field(default_factory=dict)  # joint: token -> node (-1 decoy)
+    pending: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # joint: token -> node (-1 decoy)
 
 
 class TreesLender(TreeColumns):
@@ -102,12 +104,15 @@ class TreesLender(TreeColumns):
         self.validation_loss: list[float] = []
         self.kept = 0
         # The row sample of each tree is the lender's secret: a seed the partners do not know.
-        self._rng = np.random.default_rng(secrets.randbits(64) if sample_seed is None else sample_seed)
+        self._rng = np.random.default_rng(
+            secrets.randbits(64) if sample_seed is None else sample_seed
+        )
         self._grow: _Growing | None = None
 
     def labels(self, rows: np.ndarray) -> np.ndarray:
         """Labels of aligned rows (indices into the shared order)."""
-        return self._y[self.aligned_rows[rows]]
+        out: np.ndarray = self._y[self.aligned_rows[rows]]
+        return out
 
     def _aligned(self) -> None:
         super()._aligned()
@@ -159,7 +164,9 @@ class TreesLender(TreeColumns):
     def _floats(self, rows: IntArray) -> tuple[FloatArray, FloatArray]:
         grow = self._growing()
         unit = float(2 ** int(self.settings.gh_scale_bits))
-        return np.asarray(grow.g, np.float64)[rows] / unit, np.asarray(grow.h, np.float64)[rows] / unit
+        return np.asarray(grow.g, np.float64)[rows] / unit, np.asarray(grow.h, np.float64)[
+            rows
+        ] / unit
 
     def open_nodes(self, level: int) -> list[int]:
         """Nodes of ``level`` still to split, in heap order (the partner derives the same list)."""
@@ -195,7 +202,11 @@ class TreesLender(TreeColumns):
         out: list[list[list[int]]] = []
         packed = iter(message.sums)
         for count in message.counts:
-            out.append([decode(v, layout) for v in decrypt_packed(self._private, next(packed))] if count else [])
+            out.append(
+                [decode(v, layout) for v in decrypt_packed(self._private, next(packed))]
+                if count
+                else []
+            )
             if len(out[-1]) != count:
                 raise ProtocolError(f"{len(out[-1])} sums for {count} candidates")
         return out
@@ -221,20 +232,29 @@ class TreesLender(TreeColumns):
                 self._leaf(j)
         return MixChoice(message.tree, message.level, tuple(winners))
 
-    def _best_of(self, cands: Sequence[Sequence[int]], total: tuple[int, int, int], slots: tuple[int, int, int | None]) -> int | None:
+    def _best_of(
+        self,
+        cands: Sequence[Sequence[int]],
+        total: tuple[int, int, int],
+        slots: tuple[int, int, int | None],
+    ) -> int | None:
         """The index of the best candidate by gain (slots of g, h and rows in each candidate)."""
         if not cands:
             return None
         gain = self._gains(np.asarray(cands, dtype=object), total, slots)
         return best_index(gain)
 
-    def _gains(self, cands: np.ndarray, total: tuple[int, int, int], slots: tuple[int, int, int | None]) -> FloatArray:
+    def _gains(
+        self, cands: np.ndarray, total: tuple[int, int, int], slots: tuple[int, int, int | None]
+    ) -> FloatArray:
         unit = float(2 ** int(self.settings.gh_scale_bits))
         gs, hs, ns = slots
         left_g = np.array([float(v) for v in cands[:, gs]]) / unit
         left_h = np.array([float(v) for v in cands[:, hs]]) / unit
         left_n = None if ns is None else cands[:, ns].astype(np.int64)
-        return gains(left_g, left_h, left_n, (total[0] / unit, total[1] / unit, total[2]), self.params)
+        return gains(
+            left_g, left_h, left_n, (total[0] / unit, total[1] / unit, total[2]), self.params
+        )
 
     def _split(self, j: int, tree: int, left: tuple[int, int, int], by: str) -> None:
         grow = self._growing()
@@ -255,7 +275,9 @@ class TreesLender(TreeColumns):
         grow = self._growing()
         leaves = np.frombuffer(message.leaves, dtype=np.uint8).astype(np.int64)
         tree = grow.record.own
-        if len(leaves) != len(self.aligned_rows) or not np.all(tree.exists[leaves] & (tree.feature[leaves] < 0)):
+        if len(leaves) != len(self.aligned_rows) or not np.all(
+            tree.exists[leaves] & (tree.feature[leaves] < 0)
+        ):
             raise ProtocolError("the partner's leaves are not leaves of this tree")
         if any(grow.record.split_by[j] for j in set(leaves.tolist())):
             raise ProtocolError("a row ended in a node that was split")
@@ -284,7 +306,15 @@ class TreesLender(TreeColumns):
             slot = np.where((position >= 0) & (local >= 0) & (local < layout.nodes), local, -1)
             ints.extend(encode_rows([ones, grow.h, grow.g], slot, layout))
         values = encrypt_ints(key, ints, 0)
-        return Gradients(tree, level, layout.width, int(self.settings.gh_scale_bits), groups, layout.nodes, values)
+        return Gradients(
+            tree,
+            level,
+            layout.width,
+            int(self.settings.gh_scale_bits),
+            groups,
+            layout.nodes,
+            values,
+        )
 
     def joint_choose(self, level: int, messages: dict[str, Histograms]) -> dict[str, SideRequest]:
         """The best split of every open node over every party's columns; the lender's own
@@ -362,7 +392,9 @@ class TreesLender(TreeColumns):
             grow.totals[child] = (g, h, len(rows))
             grow.record.own.exists[child] = True
 
-    def _side_request(self, p: str, level: int, best: dict[int, int], message: Histograms) -> SideRequest:
+    def _side_request(
+        self, p: str, level: int, best: dict[int, int], message: Histograms
+    ) -> SideRequest:
         """``2**level`` picks: the real one where ``p`` won, its best candidate (a decoy) at every
         other node position, a random candidate where it had none; tokens random, order shuffled."""
         grow = self._growing()
@@ -397,7 +429,9 @@ class TreesLender(TreeColumns):
             j = mapping.get(token, -1)
             if j < 0:
                 continue
-            left = np.unpackbits(np.frombuffer(bits, np.uint8))[: len(self.aligned_rows)].astype(bool)
+            left = np.unpackbits(np.frombuffer(bits, np.uint8))[: len(self.aligned_rows)].astype(
+                bool
+            )
             rows = np.flatnonzero(grow.node == j)
             grow.node[rows] = 2 * j + np.where(left[rows], 1, 2)
             grow.record.tokens[j] = token
@@ -454,7 +488,12 @@ class TreesLender(TreeColumns):
                     at = np.flatnonzero(node == j)
                     if by == self.name:
                         f = int(tree.feature[j])
-                        left = _goes_left(bins[at, f], self.n_regular[f], int(tree.threshold[j]), bool(tree.default_left[j]))
+                        left = _goes_left(
+                            bins[at, f],
+                            self.n_regular[f],
+                            int(tree.threshold[j]),
+                            bool(tree.default_left[j]),
+                        )
                     else:
                         left = bits[by][record.tokens[j]][at]
                     node[at] = 2 * j + np.where(left, 1, 2)

@@ -12,6 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,9 @@ class LocalTrees:
 
     def setup(self) -> None:
         """Round ``key``: the lender's own key to every partner (each checks it)."""
-        key = self._timed("key", lambda: self.lender.make_key(self.key_bits, allow_small=self.allow_small))
+        key = self._timed(
+            "key", lambda: self.lender.make_key(self.key_bits, allow_small=self.allow_small)
+        )
         for name, p in self.partners.items():
             p.receive_key(self.run.send(self.lender.name, name, key), allow_small=self.allow_small)
 
@@ -114,29 +117,38 @@ class LocalTrees:
         if step == "gradients" and mix and owner is not None:
             message = self._timed("encrypt g, h", lambda: lender.mix_gradients(t))
             state.hist[owner.name] = self._timed(
-                "histograms", lambda: owner.mix_histograms(self.run.send(lender.name, owner.name, message), t, 0)
+                "histograms",
+                lambda: owner.mix_histograms(self.run.send(lender.name, owner.name, message), t, 0),
             )
         elif step == "gradients":
             message = self._timed("encrypt g, h", lambda: lender.joint_gradients(t, level))
             for name, p in self.partners.items():
                 sent = self.run.send(lender.name, name, message)
-                state.hist[name] = self._timed("histograms", lambda p=p, sent=sent: p.joint_histograms(sent))
+                state.hist[name] = self._timed("histograms", partial(p.joint_histograms, sent))
         elif step == "histograms" and mix and owner is not None:
             if level > 0:
-                state.hist[owner.name] = self._timed("histograms", lambda: owner.mix_histograms(None, t, level))
+                state.hist[owner.name] = self._timed(
+                    "histograms", lambda: owner.mix_histograms(None, t, level)
+                )
             self.run.send(owner.name, lender.name, state.hist[owner.name])
         elif step == "histograms":
             for name in self.partners:
                 self.run.send(name, lender.name, state.hist[name])
         elif step == "splits" and mix and owner is not None:
-            choice = self._timed("decrypt, split", lambda: lender.mix_choose(state.hist[owner.name]))
-            self._timed("apply", lambda: owner.mix_apply(self.run.send(lender.name, owner.name, choice)))
+            choice = self._timed(
+                "decrypt, split", lambda: lender.mix_choose(state.hist[owner.name])
+            )
+            self._timed(
+                "apply", lambda: owner.mix_apply(self.run.send(lender.name, owner.name, choice))
+            )
         elif step == "splits":
-            state.requests = self._timed("decrypt, split", lambda: lender.joint_choose(level, state.hist))
+            state.requests = self._timed(
+                "decrypt, split", lambda: lender.joint_choose(level, state.hist)
+            )
         elif step == "sides":
             for name, p in self.partners.items():
                 request = self.run.send(lender.name, name, state.requests[name])
-                sides = self._timed("sides", lambda p=p, r=request: p.joint_sides(r))
+                sides = self._timed("sides", partial(p.joint_sides, request))
                 lender.joint_sides(name, self.run.send(name, lender.name, sides), request)
         elif step == "leaves" and owner is not None:
             leaves = self._timed("leaves", lambda: owner.mix_leaves(t))
@@ -149,7 +161,10 @@ class LocalTrees:
 
     def score(self, ids: list[str]) -> np.ndarray:
         """Round ``score``: every partner's answer for the applicants, combined by the lender."""
-        answers = {name: self.run.send(name, self.lender.name, p.answer_ids(ids)) for name, p in self.partners.items()}
+        answers = {
+            name: self.run.send(name, self.lender.name, p.answer_ids(ids))
+            for name, p in self.partners.items()
+        }
         raw, _ = self.lender.raw_for_ids(ids)
         return self.lender.margins(raw, answers)
 

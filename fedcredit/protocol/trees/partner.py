@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey, check_peer_key
-from fedcredit.crypto import pool
+from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey, check_peer_key, pool
 from fedcredit.crypto.packing import pack_for_owner
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import IntArray, Tree
@@ -43,7 +42,9 @@ class Split:
     default_left: bool
 
 
-def bin_sums(values: EncryptedVector, rows: IntArray, column: IntArray, n_bins: int) -> EncryptedVector:
+def bin_sums(
+    values: EncryptedVector, rows: IntArray, column: IntArray, n_bins: int
+) -> EncryptedVector:
     """``[[sum of values]]`` per bin of ``column`` over ``rows`` (one product per bin)."""
     order = rows[np.argsort(column[rows], kind="stable")]
     bounds = np.searchsorted(column[order], np.arange(n_bins + 1), side="left")
@@ -72,7 +73,9 @@ def prefix_candidates(
     return [prefix[t].add(missing) if dl else prefix[t] for t, dl in keep]
 
 
-def admissible(counts: np.ndarray, n_regular: int, floor: int, dedupe: bool) -> list[tuple[int, bool]]:
+def admissible(
+    counts: np.ndarray, n_regular: int, floor: int, dedupe: bool
+) -> list[tuple[int, bool]]:
     """Candidates ``(t, default_left)`` of one column whose two sides both hold ``floor`` rows
     (of the rows this party can count); ``dedupe`` drops twins of an earlier candidate."""
     total = int(counts.sum())
@@ -148,7 +151,8 @@ class TreesPartner(TreeColumns):
                 continue
             hist = self._node_hist(j, bins)
             rows = np.flatnonzero(self._node == j)
-            cands, keep_all = [], []
+            cands: list[EncryptedVector] = []
+            keep_all: list[Split] = []
             for f, s in enumerate(hist):
                 n = np.bincount(bins[rows, f], minlength=self.n_regular[f] + 1)
                 keep = admissible(n, self.n_regular[f], self._floor, dedupe=True)
@@ -171,13 +175,19 @@ class TreesPartner(TreeColumns):
             return self._hist[j]
         parent, sibling = (j - 1) // 2, j + 1 if j % 2 else j - 1
         if sibling in self._hist:
-            self._hist[j] = [p.sub(s) for p, s in zip(self._hist[parent], self._hist[sibling], strict=True)]
+            self._hist[j] = [
+                p.sub(s) for p, s in zip(self._hist[parent], self._hist[sibling], strict=True)
+            ]
             return self._hist[j]
         mine, theirs = (np.flatnonzero(self._node == k) for k in (j, sibling))
         small = j if len(mine) <= len(theirs) else sibling
-        self._hist[small] = column_sums(self._values, mine if small == j else theirs, bins, self.n_regular)
+        self._hist[small] = column_sums(
+            self._values, mine if small == j else theirs, bins, self.n_regular
+        )
         if small != j:
-            self._hist[j] = [p.sub(s) for p, s in zip(self._hist[parent], self._hist[small], strict=True)]
+            self._hist[j] = [
+                p.sub(s) for p, s in zip(self._hist[parent], self._hist[small], strict=True)
+            ]
         return self._hist[j]
 
     def mix_apply(self, choice: MixChoice) -> None:
@@ -258,10 +268,16 @@ class TreesPartner(TreeColumns):
             "edges": [e.tolist() for e in self.edges],
             "fold_missing": self.fold_missing.tolist(),
             "trees": {
-                str(t): {k: getattr(tr, k).tolist() for k in ("feature", "threshold", "default_left", "exists")}
+                str(t): {
+                    k: getattr(tr, k).tolist()
+                    for k in ("feature", "threshold", "default_left", "exists")
+                }
                 for t, tr in self.trees.items()
             },
-            "tokens": {tok: [t, s.feature, s.threshold, s.default_left] for tok, (t, s) in self.tokens.items()},
+            "tokens": {
+                tok: [t, s.feature, s.threshold, s.default_left]
+                for tok, (t, s) in self.tokens.items()
+            },
         }
 
     def load_model_part(self, part: Any) -> None:
@@ -275,7 +291,10 @@ class TreesPartner(TreeColumns):
                 np.asarray(arrays["feature"], np.int64), np.asarray(arrays["threshold"], np.int64),
                 np.asarray(arrays["default_left"], bool), np.zeros(size), np.asarray(arrays["exists"], bool),
             )  # fmt: skip
-        self.tokens = {tok: (int(v[0]), Split(int(v[1]), int(v[2]), bool(v[3]))) for tok, v in part["tokens"].items()}
+        self.tokens = {
+            tok: (int(v[0]), Split(int(v[1]), int(v[2]), bool(v[3])))
+            for tok, v in part["tokens"].items()
+        }
 
     def leaf_masks(self, raw: np.ndarray) -> LeafMasks:
         """Mix: per tree of this partner, per applicant, the leaves it can reach (one, here)."""
@@ -302,14 +321,18 @@ class TreesPartner(TreeColumns):
         if unknown and isinstance(answer, LeafMasks):
             masks = []
             for t, m in zip(answer.trees, answer.masks, strict=True):
-                bits = np.unpackbits(np.frombuffer(m, np.uint8))[: len(ids) * len(self.trees[t].feature)]
+                bits = np.unpackbits(np.frombuffer(m, np.uint8))[
+                    : len(ids) * len(self.trees[t].feature)
+                ]
                 grid = bits.reshape(len(ids), -1).astype(bool)
                 grid[unknown] = self.trees[t].exists & (self.trees[t].feature < 0)
                 masks.append(np.packbits(grid).tobytes())
             answer = LeafMasks(answer.trees, tuple(masks), answer.rows)
         return answer
 
-    def partial_for_ids(self, ids: list[str], unknown: Any = None) -> tuple[EncryptedVector, list[int]]:
+    def partial_for_ids(
+        self, ids: list[str], unknown: Any = None
+    ) -> tuple[EncryptedVector, list[int]]:
         """Not a logistic partial score: trees answer leaf masks (``answer_ids``)."""
         raise ProtocolError("a trees partner answers leaf masks or split bits, not partial scores")
 
@@ -321,4 +344,12 @@ def _shuffled(count: int) -> list[int]:
     return order
 
 
-__all__ = ["Split", "TreesPartner", "admissible", "bin_sums", "column_sums", "pack", "prefix_candidates"]
+__all__ = [
+    "Split",
+    "TreesPartner",
+    "admissible",
+    "bin_sums",
+    "column_sums",
+    "pack",
+    "prefix_candidates",
+]

@@ -73,7 +73,9 @@ class TreeSettings:
         _number("test_fraction", self.test_fraction, 0.0, 1.0, high_open=True)
         _number("validation_fraction", self.validation_fraction, 0.0, 1.0, high_open=True)
         if self.test_fraction + self.validation_fraction >= 1.0:
-            raise ConfigError("validation_fraction: test_fraction + validation_fraction must be below 1")
+            raise ConfigError(
+                "validation_fraction: test_fraction + validation_fraction must be below 1"
+            )
         _integer("early_stopping_rounds", self.early_stopping_rounds, 0, None)
 
     @property
@@ -107,7 +109,9 @@ def _number(
     above = high is not None and (value >= high if high_open else value > high)
     if below or above:
         left, right = "(" if low_open else "[", ")" if high_open else "]"
-        raise ConfigError(f"{key} must be in {left}{low}, {high if high is not None else 'inf'}{right}, got {value}")
+        raise ConfigError(
+            f"{key} must be in {left}{low}, {high if high is not None else 'inf'}{right}, got {value}"
+        )
 
 
 def from_table(table: Any, source: str, train: Mapping[str, Any] | None = None) -> TreeSettings:
