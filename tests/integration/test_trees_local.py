@@ -150,7 +150,7 @@ def test_no_partner_message_carries_a_value_a_threshold_or_an_edge_in_the_clear(
 
 
 def _host_view(run_messages: list[tuple[str, str, Any]], host: str) -> list[tuple[Any, ...]]:
-    view = []
+    view: list[tuple[Any, ...]] = []
     for _, receiver, message in run_messages:
         if receiver != host:
             continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -20,9 +22,9 @@ def _data(n: int = 300, seed: int = 3) -> tuple[np.ndarray, list[int], np.ndarra
 
 def _brute_tree(
     bins: np.ndarray, n_regular: list[int], g: np.ndarray, h: np.ndarray, p: T.TreeParams
-) -> dict[int, tuple]:
+) -> dict[int, tuple[Any, ...]]:
     """Every split by row masks, straight from the definitions (no histograms, no prefix sums)."""
-    out: dict[int, tuple] = {}
+    out: dict[int, tuple[Any, ...]] = {}
 
     def grow(node: int, rows: np.ndarray, level: int) -> None:
         G, H = g[rows].sum(), h[rows].sum()

@@ -43,6 +43,7 @@ from fedcredit.protocol.trees.messages import (
     Sides,
     SplitBits,
 )
+from fedcredit.protocol.trees.scoring import LenderTree, combine, goes_left
 from fedcredit.protocol.trees.slots import (
     SlotLayout,
     decode,
@@ -51,18 +52,6 @@ from fedcredit.protocol.trees.slots import (
     quantize,
     slot_width,
 )
-
-
-@dataclass
-class LenderTree:
-    """One tree as the lender keeps it: ``own`` holds the lender's splits, the leaf values and
-    which nodes exist; ``split_by[j]`` names the party whose split node j is ('' for a leaf);
-    ``tokens[j]`` the partner's token (joint). ``owner``: mix, the party whose columns it uses."""
-
-    owner: str
-    own: Tree
-    split_by: list[str]
-    tokens: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -377,7 +366,7 @@ class TreesLender(TreeColumns):
         tree = grow.record.own
         tree.feature[j], tree.threshold[j], tree.default_left[j] = f, t, dl
         rows = np.flatnonzero(grow.node == j)
-        left = _goes_left(self.bins[rows, f], self.n_regular[f], t, dl)
+        left = goes_left(self.bins[rows, f], self.n_regular[f], t, dl)
         grow.node[rows] = 2 * j + np.where(left, 1, 2)
         train_node = grow.node[split.train]
         self._set_children(j, train_node)
@@ -467,56 +456,14 @@ class TreesLender(TreeColumns):
     # -- the model and scoring ------------------------------------------------------------------
     def margins(self, raw: np.ndarray, answers: dict[str, LeafMasks | SplitBits]) -> FloatArray:
         """Margins of applicants from the lender's raw columns and the partners' answers."""
-        bins = self.bins_for(raw)
-        rows = len(bins)
-        out = np.full(rows, self.base)
-        leaf_sets = {p: _leaf_sets(a) for p, a in answers.items() if isinstance(a, LeafMasks)}
-        bits = {p: _bits(a) for p, a in answers.items() if isinstance(a, SplitBits)}
-        for t, record in enumerate(self.model[: self.kept]):
-            tree = record.own
-            if record.owner and record.owner != self.name:
-                size = len(tree.feature)
-                reach = leaf_sets[record.owner][t][: rows * size].reshape(rows, size)
-                out += (reach * tree.value).sum(axis=1) / np.maximum(reach.sum(axis=1), 1)
-                continue
-            node = np.zeros(rows, dtype=np.int64)
-            for _ in range(tree.depth):
-                for j in np.unique(node).tolist():
-                    by = record.split_by[j]
-                    if not by:
-                        continue
-                    at = np.flatnonzero(node == j)
-                    if by == self.name:
-                        f = int(tree.feature[j])
-                        left = _goes_left(
-                            bins[at, f],
-                            self.n_regular[f],
-                            int(tree.threshold[j]),
-                            bool(tree.default_left[j]),
-                        )
-                    else:
-                        left = bits[by][record.tokens[j]][at]
-                    node[at] = 2 * j + np.where(left, 1, 2)
-            out += tree.value[node]
-        return out
-
-
-def _goes_left(b: IntArray, n_regular: int, t: int, dl: bool) -> np.ndarray:
-    return np.where(b >= n_regular, dl, b <= t)
-
-
-def _leaf_sets(answer: LeafMasks) -> dict[int, np.ndarray]:
-    out = {}
-    for t, m in zip(answer.trees, answer.masks, strict=True):
-        out[t] = np.unpackbits(np.frombuffer(m, np.uint8)).astype(bool)
-    return out
-
-
-def _bits(answer: SplitBits) -> dict[str, np.ndarray]:
-    return {
-        tok: np.unpackbits(np.frombuffer(b, np.uint8))[: answer.rows].astype(bool)
-        for tok, b in zip(answer.tokens, answer.bits, strict=True)
-    }
+        return combine(
+            self.model[: self.kept],
+            self.name,
+            self.base,
+            self.bins_for(raw),
+            self.n_regular,
+            answers,
+        )
 
 
 __all__ = ["LenderTree", "TreesLender"]
