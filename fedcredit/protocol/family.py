@@ -22,6 +22,7 @@ from fedcredit.errors import ConfigError
 from fedcredit.protocol.columns import PartyColumns, PartyData
 from fedcredit.protocol.logistic.family import LOGISTIC
 from fedcredit.protocol.rounds import Phase
+from fedcredit.protocol.trees.family import TREES
 
 
 class Scorer(Protocol):
@@ -60,7 +61,7 @@ class Family(Protocol):
         ...
 
 
-FAMILIES: Mapping[str, Family] = {LOGISTIC.name: LOGISTIC}
+FAMILIES: Mapping[str, Family] = {LOGISTIC.name: LOGISTIC, TREES.name: TREES}
 
 
 def get_family(name: str) -> Family:

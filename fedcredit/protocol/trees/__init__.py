@@ -1,0 +1,1 @@
+"""Federated gradient-boosted trees: the second model family (docs/TREES.md)."""

@@ -1,0 +1,82 @@
+"""A party's aligned columns, binned for trees: quantile edges fitted locally, never sent.
+
+Both roles extend this. Edges are fitted on the party's own training rows with ``bins`` bins,
+merged so that every bin holds at least ``min_rows`` training rows (the privacy floor per bin);
+a column whose missing values are fewer than the floor folds them into bin 0, so no cell of
+missing rows below the floor exists either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedcredit.errors import ProtocolError
+from fedcredit.model.trees import IntArray, bin_matrix, fit_edges
+from fedcredit.protocol.columns import PartyColumns
+
+
+class TreeColumns(PartyColumns):
+    """A party's binned columns: ``bins`` (aligned rows x columns), ``n_regular`` per column."""
+
+    def __init__(
+        self,
+        name: str,
+        ids: list[str],
+        features: np.ndarray,
+        feature_names: list[str],
+        settings: Any,
+    ) -> None:
+        super().__init__(name, ids, features, feature_names, settings)
+        self.edges: list[np.ndarray] = []
+        self.fold_missing: np.ndarray = np.zeros(0, dtype=bool)
+        self.bins: IntArray = np.zeros((0, 0), dtype=np.int64)
+        self.n_regular: list[int] = []
+
+    def _design(self, raw: np.ndarray) -> np.ndarray:
+        # Trees use bins, not the logistic family's fixed-point design matrix.
+        return np.zeros((len(raw), 0), dtype=np.int64)
+
+    def _aligned(self) -> None:
+        split = self._require_split()
+        raw = self._raw[self.aligned_rows]
+        train = raw[split.train]
+        floor = int(self.settings.min_rows)
+        self.edges = [
+            fit_edges(train[:, j], int(self.settings.bins), floor) for j in range(raw.shape[1])
+        ]
+        missing = np.isnan(train).sum(axis=0) if raw.shape[1] else np.zeros(0)
+        self.fold_missing = (missing > 0) & (missing < max(floor, 1))
+        self.n_regular = [len(e) + 1 for e in self.edges]
+        self.bins = self.bins_for(raw)
+
+    def bins_for(self, raw: np.ndarray) -> IntArray:
+        """Bins of rows of this party's raw columns (its own file's units)."""
+        x = np.array(raw, dtype=np.float64, copy=True)
+        if x.shape[1]:
+            x[:, self.fold_missing] = np.where(
+                np.isnan(x[:, self.fold_missing]), -np.inf, x[:, self.fold_missing]
+            )
+        return bin_matrix(x, self.edges)
+
+    @property
+    def train_bins(self) -> IntArray:
+        out: IntArray = self.bins[self._require_split().train]
+        return out
+
+    def raw_for_ids(self, ids: list[str]) -> tuple[np.ndarray, list[int]]:
+        """Raw rows of the ids this party holds (NaN rows for the others), and their positions."""
+        if not self._index:
+            self._index = {cid: i for i, cid in enumerate(self._ids)}
+        found = [self._index.get(cid, -1) for cid in ids]
+        missing = [i for i, r in enumerate(found) if r < 0]
+        rows = np.array([max(r, 0) for r in found], dtype=np.int64)
+        return self._raw[rows], missing
+
+    def _require_bins(self) -> None:
+        if not self.n_regular and self._raw.shape[1]:
+            raise ProtocolError(f"party {self.name!r} has not aligned ids yet")
+
+
+__all__ = ["TreeColumns"]
