@@ -10,6 +10,7 @@ from typing import Any
 
 from fedcredit.cli.progress import Progress
 from fedcredit.config import COORDINATOR, Federation
+from fedcredit.driver.families import family_driver
 from fedcredit.driver.job import Driver
 from fedcredit.driver.launcher import (
     LocalNodes,
@@ -39,6 +40,7 @@ def run_job(
     With ``align_only`` the job stops after the private alignment and returns the
     aligned row counts and the PSI's seconds (``align_seconds``); nothing is written.
     """
+    family_driver(fed)  # a family the nodes cannot train over gRPC is refused before any work
     _check_writable(out)
     cert_dir = prepare_certs(fed, out, insecure=insecure)
     progress = Progress(quiet=quiet)

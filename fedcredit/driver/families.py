@@ -59,7 +59,9 @@ def family_driver(fed: Federation) -> tuple[Phase, FamilyDriver]:
     driver = DRIVERS.get(family.name)
     if driver is None:
         raise ConfigError(
-            f"model family {family.name!r} cannot be trained over gRPC in this release"
+            f"{fed.path.name}: [model] family: {family.name!r} runs in one process only in this "
+            f"release (fedcredit.protocol.{family.name}.local); the nodes train "
+            + ", ".join(repr(n) for n in sorted(DRIVERS))
         )
     return family.schedule(fed.train), driver
 

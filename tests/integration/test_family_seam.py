@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
+from fedcredit.cli.jobs import run_job
 from fedcredit.config import load_federation
 from fedcredit.driver.context import Rpc
 from fedcredit.driver.families import (
@@ -45,8 +46,8 @@ def test_the_logistic_family_is_registered_with_its_settings_and_rounds() -> Non
     assert FAMILIES["logistic"] is family
     assert family.settings is TrainSettings
     assert family.schedule(TrainSettings()) is TRAINING
-    with pytest.raises(ConfigError, match=r"unknown model family 'trees' \(this release knows"):
-        get_family("trees")
+    with pytest.raises(ConfigError, match=r"unknown model family 'forest' \(this release knows"):
+        get_family("forest")
 
 
 def test_each_batch_runs_partial_residual_and_gradient_and_the_residual_carries_the_loss() -> None:
@@ -64,8 +65,19 @@ def test_a_federation_file_naming_an_unknown_family_is_refused_by_key(tmp_path: 
     path = demo_federation(tmp_path, customers=200)
     path.write_text(path.read_text() + '\n[model]\nfamily = "forest"\n')
 
-    with pytest.raises(ConfigError, match=r"\[model\] family: must be one of logistic"):
+    with pytest.raises(ConfigError, match=r"\[model\] family: must be one of logistic, trees"):
         load_federation(path, allow_small_keys=True)
+
+
+def test_a_family_the_nodes_cannot_train_is_refused_before_any_node_starts(tmp_path: Path) -> None:
+    path = demo_federation(tmp_path, customers=200)
+    path.write_text(path.read_text() + '\n[model]\nfamily = "trees"\n')
+    fed = load_federation(path, allow_small_keys=True)
+
+    with pytest.raises(ConfigError, match=r"\[model\] family: 'trees' runs in one process only"):
+        run_job(fed, tmp_path / "out", resume=False, quiet=True, allow_small_keys=True)
+
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_driver_makes_exactly_the_calls_the_schedule_declares(tmp_path: Path) -> None:
