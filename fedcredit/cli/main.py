@@ -1,4 +1,5 @@
-"""The ``fedcredit`` command: demo, run, node, certs, score, debt-check, selfcheck.
+"""The ``fedcredit`` command: demo, run, node, certs, score, decide, invite, debt-check,
+selfcheck.
 
 Every ``FedCreditError`` becomes one line on stderr and exit code 2; no traceback for user errors.
 """
@@ -67,11 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_certs(sub)
 
     score = sub.add_parser("score", help="batch scoring with a trained model")
-    score.add_argument("federation", type=Path)
-    score.add_argument("--model", type=Path, required=True)
-    score.add_argument("--ids", type=Path, required=True)
-    score.add_argument("--out", type=Path, required=True)
+    score.add_argument("federation", type=Path, help="the federation file (TOML)")
+    score.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    score.add_argument("--ids", type=Path, required=True, help=IDS_HELP)
+    score.add_argument("--out", type=Path, required=True, help="SCORES.csv to write")
     _add_common(score)
+
+    _add_decisions(sub)
 
     debt = sub.add_parser(
         "debt-check", help="how many other lenders an applicant owes, and how much"
@@ -86,6 +89,50 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("selfcheck", help="check the Paillier engine against phe")
     check.add_argument("--key-bits", type=int, default=2048)
     return parser
+
+
+MODEL_HELP = "the model folder 'fedcredit run' wrote (OUT/model)"
+IDS_HELP = "CSV of applicant ids: its 'id' column, or the first column"
+
+
+def _add_decisions(sub: Any) -> None:
+    decide = sub.add_parser(
+        "decide",
+        help="credit decisions with a trained model and the file's [policy]",
+        description="Score each applicant, check its debts at other lenders (when the lender "
+        "has a loans file) and apply the federation file's [policy]: one row per applicant in "
+        "input order (id, score, grade, decision, limit, apr, instalments, reasons).",
+    )
+    decide.add_argument("federation", type=Path, help="the federation file, with a [policy]")
+    decide.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    decide.add_argument("--ids", type=Path, required=True, help=IDS_HELP)
+    decide.add_argument(
+        "--out", type=Path, required=True, help="DECISIONS.csv to write (atomically)"
+    )
+    _add_common(decide)
+    invite = sub.add_parser(
+        "invite",
+        help="the pre-approved customers, with their offers",
+        description="Decide the customers the lender has in common with every partner (found "
+        "by private alignment) or the given ids, and write the approved ones with their "
+        "offers. With --deliver-to, that partner's node receives the invited ids and nothing "
+        "else, and writes them inside its own folder (invitations/).",
+    )
+    invite.add_argument("federation", type=Path, help="the federation file, with a [policy]")
+    invite.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    invite.add_argument(
+        "--out", type=Path, required=True, help="INVITES.csv to write (approved applicants only)"
+    )
+    invite.add_argument(
+        "--ids", type=Path, default=None, help=IDS_HELP + " (default: the common customers)"
+    )
+    invite.add_argument(
+        "--deliver-to",
+        default=None,
+        metavar="PARTY",
+        help="a partner's name: its node receives the invited ids only (no score or offer)",
+    )
+    _add_common(invite)
 
 
 def _add_certs(sub: Any) -> None:
@@ -246,6 +293,45 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from fedcredit.cli.decisions import NodeRun, decide_batch, read_applicant_ids
+    from fedcredit.config import load_federation
+    from fedcredit.decision import DECISIONS, decisions_json
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    ids = read_applicant_ids(args.ids)
+    run = NodeRun(args.json, args.insecure, args.allow_small_keys)
+    decisions = decide_batch(fed, args.model, ids, args.out, run)
+    if args.json:
+        print(decisions_json(decisions))
+    else:
+        mix = ", ".join(f"{sum(d.decision == k for d in decisions):,} {k}" for k in DECISIONS)
+        print(f"decided {len(decisions):,} applicants ({mix}) into {args.out}")
+    return 0
+
+
+def _cmd_invite(args: argparse.Namespace) -> int:
+    from fedcredit.cli.decisions import NodeRun, invite_batch, read_applicant_ids
+    from fedcredit.config import load_federation
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    ids = read_applicant_ids(args.ids) if args.ids is not None else None
+    run = NodeRun(args.json, args.insecure, args.allow_small_keys)
+    summary = invite_batch(fed, args.model, ids, args.out, run, args.deliver_to)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"invited {summary['invited']:,} of {summary['decided']:,} applicants into {args.out}"
+        )
+        if args.deliver_to:
+            print(
+                f"{args.deliver_to} received {summary['delivered']:,} ids (no score or offer): "
+                f"invitations/{summary['delivered_file']} in its node's folder"
+            )
+    return 0
+
+
 def _cmd_debt(args: argparse.Namespace) -> int:
     from fedcredit.cli.debt import debt_check
 
@@ -288,6 +374,8 @@ COMMANDS = {
     "node": _cmd_node,
     "certs": _cmd_certs,
     "score": _cmd_score,
+    "decide": _cmd_decide,
+    "invite": _cmd_invite,
     "debt-check": _cmd_debt,
     "demo": _cmd_demo,
     "selfcheck": _cmd_selfcheck,

@@ -65,6 +65,17 @@ def score_applicants(
     return add_debt(scored, pending)
 
 
+def common_customers(node: PartyNode) -> list[str]:
+    """The customers the lender's current job aligned with every partner (private set
+    intersection), in the shared order; ``ProtocolError`` when no job was aligned."""
+    party = node.job.party
+    if party.split is None:
+        raise ProtocolError(
+            f"party {node.name!r} has aligned no customers: run the private alignment first"
+        )
+    return [str(party.ids[i]) for i in party.aligned_rows]
+
+
 def add_debt(
     scored: list[ApplicantScore], pending: Future[list[DebtResult]]
 ) -> list[ApplicantScore]:
