@@ -24,6 +24,7 @@ from fedcredit.decision import DECISIONS, Decision, write_decisions_csv
 from fedcredit.driver.decisions import approved, decide_chunk, decide_common, deliver_invitations
 from fedcredit.driver.scoring import ScoringSession, scoring_session
 from fedcredit.errors import ConfigError, DataError
+from fedcredit.node.invitations import FOLDER
 
 DECIDE_CHUNK = 2000
 HEADER_NAMES = frozenset({"id", "ids", "applicant", "applicant_id", "customer_id"})
@@ -126,7 +127,9 @@ def invite_batch(
         receipt = None
         if deliver_to is not None:
             receipt = deliver_invitations(session, deliver_to, [d.applicant_id for d in invited])
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if receipt is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    # A local partner's node folder is kept: the invitation list lives there.
     summary: dict[str, Any] = {
         "decided": len(decisions),
         **{kind: sum(d.decision == kind for d in decisions) for kind in DECISIONS},
@@ -136,7 +139,8 @@ def invite_batch(
     if receipt is not None:
         summary["delivered_to"] = deliver_to
         summary["delivered"] = receipt.received
-        summary["delivered_file"] = receipt.file
+        local = run_dir / FOLDER / receipt.file  # LocalNodes: the run folder is every home
+        summary["delivered_file"] = str(local) if local.is_file() else receipt.file
     return summary
 
 

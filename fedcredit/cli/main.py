@@ -326,8 +326,8 @@ def _cmd_invite(args: argparse.Namespace) -> int:
         )
         if args.deliver_to:
             print(
-                f"{args.deliver_to} received {summary['delivered']:,} ids (no score or offer): "
-                f"invitations/{summary['delivered_file']} in its node's folder"
+                f"{args.deliver_to} received {summary['delivered']:,} ids (no score or offer), "
+                f"written by its node to {summary['delivered_file']}"
             )
     return 0
 
