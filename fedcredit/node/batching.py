@@ -2,9 +2,10 @@
 
 The lender's node answers each ``Score`` or ``Decide`` call with a round of partner calls and
 one masked decryption, whose cost hardly depends on how many applicants it carries. Calls that
-arrive within ``max_wait_s`` of each other share one round: the first call of a batch (its
-leader) waits up to ``max_wait_s``, or until the batch holds ``max_items``, then runs the work
-for every item of the batch on its own thread; each caller gets exactly its own slice of the
+arrive while another batch is running share one round: the first call of a batch (its leader)
+waits up to ``max_wait_s``, or until the batch holds ``max_items``, then runs the work for every
+item of the batch on its own thread. A call that finds nothing running starts at once, so a
+lone caller pays no wait; each caller gets exactly its own slice of the
 answers back, in its own order. A batch whose work fails raises that error to its own callers
 only; the next batch starts afresh. There is no background thread: nothing to start or stop.
 
@@ -53,6 +54,7 @@ class MicroBatcher(Generic[T, R]):
         self.max_items = max_items
         self._lock = threading.Lock()
         self._open: _Batch[T, R] | None = None
+        self._running = 0
         self.batches = 0
         self.batched_items = 0
 
@@ -77,8 +79,11 @@ class MicroBatcher(Generic[T, R]):
             future = self._join(batch, own)
             if len(batch.items) >= self.max_items:
                 batch.full.set()
+            # Gather only while the work is busy anyway: an idle batcher adds no latency.
+            wait = self.max_wait_s if self._running else 0.0
         if leader:
-            batch.full.wait(self.max_wait_s)
+            if wait:
+                batch.full.wait(wait)
             with self._lock:
                 if self._open is batch:
                     self._open = None  # Closed: later calls start a new batch.
@@ -97,6 +102,7 @@ class MicroBatcher(Generic[T, R]):
         with self._lock:
             self.batches += 1
             self.batched_items += len(batch.items)
+            self._running += 1
         try:
             answers = self._work(batch.items)
             if len(answers) != len(batch.items):
@@ -107,6 +113,9 @@ class MicroBatcher(Generic[T, R]):
             for _, _, future in batch.callers:
                 future.set_exception(exc)
             return
+        finally:
+            with self._lock:
+                self._running -= 1
         for start, end, future in batch.callers:
             future.set_result(answers[start:end])
 

@@ -4,7 +4,10 @@ answers, and a failing run fails only the calls that were part of it."""
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,7 +16,8 @@ from fedcredit.node.batching import MicroBatcher
 
 
 class Work:
-    """Answers ``item * 10``, records every run's items; fails a run holding a negative item."""
+    """Answers ``item * 10``, records every run's items; fails a run holding a negative item;
+    a run of item 0 alone takes half a second (something already running)."""
 
     def __init__(self) -> None:
         self.runs: list[list[int]] = []
@@ -24,7 +28,19 @@ class Work:
             self.runs.append(list(items))
         if any(i < 0 for i in items):
             raise ProtocolError("a negative item")
+        if items == [0]:
+            time.sleep(0.5)
         return [i * 10 for i in items]
+
+
+@contextmanager
+def busy(batcher: MicroBatcher[int, int]) -> Iterator[None]:
+    """A call already running: the calls made meanwhile gather into batches."""
+    thread = threading.Thread(target=batcher.submit, args=([0],))
+    thread.start()
+    time.sleep(0.05)
+    yield
+    thread.join()
 
 
 def callers(batcher: MicroBatcher[int, int], requests: list[list[int]]) -> list[object]:
@@ -45,19 +61,22 @@ def callers(batcher: MicroBatcher[int, int], requests: list[list[int]]) -> list[
 def test_concurrent_calls_share_runs_and_each_gets_its_own_answers() -> None:
     work = Work()
     batcher = MicroBatcher(work, max_wait_s=0.2, max_items=1000)
-    requests = [[100 * c + i for i in range(c % 3 + 1)] for c in range(20)]
+    requests = [[100 * c + i for i in range(c % 3 + 1)] for c in range(1, 21)]
 
-    answers = callers(batcher, requests)
+    with busy(batcher):
+        answers = callers(batcher, requests)
 
     assert answers == [[i * 10 for i in r] for r in requests]
-    assert len(work.runs) < len(requests)
-    assert sorted(i for run in work.runs for i in run) == sorted(i for r in requests for i in r)
+    assert len(work.runs) - 1 < len(requests)
+    everything = sorted(i for run in work.runs for i in run)
+    assert everything == sorted([0, *(i for r in requests for i in r)])
 
 
 def test_a_failing_run_fails_only_its_own_callers() -> None:
     work = Work()
     batcher = MicroBatcher(work, max_wait_s=0.2, max_items=1000)
-    failed = callers(batcher, [[1, 2], [-1], [3]])
+    with busy(batcher):
+        failed = callers(batcher, [[1, 2], [-1], [3]])
 
     later = batcher.submit([4, 5])
 
@@ -69,12 +88,23 @@ def test_a_failing_run_fails_only_its_own_callers() -> None:
 def test_a_full_batch_runs_without_waiting_and_the_rest_start_another() -> None:
     work = Work()
     batcher = MicroBatcher(work, max_wait_s=5.0, max_items=4)
+    started = time.monotonic()
 
-    answers = callers(batcher, [[1, 2], [3, 4], [5, 6], [7, 8]])
+    with busy(batcher):
+        answers = callers(batcher, [[1, 2], [3, 4], [5, 6], [7, 8]])
 
     assert answers == [[10, 20], [30, 40], [50, 60], [70, 80]]
-    assert all(len(run) <= 4 for run in work.runs)
-    assert len(work.runs) == 2
+    assert sorted(len(run) for run in work.runs) == [1, 4, 4]
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_call_that_finds_nothing_running_does_not_wait() -> None:
+    work = Work()
+    batcher = MicroBatcher(work, max_wait_s=5.0, max_items=100)
+    started = time.monotonic()
+
+    assert batcher.submit([1, 2]) == [10, 20]
+    assert time.monotonic() - started < 5.0
 
 
 def test_with_no_wait_every_call_runs_alone() -> None:
