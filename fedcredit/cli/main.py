@@ -34,23 +34,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the whole story on one machine with synthetic institutions")
-    demo.add_argument("--customers", type=int, default=30000)
-    demo.add_argument("--epochs", type=int, default=3)
-    demo.add_argument("--key-bits", type=int, default=2048)
+    demo.add_argument(
+        "--customers", type=int, default=30000, help="synthetic customers (default 30000)"
+    )
+    demo.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    demo.add_argument("--key-bits", type=int, default=2048, help="Paillier key size (default 2048)")
     demo.add_argument("--out", type=Path, default=None, help="keep the demo's files here")
     _add_common(demo)
 
     run = sub.add_parser("run", help="align, train and evaluate a federation")
-    run.add_argument("federation", type=Path)
-    run.add_argument("--out", type=Path, required=True)
+    run.add_argument("federation", type=Path, help="the federation file (TOML)")
+    run.add_argument(
+        "--out", type=Path, required=True, help="folder for metrics.json, the model and plots"
+    )
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_common(run)
 
     node = sub.add_parser("node", help="run one node (a party or the coordinator)")
-    node.add_argument("--federation", type=Path, required=True)
-    node.add_argument("--party", required=True)
+    node.add_argument("--federation", type=Path, required=True, help="the federation file (TOML)")
+    node.add_argument(
+        "--party", required=True, help="this node's name in the file (or 'coordinator')"
+    )
     node.add_argument("--listen", default=None, help="host:port (default: the file's address)")
-    node.add_argument("--port-file", type=Path, default=None)
+    node.add_argument(
+        "--port-file", type=Path, default=None, help="write the bound port here once serving"
+    )
     node.add_argument(
         "--state-dir",
         type=Path,
@@ -79,15 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
     debt = sub.add_parser(
         "debt-check", help="how many other lenders an applicant owes, and how much"
     )
-    debt.add_argument("federation", type=Path)
-    debt.add_argument("--lender", required=True)
-    debt.add_argument("--applicants", type=Path, required=True)
-    debt.add_argument("--out", type=Path, default=None)
-    debt.add_argument("--min-count-for-total", type=int, default=2)
+    debt.add_argument("federation", type=Path, help="the federation file, with loans files")
+    debt.add_argument("--lender", required=True, help="the lending party that asks")
+    debt.add_argument(
+        "--applicants", type=Path, required=True, help="CSV of applicant ids ('id' column)"
+    )
+    debt.add_argument("--out", type=Path, default=None, help="CSV to write (default: stdout)")
+    debt.add_argument(
+        "--min-count-for-total",
+        type=int,
+        default=2,
+        help="report a total only with at least this many other lenders (default 2)",
+    )
     _add_common(debt)
 
     check = sub.add_parser("selfcheck", help="check the Paillier engine against phe")
-    check.add_argument("--key-bits", type=int, default=2048)
+    check.add_argument(
+        "--key-bits", type=int, default=2048, help="Paillier key size (default 2048)"
+    )
     return parser
 
 
