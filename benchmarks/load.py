@@ -1,7 +1,8 @@
-"""Online scoring under load: many concurrent clients call the lender's Score RPC over mutual TLS.
+"""Online scoring under load: many concurrent clients call the lender's Score RPC over mutual TLS,
+with the lender's micro-batching off and then on, in the same run.
 
     python benchmarks/load.py --json OUT.json [--quick] [--clients 50] [--seconds 60]
-                              [--key-bits 2048] [--client-processes 0]
+                              [--key-bits 2048] [--client-processes 0] [--batch-wait-ms 5]
 
 Trains a small model on synthetic institutions (real node processes, one epoch), starts the
 scoring nodes as ``fedcredit score`` does (lender, partners and coordinator as separate
@@ -15,11 +16,17 @@ Clients are threads of this process unless ``--client-processes P`` spreads them
 processes. ``client_cpu_share`` in the JSON is the CPU the client side used per second of wall
 time: near 1.0 would mean the client's GIL is the limit and processes are needed.
 
-JSON keys: ``clients``, ``seconds``, ``requests``, ``errors`` (any gRPC error or applicant error;
-``first_errors`` lists a few), ``throughput_per_s``, ``p50_ms``, ``p95_ms``, ``p99_ms``,
-``rss_mib_before`` / ``rss_mib_after`` / ``rss_mib_peak`` {node: MiB} (VmRSS of each node
-process, before the load once every client is connected and after it), ``rss_growth_mib``,
-``key_bits``, ``cores``, ``client_mode``, ``client_cpu_share``, ``loadavg_before``.
+The load runs twice on fresh scoring nodes of the same model: ``unbatched`` (the federation
+file's [scoring] ``batch_wait_ms = 0``: every call pays its own partner round and decryption)
+and ``batched`` (``--batch-wait-ms``: calls arriving while another batch runs share one).
+
+JSON keys: ``throughput_ratio`` (batched over unbatched requests per second),
+``p99_ms_unbatched``, ``p99_ms_batched``, and per mode (``unbatched``, ``batched``):
+``requests``, ``errors`` (any gRPC error or applicant error; ``first_errors`` lists a few),
+``throughput_per_s``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``rss_mib_before`` /
+``rss_mib_after`` / ``rss_mib_peak`` {node: MiB} (VmRSS of each node process, before the load
+once every client is connected and after it), ``rss_growth_mib``, ``client_cpu_share``; and
+``clients``, ``seconds``, ``key_bits``, ``cores``, ``client_mode``, ``loadavg_before``.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from fedcredit.proto.v1 import scoring_pb2
 CALL_TIMEOUT_S = 30.0
 FIRST_ERRORS = 5
 NODES = ("lender", "ecommerce", "payments", "coordinator")
+MODES = ("unbatched", "batched")
 
 
 @dataclass(frozen=True)
@@ -228,94 +236,132 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"{report['clients']} clients x {report['seconds']:g} s, {report['key_bits']}-bit keys, "
         f"{report['cores']} cores ({report['client_mode']})",
-        f"  requests {report['requests']:,}   errors {report['errors']}   "
-        f"throughput {report['throughput_per_s']:.1f}/s",
-        f"  latency ms: p50 {report['p50_ms']}  p95 {report['p95_ms']}  p99 {report['p99_ms']}  "
-        f"max {report['max_ms']}",
-        f"  {'node':<12}{'RSS before':>12}{'after':>10}{'peak':>10}{'growth':>10}  (MiB)",
     ]
-    for name in NODES:
-        lines.append(
-            f"  {name:<12}{report['rss_mib_before'][name]:>12.1f}"
-            f"{report['rss_mib_after'][name]:>10.1f}{report['rss_mib_peak'][name]:>10.1f}"
-            f"{report['rss_growth_mib'][name]:>+10.1f}"
-        )
-    for error in report["first_errors"]:
-        lines.append(f"  error: {error}")
+    for mode in MODES:
+        run = report[mode]
+        lines += [
+            f"  {mode}: requests {run['requests']:,}   errors {run['errors']}   "
+            f"throughput {run['throughput_per_s']:.1f}/s",
+            f"    latency ms: p50 {run['p50_ms']}  p95 {run['p95_ms']}  p99 {run['p99_ms']}  "
+            f"max {run['max_ms']}",
+            f"    {'node':<12}{'RSS before':>12}{'after':>10}{'peak':>10}{'growth':>10}  (MiB)",
+        ]
+        for name in NODES:
+            lines.append(
+                f"    {name:<12}{run['rss_mib_before'][name]:>12.1f}"
+                f"{run['rss_mib_after'][name]:>10.1f}{run['rss_mib_peak'][name]:>10.1f}"
+                f"{run['rss_growth_mib'][name]:>+10.1f}"
+            )
+        for error in run["first_errors"]:
+            lines.append(f"    error: {error}")
+    lines.append(f"  throughput_ratio (batched / unbatched) {report['throughput_ratio']}")
     return "\n".join(lines)
+
+
+def with_batching(path: Path, wait_ms: float) -> Any:
+    """A copy of the federation file whose lender gathers concurrent calls for ``wait_ms``
+    (0: every call alone), next to it (its relative paths stay valid)."""
+    copy = path.with_name(f"{path.stem}-batch-{wait_ms:g}.toml")
+    copy.write_text(
+        path.read_text(encoding="utf-8") + f"\n[scoring]\nbatch_wait_ms = {wait_ms:g}\n",
+        encoding="utf-8",
+    )
+    return copy
+
+
+def measure(
+    fed: Any, folder: Path, ids: list[str], run_dir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Start the scoring nodes of ``fed``, run the clients; the figures of this run."""
+    small = args.key_bits < 2048
+    with scoring_service(fed, folder / "run" / "model", run_dir, allow_small_keys=small) as stub:
+        for warm in ids[:3]:  # Coordinator key, DJN tables, channels between the nodes.
+            stub.Score(scoring_pb2.ScoreRequest(ids=[warm]), timeout=120.0)
+        certs = folder / "run" / "certs"
+        lender = fed.lender.name
+        spec = ClientSpec(
+            address=f"127.0.0.1:{(run_dir / 'ports' / lender).read_text().strip()}",
+            lender=lender,
+            ca=certs / "ca.pem",
+            cert=certs / f"{lender}.pem",
+            key=certs / f"{lender}.key",
+            ids=tuple(ids),
+            start_at=time.time() + 5.0 + 0.1 * args.clients,
+            seconds=args.seconds,
+        )
+        results, before, after, peak = drive_load(
+            spec, args.clients, args.client_processes, node_pids(run_dir)
+        )
+    latencies = [ms for r in results for ms in r["latencies"]]
+    errors = [e for r in results for e in r["errors"]]
+    return {
+        "batch_wait_ms": fed.scoring.batch_wait_ms,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:FIRST_ERRORS],
+        "throughput_per_s": round(len(latencies) / args.seconds, 1),
+        **percentiles(latencies),
+        "rss_mib_before": before,
+        "rss_mib_after": after,
+        "rss_mib_peak": peak,
+        "rss_growth_mib": {n: round(after[n] - before[n], 1) for n in NODES},
+        "client_cpu_share": round(
+            sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 2
+        ),
+        "late_clients": sum(r["late"] for r in results),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     parser.add_argument("--quick", action="store_true", help="10 clients for 10 s, less data")
     parser.add_argument("--clients", type=int, default=None, help="default 50 (quick: 10)")
-    parser.add_argument("--seconds", type=float, default=None, help="default 60 (quick: 10)")
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="per mode; default 60 (quick: 10)"
+    )
     parser.add_argument("--key-bits", type=int, default=2048, help="below 2048 allows small keys")
     parser.add_argument("--customers", type=int, default=None, help="default 5000 (quick: 2000)")
     parser.add_argument(
         "--client-processes", type=int, default=0, help="spread clients over P processes"
     )
+    parser.add_argument(
+        "--batch-wait-ms", type=float, default=5.0, help="the batched mode's gathering window"
+    )
     args = parser.parse_args()
-    clients = args.clients or (10 if args.quick else 50)
-    seconds = args.seconds or (10.0 if args.quick else 60.0)
+    args.clients = args.clients or (10 if args.quick else 50)
+    args.seconds = args.seconds or (10.0 if args.quick else 60.0)
     customers = args.customers or (2000 if args.quick else 5000)
     small = args.key_bits < 2048
     loadavg = [round(v, 2) for v in os.getloadavg()]
+    runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="fedcredit-load-") as tmp:
         folder = Path(tmp)
         print(f"training a small model ({customers:,} customers) ...", file=sys.stderr)
         fed, ids = train_model(folder, customers, args.key_bits)
-        print("starting the scoring nodes ...", file=sys.stderr)
-        run_dir = folder / "scoring"
-        with scoring_service(
-            fed, folder / "run" / "model", run_dir, allow_small_keys=small
-        ) as stub:
-            for warm in ids[:3]:  # Coordinator key, DJN tables, channels between the nodes.
-                stub.Score(scoring_pb2.ScoreRequest(ids=[warm]), timeout=120.0)
-            certs = folder / "run" / "certs"
-            lender = fed.lender.name
-            spec = ClientSpec(
-                address=f"127.0.0.1:{(run_dir / 'ports' / lender).read_text().strip()}",
-                lender=lender,
-                ca=certs / "ca.pem",
-                cert=certs / f"{lender}.pem",
-                key=certs / f"{lender}.key",
-                ids=tuple(ids),
-                start_at=time.time() + 5.0 + 0.1 * clients,
-                seconds=seconds,
-            )
-            print(f"{clients} clients for {seconds:g} s ...", file=sys.stderr)
-            results, before, after, peak = drive_load(
-                spec, clients, args.client_processes, node_pids(run_dir)
-            )
-    latencies = [ms for r in results for ms in r["latencies"]]
-    errors = [e for r in results for e in r["errors"]]
+        for mode, wait_ms in (("unbatched", 0.0), ("batched", args.batch_wait_ms)):
+            mode_fed = load_federation(with_batching(fed.path, wait_ms), allow_small_keys=small)
+            print(f"{mode}: {args.clients} clients for {args.seconds:g} s ...", file=sys.stderr)
+            runs[mode] = measure(mode_fed, folder, ids, folder / f"scoring-{mode}", args)
+    unbatched = runs["unbatched"]["throughput_per_s"]
     report: dict[str, Any] = {
         "benchmark": "online_scoring_load",
         "transport": "grpc mutual TLS on 127.0.0.1, one channel per client",
-        "clients": clients,
-        "seconds": seconds,
-        "requests": len(latencies),
-        "errors": len(errors),
-        "first_errors": errors[:FIRST_ERRORS],
-        "throughput_per_s": round(len(latencies) / seconds, 1),
-        **percentiles(latencies),
-        "rss_mib_before": before,
-        "rss_mib_after": after,
-        "rss_mib_peak": peak,
-        "rss_growth_mib": {n: round(after[n] - before[n], 1) for n in NODES},
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "throughput_ratio": round(runs["batched"]["throughput_per_s"] / unbatched, 2)
+        if unbatched
+        else None,
+        "p99_ms_unbatched": runs["unbatched"]["p99_ms"],
+        "p99_ms_batched": runs["batched"]["p99_ms"],
+        **runs,
         "key_bits": args.key_bits,
         "cores": os.cpu_count(),
         "client_mode": (
             f"{args.client_processes} processes" if args.client_processes else "threads"
         ),
-        "client_cpu_share": round(
-            sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 2
-        ),
-        "late_clients": sum(r["late"] for r in results),
         "customers": customers,
         "loadavg_before": loadavg,
     }
@@ -324,7 +370,7 @@ def main() -> int:
     print(text)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
-    return 1 if errors else 0
+    return 1 if any(run["errors"] for run in runs.values()) else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The ``fedcredit`` command: demo, run, node, certs, score, debt-check, selfcheck.
+"""The ``fedcredit`` command: demo, run, node, certs, score, decide, invite, debt-check,
+selfcheck.
 
 Every ``FedCreditError`` becomes one line on stderr and exit code 2; no traceback for user errors.
 """
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="align, train and evaluate a federation")
     run.add_argument("federation", type=Path, help="the federation file (TOML)")
     run.add_argument(
-        "--out", type=Path, required=True, help="folder for the model, metrics and report"
+        "--out", type=Path, required=True, help="folder for metrics.json, the model and plots"
     )
     run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     _add_common(run)
@@ -52,14 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     node = sub.add_parser("node", help="run one node (a party or the coordinator)")
     node.add_argument("--federation", type=Path, required=True, help="the federation file (TOML)")
     node.add_argument(
-        "--party", required=True, help="this node's name in the file, or 'coordinator'"
+        "--party", required=True, help="this node's name in the file (or 'coordinator')"
     )
     node.add_argument("--listen", default=None, help="host:port (default: the file's address)")
     node.add_argument(
-        "--port-file",
-        type=Path,
-        default=None,
-        help="write the port the node listens on here once it serves (for --listen ...:0)",
+        "--port-file", type=Path, default=None, help="write the bound port here once serving"
     )
     node.add_argument(
         "--state-dir",
@@ -79,36 +77,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="batch scoring with a trained model")
     score.add_argument("federation", type=Path, help="the federation file (TOML)")
-    score.add_argument(
-        "--model", type=Path, required=True, help="the model folder `fedcredit run` wrote"
-    )
-    score.add_argument(
-        "--ids",
-        type=Path,
-        required=True,
-        help="CSV of applicant ids in its first column (a header id or ID is skipped)",
-    )
-    score.add_argument(
-        "--out", type=Path, required=True, help="CSV to write: one row per applicant"
-    )
+    score.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    score.add_argument("--ids", type=Path, required=True, help=IDS_HELP)
+    score.add_argument("--out", type=Path, required=True, help="SCORES.csv to write")
     _add_common(score)
+
+    _add_decisions(sub)
 
     debt = sub.add_parser(
         "debt-check", help="how many other lenders an applicant owes, and how much"
     )
-    debt.add_argument("federation", type=Path, help="the federation file (TOML)")
-    debt.add_argument("--lender", required=True, help="the lender that asks (a party name)")
+    debt.add_argument("federation", type=Path, help="the federation file, with loans files")
+    debt.add_argument("--lender", required=True, help="the lending party that asks")
     debt.add_argument(
-        "--applicants", type=Path, required=True, help="CSV of applicant ids to ask about"
+        "--applicants", type=Path, required=True, help="CSV of applicant ids ('id' column)"
     )
-    debt.add_argument(
-        "--out", type=Path, default=None, help="CSV to write (default: print the results)"
-    )
+    debt.add_argument("--out", type=Path, default=None, help="CSV to write (default: stdout)")
     debt.add_argument(
         "--min-count-for-total",
         type=int,
         default=2,
-        help="other lenders needed before the total is released (default 2, the floor)",
+        help="report a total only with at least this many other lenders (default 2)",
     )
     _add_common(debt)
 
@@ -117,6 +106,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--key-bits", type=int, default=2048, help="Paillier key size (default 2048)"
     )
     return parser
+
+
+MODEL_HELP = "the model folder 'fedcredit run' wrote (OUT/model)"
+IDS_HELP = "CSV of applicant ids: its 'id' column, or the first column"
+
+
+def _add_decisions(sub: Any) -> None:
+    decide = sub.add_parser(
+        "decide",
+        help="credit decisions with a trained model and the file's [policy]",
+        description="Score each applicant, check its debts at other lenders (when the lender "
+        "has a loans file) and apply the federation file's [policy]: one row per applicant in "
+        "input order (id, score, grade, decision, limit, apr, instalments, reasons).",
+    )
+    decide.add_argument("federation", type=Path, help="the federation file, with a [policy]")
+    decide.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    decide.add_argument("--ids", type=Path, required=True, help=IDS_HELP)
+    decide.add_argument(
+        "--out", type=Path, required=True, help="DECISIONS.csv to write (atomically)"
+    )
+    _add_common(decide)
+    invite = sub.add_parser(
+        "invite",
+        help="the pre-approved customers, with their offers",
+        description="Decide the customers the lender has in common with every partner (found "
+        "by private alignment) or the given ids, and write the approved ones with their "
+        "offers. With --deliver-to, that partner's node receives the invited ids and nothing "
+        "else, and writes them inside its own folder (invitations/).",
+    )
+    invite.add_argument("federation", type=Path, help="the federation file, with a [policy]")
+    invite.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    invite.add_argument(
+        "--out", type=Path, required=True, help="INVITES.csv to write (approved applicants only)"
+    )
+    invite.add_argument(
+        "--ids", type=Path, default=None, help=IDS_HELP + " (default: the common customers)"
+    )
+    invite.add_argument(
+        "--deliver-to",
+        default=None,
+        metavar="PARTY",
+        help="a partner's name: its node receives the invited ids only (no score or offer)",
+    )
+    _add_common(invite)
 
 
 def _add_certs(sub: Any) -> None:
@@ -277,6 +310,45 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from fedcredit.cli.decisions import NodeRun, decide_batch, read_applicant_ids
+    from fedcredit.config import load_federation
+    from fedcredit.decision import DECISIONS, decisions_json
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    ids = read_applicant_ids(args.ids)
+    run = NodeRun(args.json, args.insecure, args.allow_small_keys)
+    decisions = decide_batch(fed, args.model, ids, args.out, run)
+    if args.json:
+        print(decisions_json(decisions))
+    else:
+        mix = ", ".join(f"{sum(d.decision == k for d in decisions):,} {k}" for k in DECISIONS)
+        print(f"decided {len(decisions):,} applicants ({mix}) into {args.out}")
+    return 0
+
+
+def _cmd_invite(args: argparse.Namespace) -> int:
+    from fedcredit.cli.decisions import NodeRun, invite_batch, read_applicant_ids
+    from fedcredit.config import load_federation
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    ids = read_applicant_ids(args.ids) if args.ids is not None else None
+    run = NodeRun(args.json, args.insecure, args.allow_small_keys)
+    summary = invite_batch(fed, args.model, ids, args.out, run, args.deliver_to)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"invited {summary['invited']:,} of {summary['decided']:,} applicants into {args.out}"
+        )
+        if args.deliver_to:
+            print(
+                f"{args.deliver_to} received {summary['delivered']:,} ids (no score or offer), "
+                f"written by its node to {summary['delivered_file']}"
+            )
+    return 0
+
+
 def _cmd_debt(args: argparse.Namespace) -> int:
     from fedcredit.cli.debt import debt_check
 
@@ -319,6 +391,8 @@ COMMANDS = {
     "node": _cmd_node,
     "certs": _cmd_certs,
     "score": _cmd_score,
+    "decide": _cmd_decide,
+    "invite": _cmd_invite,
     "debt-check": _cmd_debt,
     "demo": _cmd_demo,
     "selfcheck": _cmd_selfcheck,

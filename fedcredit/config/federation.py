@@ -5,7 +5,8 @@ a frozen ``Federation``. Every problem is a ``ConfigError`` naming the file, the
 key, e.g. ``fed.toml: [[party]] #2 'ecommerce': unknown key 'adress'``. Relative paths are
 resolved against the folder of the file. Data files are not opened here: the federation file is
 shared by every party, and each party only has its own data. The settings tables (``[train]``,
-``[binning]``, ``[scorecard]``, ``[scoring]``) are parsed by ``fedcredit.config.sections``.
+``[binning]``, ``[scorecard]``, ``[scoring]``) are parsed by ``fedcredit.config.sections``, the
+lender's ``[policy]`` by ``fedcredit.decision.policy_from_table``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fedcredit.config.sections import (
     parse_train,
 )
 from fedcredit.config.table import MISSING, Table
+from fedcredit.decision.policy import Policy, policy_from_table
 from fedcredit.errors import ConfigError
 from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.family import FAMILIES
@@ -126,6 +128,8 @@ class Federation:
     # Frozen dataclasses: one shared default instance is safe.
     scorecard: ScorecardSettings = ScorecardSettings()  # noqa: RUF009
     scoring: ScoringSettings = ScoringSettings()  # noqa: RUF009
+    # The lender's decision policy ([policy], docs/DECISIONS.md); None: the file has none.
+    policy: Policy | None = None
 
     def party(self, name: str) -> PartyConfig:
         """The party called ``name``; ConfigError when there is none."""
@@ -250,6 +254,7 @@ class _Parser:
             scorecard=parse_scorecard(self.file, doc.get("scorecard", {})),
             scoring=parse_scoring(self.file, doc.get("scoring", {})),
             family=self.family(doc.get("model", {})),
+            policy=policy_from_table(doc["policy"], self.file) if "policy" in doc else None,
         )
         self.check_parties(federation)
         return federation
@@ -370,6 +375,7 @@ class _Parser:
 
 _TOP_KEYS: Final = (
     "federation", "coordinator", "party", "model", "train", "binning", "scorecard", "scoring",
+    "policy",
     "tls",
 )  # fmt: skip
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")

@@ -41,6 +41,11 @@ class ScoringSettings:
     unknown_ids: str = "sample"
     quota_per_day: int = 100_000  # applicants per lender in any 24 hours, per partner
     precision_bits: int = 6  # partial scores the lender decrypts are rounded to 2^-bits
+    # The lender's node only: concurrent Score and Decide calls arriving within this many
+    # milliseconds share one partner round and one decryption (0 turns batching off) ...
+    batch_wait_ms: float = 5.0
+    # ... up to this many applicants per shared round.
+    batch_max_applicants: int = 256
 
 
 TRAIN_KEYS: Final = tuple(f.name for f in dataclasses.fields(TrainSettings))
@@ -119,4 +124,8 @@ def parse_scoring(file: str, raw: Any) -> ScoringSettings:
         quota_per_day=t.integer("quota_per_day", d.quota_per_day, low=1),
         # 20 bits is the score scale itself (fedcredit.protocol.fixedpoint.Z_SCALE_BITS).
         precision_bits=t.integer("precision_bits", d.precision_bits, low=0, high=20),
+        batch_wait_ms=t.number("batch_wait_ms", d.batch_wait_ms, 0.0, 1000.0),
+        batch_max_applicants=t.integer(
+            "batch_max_applicants", d.batch_max_applicants, low=1, high=100_000
+        ),
     )

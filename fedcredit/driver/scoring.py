@@ -1,8 +1,9 @@
 """Scoring as the lender's operator: local nodes loaded with a model, and the Score RPC.
 
-``scoring_service`` starts the nodes, gives the coordinator a fresh key and yields a stub of
-the lender's Score RPC opened with the lender's own certificate (scores go to the lender
-only); ``score_chunk`` asks it about a batch of applicants and returns SCORES.csv rows.
+``scoring_session`` starts the nodes, gives the coordinator a fresh key (or runs a job's private
+alignment, for ``fedcredit invite``) and yields a stub of the lender's node opened with the
+lender's own certificate (scores go to the lender only); ``scoring_service`` yields the stub
+alone; ``score_chunk`` asks it about a batch of applicants and returns SCORES.csv rows.
 """
 
 from __future__ import annotations
@@ -10,10 +11,15 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+import grpc
+
 from fedcredit.config import Federation
+from fedcredit.driver.context import Progress
+from fedcredit.driver.job import Driver
 from fedcredit.driver.launcher import (
     LocalNodes,
     channel_credentials,
@@ -34,17 +40,31 @@ SCORE_COLUMNS: Final = ("id", "probability", "score", "grade", "reasons", "error
 DEBT_COLUMNS: Final = ("other_lenders", "total_outstanding", "debt_reason")
 
 
+@dataclass(frozen=True)
+class ScoringSession:
+    """Local scoring nodes, as the lender's operator sees them: a stub of the lender's node
+    (opened with the lender's certificate), every node's address and the lender's channel
+    credentials (for calls the lender makes to a partner, e.g. ``DeliverInvitations``)."""
+
+    stub: PeerStubs
+    addresses: dict[str, str]
+    credentials: grpc.ChannelCredentials | None
+    lender: str
+
+
 @contextlib.contextmanager
-def scoring_service(
+def scoring_session(
     fed: Federation,
     model_dir: Path,
     run_dir: Path,
     *,
+    align: bool = False,
     insecure: bool = False,
     allow_small_keys: bool = False,
-) -> Iterator[PeerStubs]:
-    """Local nodes loaded with a model, a fresh coordinator key, and a stub of the lender's
-    Score RPC opened with the lender's own certificate (scores go to the lender only)."""
+    progress: Progress | None = None,
+) -> Iterator[ScoringSession]:
+    """Local nodes loaded with a model and a fresh coordinator key; with ``align`` the key is
+    a job's whose private alignment has run (the lender then knows the common customers)."""
     cert_dir = prepare_certs(fed, model_dir.parent, insecure=insecure)
     names = local_names(fed)
     lender = fed.lender.name
@@ -61,23 +81,54 @@ def scoring_service(
         addresses.update(nodes.start(last=lender))
         coord_creds = channel_credentials(fed, cert_dir, COORDINATOR)
         wait_all(addresses, coord_creds, COORDINATOR)
-        operator = Peers(addresses, lender, credentials=coord_creds, own_name=COORDINATOR)
-        env = common_pb2.Envelope(job_id=f"scoring-{uuid.uuid4().hex[:8]}", seq=1)
-        operator.call(
-            COORDINATOR,
-            lambda s: s.coordinator.StartJob,
-            coordinator_pb2.StartJobRequest(env=env, key_bits=fed.key_bits),
-            120.0,
-        )
-        operator.close()
+        if align:
+            driver = Driver(
+                fed,
+                addresses,
+                credentials=coord_creds,
+                progress=progress or (lambda *_: None),
+                state_dirs={n: str(nodes.state_dir(n)) for n in names if n != COORDINATOR},
+                liveness=nodes.check_alive,
+            )
+            try:
+                driver.align_only()
+            finally:
+                driver.peers.close()
+        else:
+            operator = Peers(addresses, lender, credentials=coord_creds, own_name=COORDINATOR)
+            env = common_pb2.Envelope(job_id=f"scoring-{uuid.uuid4().hex[:8]}", seq=1)
+            operator.call(
+                COORDINATOR,
+                lambda s: s.coordinator.StartJob,
+                coordinator_pb2.StartJobRequest(env=env, key_bits=fed.key_bits),
+                120.0,
+            )
+            operator.close()
         credentials = channel_credentials(fed, cert_dir, lender)
         channel = open_channel(
             addresses[lender], party_name=lender, credentials=credentials, self_name=lender
         )
         try:
-            yield PeerStubs(channel)
+            yield ScoringSession(PeerStubs(channel), dict(addresses), credentials, lender)
         finally:
             channel.close()
+
+
+@contextlib.contextmanager
+def scoring_service(
+    fed: Federation,
+    model_dir: Path,
+    run_dir: Path,
+    *,
+    insecure: bool = False,
+    allow_small_keys: bool = False,
+) -> Iterator[PeerStubs]:
+    """Local nodes loaded with a model, a fresh coordinator key, and a stub of the lender's
+    Score RPC opened with the lender's own certificate (scores go to the lender only)."""
+    with scoring_session(
+        fed, model_dir, run_dir, insecure=insecure, allow_small_keys=allow_small_keys
+    ) as session:
+        yield session.stub
 
 
 def score_header(debt: bool) -> list[str]:

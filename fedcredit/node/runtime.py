@@ -149,7 +149,7 @@ def build_node(
     debt = serve_lender_debt(
         server, fed, node, allow_small_keys=options.allow_small_keys, insecure=options.insecure
     )
-    add_party_services(server, node, debt=debt)
+    add_party_services(server, node, debt=debt, policy=fed.policy)
     binning = BinningServicer(node, fed.binning, fed.party(options.name).categorical)
     server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)
     return server

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
+import numpy as np
+
 from fedcredit.debt import DebtResult
 from fedcredit.errors import FedCreditError, ProtocolError
 from fedcredit.model.logistic import sigmoid
@@ -65,6 +67,17 @@ def score_applicants(
     return add_debt(scored, pending)
 
 
+def common_customers(node: PartyNode) -> list[str]:
+    """The customers the lender's current job aligned with every partner (private set
+    intersection), in the shared order; ``ProtocolError`` when no job was aligned."""
+    party = node.job.party
+    if party.split is None:
+        raise ProtocolError(
+            f"party {node.name!r} has aligned no customers: run the private alignment first"
+        )
+    return [str(party.ids[i]) for i in party.aligned_rows]
+
+
 def add_debt(
     scored: list[ApplicantScore], pending: Future[list[DebtResult]]
 ) -> list[ApplicantScore]:
@@ -99,17 +112,27 @@ def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
     peers = node.scoring_peers()
     key = peers.coordinator_key()
     lender.public_key = key
-    own, contributions, missing = lender.own_scores_for_ids(ids)
+    # The lender's own part (what ``own_scores_for_ids`` encrypts) is added in the clear: the
+    # partners' fresh ciphertexts already hide the sum, and ``score_request`` re-randomizes it
+    # before the coordinator sees anything, so the lender's encryptions (a third of the cost
+    # per applicant) buy nothing.
+    x, missing = lender.rows_for_ids(ids)
+    contributions = (x.astype(np.float64) / float(1 << lender.x_scale_bits)) * lender.weights
     env = common.envelope(Header(peers.coordinator_job, 0, 0, 0))
     request = scoring.score_ids(env, ids)
     replies = peers.fan_out(
         peers.hosts, lambda s: s.scoring.PartialScore, lambda _: request, SCORE_TIMEOUT_S
     )
-    z_enc = own
-    for partial in replies.values():
-        z_enc = z_enc.add(
-            common.vector_from_proto(partial.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
-        )
+    partials = [
+        common.vector_from_proto(partial.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
+        for partial in replies.values()
+    ]
+    if not partials:
+        raise ProtocolError("scoring needs at least one partner's partial scores")
+    z_enc = partials[0]
+    for vector in partials[1:]:
+        z_enc = z_enc.add(vector)
+    z_enc = z_enc.add_plain(lender.linear(x))
     packed, pending = LabelParty.score_request(z_enc)
     decrypt = keys.decrypt_request(env, packed, key, "score")
     slots = peers.call(

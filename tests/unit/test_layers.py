@@ -38,6 +38,8 @@ NODE_LAYERS = {
     # plain values and local files, below everything that talks to a peer
     "fedcredit.node.errors": 5.0, "fedcredit.node.results": 5.0,
     "fedcredit.node.secret": 5.0, "fedcredit.node.audit": 5.0,
+    "fedcredit.node.batching": 5.0, "fedcredit.node.decisions": 5.0,
+    "fedcredit.node.invitations": 5.0,
     "fedcredit.node.transport": 5.1, "fedcredit.node.serde": 5.2,
     # what the job state uses: a partner's policy, the debt check's client side
     "fedcredit.node.partner": 5.25, "fedcredit.node.debt_client": 5.25,

@@ -1,9 +1,11 @@
-"""Scoring messages (scoring.proto): the lender's Score replies and partners' PartialScore."""
+"""Scoring messages (scoring.proto): the lender's Score and Decide replies, partners'
+PartialScore."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fedcredit.decision import Decision, Offer
 from fedcredit.node.results import ApplicantScore
 from fedcredit.proto.v1 import common_pb2, scoring_pb2
 
@@ -30,3 +32,41 @@ def score_reply(applicants: Sequence[ApplicantScore]) -> scoring_pb2.ScoreReply:
         if a.debt_reason:
             item.debt_reason = a.debt_reason
     return reply
+
+
+def decide_reply(decisions: Sequence[Decision]) -> scoring_pb2.DecideReply:
+    """The lender's decisions as a reply; the offer fields only for an approval."""
+    reply = scoring_pb2.DecideReply()
+    for d in decisions:
+        item = reply.decisions.add(
+            id=d.applicant_id, grade=d.grade, decision=d.decision, reasons=list(d.reasons)
+        )
+        if d.score is not None:
+            item.score = d.score
+        if d.offer is not None:
+            item.limit = d.offer.limit
+            item.apr = d.offer.apr
+            item.instalments.extend(d.offer.instalments)
+    return reply
+
+
+def decisions_of(reply: scoring_pb2.DecideReply) -> list[Decision]:
+    """The decisions of a ``Decide`` reply (``Decision`` checks that each is consistent)."""
+    decisions = []
+    for item in reply.decisions:
+        offer = (
+            Offer(int(item.limit), float(item.apr), tuple(int(n) for n in item.instalments))
+            if item.HasField("limit")
+            else None
+        )
+        decisions.append(
+            Decision(
+                item.id,
+                float(item.score) if item.HasField("score") else None,
+                item.grade,
+                item.decision,
+                offer,
+                tuple(item.reasons),
+            )
+        )
+    return decisions

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from fedcredit.decision import Policy
 from fedcredit.node.scoring import DebtCheck
 from fedcredit.node.services.job import JobServicer
 from fedcredit.node.services.logistic import LogisticServicer
@@ -25,11 +26,12 @@ def add_party_services(
     *,
     debt: DebtCheck | None = None,
     driver: str = "coordinator",
+    policy: Policy | None = None,
 ) -> DriverSteps:
     """Add the four party services of ``node`` to ``server``; their shared steps."""
     steps = DriverSteps(node, driver)
     server.add(job_pb2_grpc.add_JobServicer_to_server, JobServicer(steps))
     server.add(psi_pb2_grpc.add_PsiServicer_to_server, PsiServicer(steps))
     server.add(logistic_pb2_grpc.add_LogisticServicer_to_server, LogisticServicer(steps))
-    server.add(scoring_pb2_grpc.add_ScoringServicer_to_server, ScoringServicer(node, debt))
+    server.add(scoring_pb2_grpc.add_ScoringServicer_to_server, ScoringServicer(node, debt, policy))
     return steps

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/scoring.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"<\n\x08ScoreIds\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\x1b\n\x0cScoreRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xe9\x01\n\x0fScoredApplicant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05grade\x18\x04 \x01(\t\x12\x0f\n\x07reasons\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x1a\n\rother_lenders\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x1e\n\x11total_outstanding\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65\x62t_reason\x18\t \x01(\tB\x10\n\x0e_other_lendersB\x14\n\x12_total_outstanding\"?\n\nScoreReply\x12\x31\n\napplicants\x18\x01 \x03(\x0b\x32\x1d.fedcredit.v1.ScoredApplicant2\x8d\x01\n\x07Scoring\x12\x43\n\x0cPartialScore\x12\x16.fedcredit.v1.ScoreIds\x1a\x1b.fedcredit.v1.CipherMessage\x12=\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64\x63redit/v1/scoring.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"<\n\x08ScoreIds\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0b\n\x03ids\x18\x02 \x03(\t\"\x1b\n\x0cScoreRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\"\xe9\x01\n\x0fScoredApplicant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05grade\x18\x04 \x01(\t\x12\x0f\n\x07reasons\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x1a\n\rother_lenders\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x1e\n\x11total_outstanding\x18\x08 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65\x62t_reason\x18\t \x01(\tB\x10\n\x0e_other_lendersB\x14\n\x12_total_outstanding\"?\n\nScoreReply\x12\x31\n\napplicants\x18\x01 \x03(\x0b\x32\x1d.fedcredit.v1.ScoredApplicant\"6\n\rDecideRequest\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x18\n\x10\x63ommon_customers\x18\x02 \x01(\x08\"\xbb\x01\n\x10\x44\x65\x63idedApplicant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\x05score\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05grade\x18\x03 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x04 \x01(\t\x12\x12\n\x05limit\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\x10\n\x03\x61pr\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x13\n\x0binstalments\x18\x07 \x03(\r\x12\x0f\n\x07reasons\x18\x08 \x03(\tB\x08\n\x06_scoreB\x08\n\x06_limitB\x06\n\x04_apr\"@\n\x0b\x44\x65\x63ideReply\x12\x31\n\tdecisions\x18\x01 \x03(\x0b\x32\x1e.fedcredit.v1.DecidedApplicant\"\x1a\n\x0bInvitations\x12\x0b\n\x03ids\x18\x01 \x03(\t\"4\n\x12InvitationsReceipt\x12\x10\n\x08received\x18\x01 \x01(\r\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t2\xa2\x02\n\x07Scoring\x12\x43\n\x0cPartialScore\x12\x16.fedcredit.v1.ScoreIds\x1a\x1b.fedcredit.v1.CipherMessage\x12=\n\x05Score\x12\x1a.fedcredit.v1.ScoreRequest\x1a\x18.fedcredit.v1.ScoreReply\x12@\n\x06\x44\x65\x63ide\x12\x1b.fedcredit.v1.DecideRequest\x1a\x19.fedcredit.v1.DecideReply\x12Q\n\x12\x44\x65liverInvitations\x12\x19.fedcredit.v1.Invitations\x1a .fedcredit.v1.InvitationsReceiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREDAPPLICANT']._serialized_end=396
   _globals['_SCOREREPLY']._serialized_start=398
   _globals['_SCOREREPLY']._serialized_end=461
-  _globals['_SCORING']._serialized_start=464
-  _globals['_SCORING']._serialized_end=605
+  _globals['_DECIDEREQUEST']._serialized_start=463
+  _globals['_DECIDEREQUEST']._serialized_end=517
+  _globals['_DECIDEDAPPLICANT']._serialized_start=520
+  _globals['_DECIDEDAPPLICANT']._serialized_end=707
+  _globals['_DECIDEREPLY']._serialized_start=709
+  _globals['_DECIDEREPLY']._serialized_end=773
+  _globals['_INVITATIONS']._serialized_start=775
+  _globals['_INVITATIONS']._serialized_end=801
+  _globals['_INVITATIONSRECEIPT']._serialized_start=803
+  _globals['_INVITATIONSRECEIPT']._serialized_end=855
+  _globals['_SCORING']._serialized_start=858
+  _globals['_SCORING']._serialized_end=1148
 # @@protoc_insertion_point(module_scope)

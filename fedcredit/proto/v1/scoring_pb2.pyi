@@ -138,3 +138,157 @@ class ScoreReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ScoreReply: _TypeAlias = ScoreReply  # noqa: Y015
+
+@_typing.final
+class DecideRequest(_message.Message):
+    """Score, debt check and the federation file's [policy] in one call (docs/DECISIONS.md)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    COMMON_CUSTOMERS_FIELD_NUMBER: _builtins.int
+    common_customers: _builtins.bool
+    """Instead of ids: the customers the current job's private alignment found in common (the
+    lender's node must have aligned a job; ids must then be empty).
+    """
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        common_customers: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["common_customers", b"common_customers", "ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideRequest: _TypeAlias = DecideRequest  # noqa: Y015
+
+@_typing.final
+class DecidedApplicant(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    GRADE_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    APR_FIELD_NUMBER: _builtins.int
+    INSTALMENTS_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    score: _builtins.float
+    """absent when the applicant could not be scored"""
+    grade: _builtins.str
+    decision: _builtins.str
+    """approve, refer or decline"""
+    limit: _builtins.int
+    """The offer, set exactly when approved: credit line in currency units, annual rate as a
+    fraction (0.156 is 15.6 %), the instalment plans to choose from.
+    """
+    apr: _builtins.float
+    @_builtins.property
+    def instalments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """reason codes of a refer or decline, in order"""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        score: _builtins.float | None = ...,
+        grade: _builtins.str = ...,
+        decision: _builtins.str = ...,
+        limit: _builtins.int | None = ...,
+        apr: _builtins.float | None = ...,
+        instalments: _abc.Iterable[_builtins.int] | None = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_apr", b"_apr", "_limit", b"_limit", "_score", b"_score", "apr", b"apr", "limit", b"limit", "score", b"score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_apr", b"_apr", "_limit", b"_limit", "_score", b"_score", "apr", b"apr", "decision", b"decision", "grade", b"grade", "id", b"id", "instalments", b"instalments", "limit", b"limit", "reasons", b"reasons", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__apr: _TypeAlias = _typing.Literal["apr"]  # noqa: Y015
+    _WhichOneofArgType__apr: _TypeAlias = _typing.Literal["_apr", b"_apr"]  # noqa: Y015
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
+    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__apr) -> _WhichOneofReturnType__apr | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
+
+Global___DecidedApplicant: _TypeAlias = DecidedApplicant  # noqa: Y015
+
+@_typing.final
+class DecideReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___DecidedApplicant]: ...
+    def __init__(
+        self,
+        *,
+        decisions: _abc.Iterable[Global___DecidedApplicant] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DecideReply: _TypeAlias = DecideReply  # noqa: Y015
+
+@_typing.final
+class Invitations(_message.Message):
+    """The ids the lender invites, and nothing else: no score, grade or offer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Invitations: _TypeAlias = Invitations  # noqa: Y015
+
+@_typing.final
+class InvitationsReceipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECEIVED_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    received: _builtins.int
+    """distinct ids written"""
+    file: _builtins.str
+    """the file's name inside the partner's invitations/ folder"""
+    def __init__(
+        self,
+        *,
+        received: _builtins.int = ...,
+        file: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file", "received", b"received"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InvitationsReceipt: _TypeAlias = InvitationsReceipt  # noqa: Y015

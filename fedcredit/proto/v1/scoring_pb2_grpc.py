@@ -27,8 +27,9 @@ if _version_not_supported:
 
 
 class ScoringStub:
-    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score is the
-    lender's online RPC.
+    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
+    are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
+    of a partner (the platform that shows pre-approved users the loan entry).
     """
 
     def __init__(self, channel):
@@ -47,11 +48,22 @@ class ScoringStub:
                 request_serializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreReply.FromString,
                 _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/fedcredit.v1.Scoring/Decide',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.DecideRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.DecideReply.FromString,
+                _registered_method=True)
+        self.DeliverInvitations = channel.unary_unary(
+                '/fedcredit.v1.Scoring/DeliverInvitations',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.Invitations.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.InvitationsReceipt.FromString,
+                _registered_method=True)
 
 
 class ScoringServicer:
-    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score is the
-    lender's online RPC.
+    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
+    are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
+    of a partner (the platform that shows pre-approved users the loan entry).
     """
 
     def PartialScore(self, request, context):
@@ -61,6 +73,18 @@ class ScoringServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Score(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Decide(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverInvitations(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -79,6 +103,16 @@ def add_ScoringServicer_to_server(servicer, server):
                     request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreReply.SerializeToString,
             ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.DecideRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_scoring__pb2.DecideReply.SerializeToString,
+            ),
+            'DeliverInvitations': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeliverInvitations,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.Invitations.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_scoring__pb2.InvitationsReceipt.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'fedcredit.v1.Scoring', rpc_method_handlers)
@@ -88,8 +122,9 @@ def add_ScoringServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Scoring:
-    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score is the
-    lender's online RPC.
+    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
+    are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
+    of a partner (the platform that shows pre-approved users the loan entry).
     """
 
     @staticmethod
@@ -136,6 +171,60 @@ class Scoring:
             '/fedcredit.v1.Scoring/Score',
             fedcredit_dot_v1_dot_scoring__pb2.ScoreRequest.SerializeToString,
             fedcredit_dot_v1_dot_scoring__pb2.ScoreReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Scoring/Decide',
+            fedcredit_dot_v1_dot_scoring__pb2.DecideRequest.SerializeToString,
+            fedcredit_dot_v1_dot_scoring__pb2.DecideReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverInvitations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Scoring/DeliverInvitations',
+            fedcredit_dot_v1_dot_scoring__pb2.Invitations.SerializeToString,
+            fedcredit_dot_v1_dot_scoring__pb2.InvitationsReceipt.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,8 +28,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ScoringStub:
-    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score is the
-    lender's online RPC.
+    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
+    are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
+    of a partner (the platform that shows pre-approved users the loan entry).
     """
 
     @_typing.overload
@@ -38,20 +39,26 @@ class ScoringStub:
     def __new__(cls, channel: _aio.Channel) -> ScoringAsyncStub: ...
     PartialScore: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreIds, _common_pb2.CipherMessage]
     Score: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreReply]
+    Decide: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.DecideRequest, _scoring_pb2.DecideReply]
+    DeliverInvitations: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.Invitations, _scoring_pb2.InvitationsReceipt]
 
 @_typing.type_check_only
 class ScoringAsyncStub(ScoringStub):
-    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score is the
-    lender's online RPC.
+    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
+    are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
+    of a partner (the platform that shows pre-approved users the loan entry).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     PartialScore: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreIds, _common_pb2.CipherMessage]  # type: ignore[assignment]
     Score: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreReply]  # type: ignore[assignment]
+    Decide: _aio.UnaryUnaryMultiCallable[_scoring_pb2.DecideRequest, _scoring_pb2.DecideReply]  # type: ignore[assignment]
+    DeliverInvitations: _aio.UnaryUnaryMultiCallable[_scoring_pb2.Invitations, _scoring_pb2.InvitationsReceipt]  # type: ignore[assignment]
 
 class ScoringServicer(metaclass=_abc_1.ABCMeta):
-    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score is the
-    lender's online RPC.
+    """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
+    are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
+    of a partner (the platform that shows pre-approved users the loan entry).
     """
 
     @_abc_1.abstractmethod
@@ -67,5 +74,19 @@ class ScoringServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.ScoreRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.ScoreReply, _abc.Awaitable[_scoring_pb2.ScoreReply]]: ...
+
+    @_abc_1.abstractmethod
+    def Decide(
+        self,
+        request: _scoring_pb2.DecideRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.DecideReply, _abc.Awaitable[_scoring_pb2.DecideReply]]: ...
+
+    @_abc_1.abstractmethod
+    def DeliverInvitations(
+        self,
+        request: _scoring_pb2.Invitations,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.InvitationsReceipt, _abc.Awaitable[_scoring_pb2.InvitationsReceipt]]: ...
 
 def add_ScoringServicer_to_server(servicer: ScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
