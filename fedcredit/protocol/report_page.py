@@ -12,373 +12,44 @@ are malformed says that it is not available instead of failing the job.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedcredit.errors import DataError
 from fedcredit.model.metrics import summarize
 from fedcredit.model.plots import plot_calibration, plot_training
-from fedcredit.model.report import (
-    Section,
-    figure,
-    key_values,
-    link,
-    paragraph,
-    table,
-    write_page,
+from fedcredit.model.report import Section, paragraph, write_page
+from fedcredit.protocol import report_sections as body
+from fedcredit.protocol.report_sections import (
+    CALIBRATION_PLOT,
+    FILES,
+    MONITORING_PAGES,
+    TRAINING_PLOT,
+    UNUSABLE,
+    number,
+    table_rows,
 )
+
+__all__ = ["DRIVER_PLOTS", "FILES", "MONITORING_PAGES", "REPORT", "write_report"]
 
 REPORT = "report.html"
-TRAINING_PLOT = "training.png"
-CALIBRATION_PLOT = "calibration.png"
 DRIVER_PLOTS = (TRAINING_PLOT, CALIBRATION_PLOT)
 """The plots the report's writer draws itself, from the figures (never a peer's image)."""
-MONITORING_PAGES = ("monitor.html", "monitor/monitor.html")
-"""Where ``write_report`` looks for a monitoring page next to the report, when not told."""
-FILES = (
-    ("metrics.json", "every figure of the run (JSON)"),
-    ("iv.html", "information value report"),
-    ("iv.csv", "information value report (CSV)"),
-    ("model/manifest.json", "model manifest (file names and digests of each part)"),
-)
-
 DISCLOSURE = (
     "This page shows only figures the job already produced: the lender's evaluation of the "
     "held-out customers (aggregates: curves, counts per band, no row) and the driver's own "
     "job metrics. Writing it sends nothing to any party and asks no party for anything."
 )
-# Metrics shown in their own sections, left out of the table of every other figure.
-_SHOWN_ELSEWHERE = frozenset(
-    {
-        "confusion",
-        "gains",
-        "calibration",
-        "grades",
-        "iv",
-        "train_taylor_loss",
-        "validation_log_loss",
-        "parties",
-        "seconds_per_phase",
-        "features_per_party",
-        "binned_features",
-    }
-)
-_UNUSABLE = (KeyError, IndexError, TypeError, ValueError, AttributeError, DataError)
-
 Builder = Callable[[], list[str]]
-
-
-def _number(value: Any) -> float:
-    """A finite number from a peer's JSON, or ValueError (``True`` is not a number here)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"not a finite number: {value!r}")
-    return float(value)
-
-
-def _rows(metrics: Mapping[str, Any], key: str, numeric: Sequence[str]) -> list[Mapping[str, Any]]:
-    """``metrics[key]`` as a list of mappings whose ``numeric`` fields are finite numbers."""
-    rows = metrics[key]
-    if not isinstance(rows, list) or not rows:
-        raise ValueError(f"{key} is not a list of rows")
-    for row in rows:
-        if not isinstance(row, Mapping):
-            raise ValueError(f"a row of {key} is not a mapping")
-        for name in numeric:
-            _number(row[name])
-    return rows
 
 
 def _section(title: str, anchor: str, build: Builder, missing: str) -> Section:
     """A section of ``build``'s fragments, or of one note when its figures are unusable."""
     try:
         body = build()
-    except _UNUSABLE:
+    except UNUSABLE:
         body = [paragraph(missing, css="note")]
     return Section(title, anchor, body)
-
-
-def _percent(value: Any) -> str:
-    return f"{100 * _number(value):.1f} %"
-
-
-def _interval(interval: Any) -> str | None:
-    if interval is None:
-        return None
-    lo, hi = (_number(v) for v in interval)
-    return f"{lo:.3f} to {hi:.3f}"
-
-
-def _job(metrics: Mapping[str, Any]) -> list[str]:
-    parties: Mapping[str, Any] = metrics["parties"]
-    columns = metrics.get("features_per_party") or {}
-    binned = metrics.get("binned_features") or {}
-    rows = [
-        {
-            "party": name,
-            "role": "lender (labels)" if part.get("has_label") else "partner",
-            "columns": columns.get(name),
-            "model features": binned.get(name, part.get("features")),
-        }
-        for name, part in parties.items()
-    ]
-    counts = {
-        "job": metrics.get("job_id"),
-        "rows aligned (common customers)": metrics["rows_aligned"],
-        "rows for training": metrics.get("rows_train"),
-        "rows for validation": metrics.get("rows_validation"),
-        "rows held out for evaluation": metrics.get("rows_test"),
-        "Paillier key size (bits)": metrics.get("key_bits"),
-        "epochs run": metrics.get("epochs"),
-        "epoch kept": metrics.get("kept_epoch"),
-        "stopped by": metrics.get("stopped"),
-        "seconds, whole job": round(_number(metrics.get("seconds", math.nan)), 1)
-        if "seconds" in metrics
-        else None,
-    }
-    phases = [
-        {"phase": name, "seconds": round(_number(seconds), 2)}
-        for name, seconds in dict(metrics.get("seconds_per_phase") or {}).items()
-    ]
-    body = [table(rows, caption="Parties"), key_values(counts, caption="Rows, key and time")]
-    if phases:
-        body.append(table(phases, caption="Seconds per phase"))
-    return body
-
-
-def _discrimination(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> list[str]:
-    auc_ci = metrics.get("auc_ci95")
-    ks_ci = metrics.get("ks_ci95")
-    rows = [
-        {
-            "figure": "AUC",
-            "value": _number(metrics["auc"]),
-            "95% interval": _interval(auc_ci),
-            "method": "DeLong",
-        },
-        {
-            "figure": "KS",
-            "value": _number(metrics["ks"]),
-            "95% interval": _interval(ks_ci),
-            "method": f"stratified bootstrap, {metrics.get('ks_resamples')} resamples",
-        },
-        {"figure": "log-loss", "value": metrics.get("log_loss"), "95% interval": None},
-    ]
-    note = (
-        f"On {int(_number(metrics['rows'])):,} held-out rows with "
-        f"{int(_number(metrics['positives'])):,} defaults."
-    )
-    plots = [("roc.png", "ROC curve"), ("ks.png", "KS: cumulative defaults and goods")]
-    figures = [figure(images[name], caption) for name, caption in plots if name in images]
-    return [table(rows, caption=note), *figures]
-
-
-def _gains(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> list[str]:
-    numeric = ("band", "score_min", "score_max", "rows", "defaults", "bad_rate")
-    rows = _rows(metrics, "gains", (*numeric, "cum_rows_share", "cum_defaults_share"))
-    shown = [
-        {
-            **{k: row[k] for k in numeric if k != "bad_rate"},
-            "bad rate": _percent(row["bad_rate"]),
-            "rows, cumulative": _percent(row["cum_rows_share"]),
-            "defaults caught, cumulative": _percent(row["cum_defaults_share"]),
-        }
-        for row in rows
-    ]
-    columns = [
-        ("band", "band (1 = riskiest)"),
-        ("score_min", "lowest score"),
-        ("score_max", "highest score"),
-        ("rows", "rows"),
-        ("defaults", "defaults"),
-        ("bad rate", "bad rate"),
-        ("rows, cumulative", "share of rows, cumulative"),
-        ("defaults caught, cumulative", "share of defaults caught, cumulative"),
-    ]
-    caption = (
-        "Held-out rows in bands of about a tenth each, lowest scores first: declining a band "
-        "and every band above it catches the cumulative share of defaults."
-    )
-    body = [table(shown, columns, caption=caption)]
-    if "scores.png" in images:
-        body.append(figure(images["scores.png"], "Score distribution, goods and defaults"))
-    return body
-
-
-def _calibration(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> list[str]:
-    rows = _rows(metrics, "calibration", ("band", "rows", "defaults", "predicted", "observed"))
-    shown = [
-        {
-            "band": row["band"],
-            "rows": row["rows"],
-            "defaults": row["defaults"],
-            "predicted": _percent(row["predicted"]),
-            "observed": _percent(row["observed"]),
-        }
-        for row in rows
-    ]
-    columns = [
-        ("band", "band (1 = riskiest)"),
-        ("rows", "rows"),
-        ("defaults", "defaults"),
-        ("predicted", "predicted default rate"),
-        ("observed", "observed default rate"),
-    ]
-    body = [table(shown, columns, caption="By band of predicted risk, about a tenth each")]
-    if CALIBRATION_PLOT in images:
-        body.append(figure(images[CALIBRATION_PLOT], "Predicted against observed default rate"))
-    return body
-
-
-def _confusion(metrics: Mapping[str, Any]) -> list[str]:
-    counts = metrics["confusion"]
-    tp, fp, tn, fn = (int(_number(counts[k])) for k in ("tp", "fp", "tn", "fn"))
-    rows = [
-        {"": "actual default", "predicted default": tp, "predicted good": fn, "total": tp + fn},
-        {"": "actual good", "predicted default": fp, "predicted good": tn, "total": fp + tn},
-        {
-            "": "total",
-            "predicted default": tp + fp,
-            "predicted good": fn + tn,
-            "total": tp + fp + tn + fn,
-        },
-    ]
-    threshold = _number(metrics["threshold"])
-    caption = f"Predicted default when the probability of default is at least {threshold:g}"
-    accuracy = f"Accuracy at that threshold: {_percent(metrics['accuracy'])}."
-    return [table(rows, caption=caption), paragraph(accuracy)]
-
-
-def _grades(
-    metrics: Mapping[str, Any], decisions: Mapping[str, Mapping[str, int]] | None
-) -> list[str]:
-    rows = [
-        {**row, "bad_rate": None if row.get("bad_rate") is None else _percent(row["bad_rate"])}
-        for row in _rows(metrics, "grades", ("rows", "defaults"))
-    ]
-    columns = [
-        ("grade", "grade"),
-        ("score_from", "lowest score"),
-        ("rows", "rows"),
-        ("defaults", "defaults"),
-        ("bad_rate", "bad rate"),
-    ]
-    return [table(rows, columns, caption="Held-out rows per grade"), *_decisions(decisions)]
-
-
-def _decisions(decisions: Mapping[str, Mapping[str, int]] | None) -> list[str]:
-    if not decisions:
-        return [
-            paragraph(
-                "No decision policy was given for this report: the mix of approve, refer and "
-                "decline per grade appears here once a [policy] is applied.",
-                css="note",
-            )
-        ]
-    kinds: list[str] = []
-    for mix in decisions.values():
-        kinds.extend(k for k in mix if k not in kinds)
-    rows = []
-    for grade, mix in decisions.items():
-        total = sum(int(_number(v)) for v in mix.values())
-        row: dict[str, Any] = {"grade": grade, "applicants": total}
-        for kind in kinds:
-            count = int(_number(mix.get(kind, 0)))
-            row[kind] = f"{count:,} ({100 * count / total:.1f} %)" if total else "0"
-        rows.append(row)
-    columns = [("grade", "grade"), ("applicants", "applicants"), *((k, k) for k in kinds)]
-    return [table(rows, columns, caption="Decisions per grade under the policy")]
-
-
-def _training(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> list[str]:
-    train = [_number(v) for v in metrics.get("train_taylor_loss") or []]
-    validation = [_number(v) for v in metrics.get("validation_log_loss") or []]
-    if not train and not validation:
-        raise ValueError("no losses")
-    kept = metrics.get("kept_epoch")
-    rows = [
-        {
-            "epoch": epoch,
-            "taylor": train[epoch - 1] if epoch <= len(train) else None,
-            "validation": validation[epoch - 1] if epoch <= len(validation) else None,
-            "kept": "kept" if epoch == kept else "",
-        }
-        for epoch in range(1, max(len(train), len(validation)) + 1)
-    ]
-    columns = [
-        ("epoch", "epoch"),
-        ("taylor", "Taylor loss (train, last batch)"),
-        ("validation", "log-loss (validation)"),
-        ("kept", "model kept"),
-    ]
-    marked = [epoch - 1 for epoch in range(1, len(rows) + 1) if epoch == kept]
-    body = [
-        paragraph(
-            "The Taylor loss is the secure approximation the lender can compute; it grows with "
-            "the size of the scores even while the true log-loss falls, so the validation "
-            f"log-loss picks the model kept ({metrics.get('kept_by', 'rule not given')}).",
-            css="note",
-        ),
-        table(rows, columns, marked=marked),
-    ]
-    if TRAINING_PLOT in images:
-        body.insert(0, figure(images[TRAINING_PLOT], "Loss per epoch, the kept epoch dotted"))
-    return body
-
-
-def _binning(
-    metrics: Mapping[str, Any], points: Mapping[str, Sequence[Mapping[str, Any]]]
-) -> list[str]:
-    rows = _rows(metrics, "iv", ("iv",))
-    columns = [
-        ("party", "party"),
-        ("column", "column"),
-        ("iv", "information value"),
-        ("fine_bins", "fine bins"),
-        ("bins", "bins"),
-        ("kept", "kept"),
-    ]
-    ordered = sorted(rows, key=lambda r: -_number(r["iv"]))
-    body = [table(ordered, columns, caption="Information value per column, strongest first")]
-    for party, table_rows in points.items():
-        body.append(
-            table(
-                table_rows,
-                [("column", "column"), ("label", "bin"), ("points", "points")],
-                caption=f"Points per bin: {party}",
-            )
-        )
-    if not points:
-        body.append(paragraph("Each party's points table stays in its own model part.", css="note"))
-    return body
-
-
-def _monitoring(folder: Path, monitoring: str | None) -> list[str]:
-    pages = [monitoring] if monitoring else [p for p in MONITORING_PAGES if (folder / p).is_file()]
-    if not pages:
-        return [
-            paragraph("No monitoring page yet: run fedcredit monitor and link it here.", css="note")
-        ]
-    return [
-        paragraph("Population stability of the scored customers against training:"),
-        link(folder, pages[0], "monitoring page"),
-    ]
-
-
-def _files(folder: Path) -> list[str]:
-    present = [(href, text) for href, text in FILES if (folder / href).is_file()]
-    if not present:
-        raise ValueError("no files")
-    return ["<ul>" + "".join(f"<li>{link(folder, h, t)}</li>" for h, t in present) + "</ul>"]
-
-
-def _other(metrics: Mapping[str, Any]) -> list[str]:
-    shown: dict[str, Any] = {}
-    with contextlib.suppress(*_UNUSABLE):
-        shown["summary"] = summarize(metrics)
-    shown.update((k, v) for k, v in metrics.items() if k not in _SHOWN_ELSEWHERE)
-    return [key_values(shown)]
 
 
 def _driver_plots(folder: Path, metrics: Mapping[str, Any]) -> dict[str, Path]:
@@ -386,19 +57,19 @@ def _driver_plots(folder: Path, metrics: Mapping[str, Any]) -> dict[str, Path]:
     usable; returns the names drawn and their paths."""
     drawn: dict[str, Path] = {}
     try:
-        rows = _rows(metrics, "calibration", ("predicted", "observed"))
-        predicted = [_number(r["predicted"]) for r in rows]
-        observed = [_number(r["observed"]) for r in rows]
+        rows = table_rows(metrics, "calibration", ("predicted", "observed"))
+        predicted = [number(r["predicted"]) for r in rows]
+        observed = [number(r["observed"]) for r in rows]
         drawn[CALIBRATION_PLOT] = plot_calibration(predicted, observed, folder / CALIBRATION_PLOT)
-    except _UNUSABLE:
+    except UNUSABLE:
         pass
     try:
-        train = [_number(v) for v in metrics.get("train_taylor_loss") or []]
-        validation = [_number(v) for v in metrics.get("validation_log_loss") or []]
+        train = [number(v) for v in metrics.get("train_taylor_loss") or []]
+        validation = [number(v) for v in metrics.get("validation_log_loss") or []]
         kept = metrics.get("kept_epoch")
-        kept_epoch = int(_number(kept)) if kept is not None else None
+        kept_epoch = int(number(kept)) if kept is not None else None
         drawn[TRAINING_PLOT] = plot_training(train, validation, kept_epoch, folder / TRAINING_PLOT)
-    except _UNUSABLE:
+    except UNUSABLE:
         pass
     return drawn
 
@@ -430,41 +101,41 @@ def write_report(
     images.update(drawn)
     driver = "parties" in metrics
     sections = [
-        _section("Job", "job", lambda: _job(metrics), "The job's figures are not available."),
+        _section("Job", "job", lambda: body.job(metrics), "The job's figures are not available."),
         _section(
             "Discrimination: AUC and KS",
             "discrimination",
-            lambda: _discrimination(metrics, images),
+            lambda: body.discrimination(metrics, images),
             "The lender's evaluation holds no usable AUC or KS.",
         ),
         _section(
             "Gains by score band",
             "gains",
-            lambda: _gains(metrics, images),
+            lambda: body.gains(metrics, images),
             "The lender's evaluation holds no usable gains table.",
         ),
         _section(
             "Calibration",
             "calibration",
-            lambda: _calibration(metrics, images),
+            lambda: body.calibration(metrics, images),
             "The lender's evaluation holds no usable calibration table.",
         ),
         _section(
             "Confusion matrix",
             "confusion",
-            lambda: _confusion(metrics),
+            lambda: body.confusion(metrics),
             "The lender's evaluation holds no usable confusion counts.",
         ),
         _section(
             "Grades and decisions",
             "grades",
-            lambda: _grades(metrics, decisions),
+            lambda: body.grades(metrics, decisions),
             "The lender's evaluation holds no usable grade table.",
         ),
         _section(
             "Training curve",
             "training",
-            lambda: _training(metrics, images),
+            lambda: body.training(metrics, images),
             "No losses per epoch were recorded.",
         ),
     ]
@@ -473,7 +144,7 @@ def write_report(
             _section(
                 "Binning: information value and points",
                 "binning",
-                lambda: _binning(metrics, points or {}),
+                lambda: body.binning(metrics, points or {}),
                 "The IV report is not available.",
             )
         )
@@ -481,19 +152,19 @@ def write_report(
         _section(
             "Monitoring",
             "monitoring",
-            lambda: _monitoring(base, monitoring),
+            lambda: body.monitoring(base, monitoring),
             "The monitoring page named for this report is not a file in its folder.",
         )
     )
     if driver:
         sections.append(
-            _section("Files of this run", "files", lambda: _files(base), "No other files.")
+            _section("Files of this run", "files", lambda: body.files(base), "No other files.")
         )
-    sections.append(Section("Every figure", "figures", _other(metrics)))
+    sections.append(Section("Every figure", "figures", body.other(metrics)))
     if not driver:
         sections = [s for s in sections if s.anchor not in ("job", "training")]
     lead = [paragraph(DISCLOSURE, css="note")]
-    with contextlib.suppress(*_UNUSABLE):
+    with contextlib.suppress(*UNUSABLE):
         lead.insert(0, paragraph(summarize(metrics), css="summary"))
     write_page(folder, "fedcredit model report", sections, lead=lead, filename=REPORT)
     return [*drawn, REPORT]
