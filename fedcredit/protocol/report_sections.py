@@ -44,7 +44,15 @@ SHOWN_ELSEWHERE = frozenset(
         "binned_features",
     }
 )
-UNUSABLE = (KeyError, IndexError, TypeError, ValueError, AttributeError, DataError)
+UNUSABLE = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+    DataError,
+)
 
 
 def number(value: Any) -> float:
