@@ -24,7 +24,7 @@ from fedcredit.proto.v1 import (
     job_pb2,
 )
 from fedcredit.protocol.checkpoint import write_json_atomic
-from fedcredit.protocol.report_files import write_evaluation_files
+from fedcredit.protocol.report_files import accepted_plots, write_evaluation_files
 
 
 class Driver:
@@ -135,7 +135,9 @@ class Driver:
         metrics, files = evaluate.evaluate(ctx, state.epoch)
         ctx.timings["evaluate"] = time.monotonic() - eval_started
         manifest = evaluate.save_model(ctx, out_dir, setup, public_key_json)
-        write_evaluation_files(out_dir, ctx.lender, files, metrics)
+        # A refused reply writes nothing, metrics.json included; the report, written last,
+        # links metrics.json and shows the job's figures below.
+        accepted_plots(ctx.lender, files)
         metrics.update(
             rows_aligned=aligned["common"],
             rows_train=aligned["train"],
@@ -150,9 +152,12 @@ class Driver:
             seconds_per_phase=dict(ctx.timings),
             parties=manifest["parties"],
             job_id=ctx.job_id,
+            key_bits=ctx.fed.key_bits,
+            features_per_party={p: len(setup[p].feature_names) for p in ctx.parties},
         )
         metrics.update(binned)
         write_json_atomic(out_dir / "metrics.json", metrics)
+        write_evaluation_files(out_dir, ctx.lender, files, metrics)
         return metrics
 
     def align_only(self) -> dict[str, int]:

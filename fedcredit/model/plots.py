@@ -6,7 +6,7 @@ so importing this module has no side effect and needs no display.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,4 +95,51 @@ def plot_iv(iv_by_column: Mapping[str, float], path: str | Path) -> Path:
     axes.axvline(0.02, color="grey", linestyle="--", linewidth=0.8)
     axes.set_xlabel("information value")
     axes.set_title("Information value by column")
+    return _save(figure, path)
+
+
+def plot_training(
+    train_loss: Sequence[float],
+    validation_loss: Sequence[float],
+    kept_epoch: int | None,
+    path: str | Path,
+) -> Path:
+    """Taylor loss and validation log-loss per epoch (1-based), the kept epoch marked."""
+    if not train_loss and not validation_loss:
+        raise DataError("no losses to plot")
+    figure, axes = _figure()
+    if train_loss:
+        epochs = np.arange(1, len(train_loss) + 1)
+        axes.plot(epochs, train_loss, marker="o", color="tab:blue", label="Taylor loss (train)")
+    if validation_loss:
+        epochs = np.arange(1, len(validation_loss) + 1)
+        axes.plot(
+            epochs, validation_loss, marker="s", color="tab:orange", label="log-loss (validation)"
+        )
+    if kept_epoch is not None:
+        axes.axvline(kept_epoch, color="black", linestyle=":", label=f"kept: epoch {kept_epoch}")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.xaxis.get_major_locator().set_params(integer=True)
+    axes.set_title("Training curve")
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_calibration(
+    predicted: Sequence[float], observed: Sequence[float], path: str | Path
+) -> Path:
+    """Observed against mean predicted default rate per band, with the diagonal."""
+    if not predicted or len(predicted) != len(observed):
+        raise DataError("calibration needs as many observed as predicted rates, at least one")
+    top = max(max(predicted), max(observed)) * 1.05 or 1.0
+    figure, axes = _figure()
+    axes.plot([0, top], [0, top], color="grey", linestyle="--", label="perfect calibration")
+    axes.plot(predicted, observed, marker="o", color="tab:red", label="model, by band")
+    axes.set_xlim(0, top)
+    axes.set_ylim(0, top)
+    axes.set_xlabel("predicted default rate (mean of the band)")
+    axes.set_ylabel("observed default rate")
+    axes.set_title("Calibration")
+    axes.legend(loc="upper left")
     return _save(figure, path)

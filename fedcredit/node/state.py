@@ -22,7 +22,6 @@ from fedcredit.config import ScoringSettings
 from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey
 from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
-from fedcredit.model.metrics import evaluate
 from fedcredit.model.scorecard import Scorecard
 from fedcredit.node.partner import PartnerScoring
 from fedcredit.node.results import (
@@ -39,7 +38,7 @@ from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
-from fedcredit.protocol.report import evaluation_files
+from fedcredit.protocol.report import evaluation_files, evaluation_metrics
 from fedcredit.psi import PSIParty
 from fedcredit.psi.ring import Commitment, RingLedger
 
@@ -381,8 +380,8 @@ class PartyNode:
         y = lender.labels(rows)
         p = sigmoid(scores)
         self._write_evaluation_rows(lender, rows, y, p)
-        metrics = evaluate(y, p, threshold=float(lender.settings.threshold))
-        files = evaluation_files(y, p, self.scorecard)
+        metrics = evaluation_metrics(y, p, self.scorecard, float(lender.settings.threshold))
+        files = evaluation_files(y, p, self.scorecard, metrics)
         return Evaluation(metrics, files)
 
     def _write_evaluation_rows(

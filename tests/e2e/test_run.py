@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import fedcredit, small_federation
+from tests.support.report import Page, broken_references, unexpected_markup
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +50,27 @@ def test_run_writes_metrics_model_and_plots(trained: tuple[Path, Path]) -> None:
         )
     for name in ("roc.png", "ks.png", "scores.png", "report.html"):
         assert (out / name).stat().st_size > 1000
+
+
+def test_the_run_report_resolves_and_holds_the_committee_sections(
+    trained: tuple[Path, Path],
+) -> None:
+    _, out = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+
+    page = out / "report.html"
+
+    assert broken_references(page) == [] and unexpected_markup(page) == []
+    parsed = Page(page.read_text(encoding="utf-8"))
+    assert {"job", "gains", "calibration", "confusion", "grades", "training", "binning"} <= set(
+        parsed.values("id")
+    )
+    text = " ".join(parsed.text)
+    assert "Points per bin: lender" in text  # an all-local run: every part is in model/
+    assert sum(row["rows"] for row in metrics["gains"]) == metrics["rows_test"]
+    assert metrics["key_bits"] == 1024 and set(metrics["features_per_party"]) == set(
+        metrics["parties"]
+    )
 
 
 def test_json_mode_prints_only_json(trained: tuple[Path, Path], tmp_path: Path) -> None:
