@@ -26,6 +26,7 @@ from fedcredit.config.sections import (
     parse_train,
 )
 from fedcredit.config.table import MISSING, Table
+from fedcredit.crypto.executors import EXECUTORS
 from fedcredit.errors import ConfigError
 from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.logistic.settings import TrainSettings
@@ -72,6 +73,8 @@ class PartyConfig:
     loans: Path | None = None
     categorical: tuple[str, ...] = ()  # forced categories; text columns are found unasked
     cert_sha256: str | None = None  # pinned certificate fingerprint (64 lowercase hex digits)
+    executor: str = "threads"  # where its heavy crypto runs: "threads" or "ray"
+    ray_address: str | None = None  # with executor = "ray": "local", "auto" or the cluster's
 
     @property
     def is_lender(self) -> bool:
@@ -311,7 +314,26 @@ class _Parser:
             loans=self.path(table, "loans", None),
             categorical=table.names("categorical") or (),
             cert_sha256=self.fingerprint(table),
+            **self.executor(table),
         )
+
+    def executor(self, table: Table) -> dict[str, Any]:
+        """``executor`` and ``ray_address`` (docs/SCALING-RAY.md); Ray itself is only needed,
+        and only checked, by the node that runs with it."""
+        executor = table.choice("executor", EXECUTORS, "threads")
+        address = table.text("ray_address", None)
+        if executor == "ray" and address is None:
+            raise table.error(
+                "ray_address", "is required with executor = 'ray' ('local' or the cluster's address)"
+            )
+        if executor != "ray" and address is not None:
+            raise table.error("ray_address", "is only read with executor = 'ray'")
+        if address is not None and address not in ("local", "auto") and ":" not in address:
+            raise table.error(
+                "ray_address",
+                f"must be 'local', 'auto', 'host:port' or 'ray://host:port', got {address!r}",
+            )
+        return {"executor": executor, "ray_address": address}
 
     def check_parties(self, federation: Federation) -> None:
         parties = federation.parties
@@ -350,7 +372,7 @@ _TOP_KEYS: Final = (
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
-    "categorical", "cert_sha256",
+    "categorical", "cert_sha256", "executor", "ray_address",
 )  # fmt: skip
 _COORDINATOR_KEYS: Final = ("address", "cert_sha256")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 
 from fedcredit.config import Federation
+from fedcredit.crypto.executors import use_executor
 from fedcredit.crypto.keys import MIN_KEY_BITS
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
@@ -132,6 +133,9 @@ def build_node(
             allow_small_keys=options.allow_small_keys,
         )
         return server
+    # The party's heavy crypto on its thread pool or its Ray cluster (docs/SCALING-RAY.md).
+    party = fed.party(options.name)
+    use_executor(party.executor, party.ray_address)
     node = make_party_node(
         fed,
         options.name,

@@ -114,11 +114,12 @@ def _cached(cache: dict[Any, Any], spec: Any, make: Callable[[], Any]) -> Any:
 def worker_table(spec: TableSpec) -> FixedBaseTable:
     """The fixed-base table of ``spec``, built on this worker's first use and kept."""
     hs, nsq, bits, window = spec
-    return _cached(
+    table: FixedBaseTable = _cached(
         _worker_tables,
         spec,
         lambda: FixedBaseTable(mpz.from_bytes(hs, "big"), mpz.from_bytes(nsq, "big"), bits, window),
     )
+    return table
 
 
 def worker_key(spec: KeySpec) -> Any:
