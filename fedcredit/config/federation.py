@@ -324,7 +324,8 @@ class _Parser:
         address = table.text("ray_address", None)
         if executor == "ray" and address is None:
             raise table.error(
-                "ray_address", "is required with executor = 'ray' ('local' or the cluster's address)"
+                "ray_address",
+                "is required with executor = 'ray' ('local' or the cluster's address)",
             )
         if executor != "ray" and address is not None:
             raise table.error("ray_address", "is only read with executor = 'ray'")

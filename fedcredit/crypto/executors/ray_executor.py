@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
+from fedcredit.crypto import pool
 from fedcredit.crypto.buckets import multiexp_signed
 from fedcredit.crypto.djn import FixedBaseTable
 from fedcredit.crypto.executors.threads import (
@@ -114,11 +115,13 @@ def _cached(cache: dict[Any, Any], spec: Any, make: Callable[[], Any]) -> Any:
 def worker_table(spec: TableSpec) -> FixedBaseTable:
     """The fixed-base table of ``spec``, built on this worker's first use and kept."""
     hs, nsq, bits, window = spec
-    table: FixedBaseTable = _cached(
-        _worker_tables,
-        spec,
-        lambda: FixedBaseTable(mpz.from_bytes(hs, "big"), mpz.from_bytes(nsq, "big"), bits, window),
-    )
+
+    def build() -> FixedBaseTable:
+        # A Ray task holds one CPU: build the table on this thread, not on a pool of threads.
+        pool.set_workers(1)
+        return FixedBaseTable(mpz.from_bytes(hs, "big"), mpz.from_bytes(nsq, "big"), bits, window)
+
+    table: FixedBaseTable = _cached(_worker_tables, spec, build)
     return table
 
 
