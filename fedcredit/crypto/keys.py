@@ -154,7 +154,10 @@ class PublicKey:
         """
         if rng is None and randomness_stock():
             return self._djn_stock().take(count)
-        return self.table.pow_many(self.random_exponents(count, rng))
+        # An encryption of zero is exactly hs**x: the executor (threads or Ray) computes them,
+        # with the exponents drawn here so an injected rng gives the same values on either.
+        exponents = self.random_exponents(count, rng)
+        return current_executor().encrypt(self.table, self.n, [0] * count, exponents)
 
     def _djn_stock(self) -> Stock:
         def make() -> Stock:

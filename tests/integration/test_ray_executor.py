@@ -76,6 +76,16 @@ def test_encryption_on_ray_is_bit_identical_to_threads(
     assert on_ray.ciphertexts == threads.ciphertexts
 
 
+def test_rerandomization_on_ray_is_bit_identical_to_threads(
+    cluster: RayExecutor, keypair: KeyPair
+) -> None:
+    pk, _ = keypair
+    ev = encrypt_vector(pk, values(), 20, rng=random.Random(13))
+    threads, on_ray = both(cluster, lambda: ev.rerandomize(rng=random.Random(14)))
+    assert on_ray.ciphertexts == threads.ciphertexts
+    assert on_ray.ciphertexts != ev.ciphertexts
+
+
 def test_matvec_t_on_ray_is_bit_identical_to_threads(
     cluster: RayExecutor, keypair: KeyPair
 ) -> None:
