@@ -27,6 +27,7 @@ from fedcredit.config.sections import (
     parse_train,
 )
 from fedcredit.config.table import MISSING, Table
+from fedcredit.crypto.executors import EXECUTORS
 from fedcredit.decision.policy import Policy, policy_from_table
 from fedcredit.errors import ConfigError
 from fedcredit.protocol.binning.settings import BinningSettings
@@ -81,6 +82,8 @@ class PartyConfig:
     randomness_stock: int = 0
     # The loan file's own names for ``id`` and ``outstanding_balance`` (fedcredit.data.loans).
     loans_columns: tuple[tuple[str, str], ...] = ()
+    executor: str = "threads"  # where its heavy crypto runs: "threads" or "ray"
+    ray_address: str | None = None  # with executor = "ray": "local", "auto" or the cluster's
 
     @property
     def is_lender(self) -> bool:
@@ -340,7 +343,27 @@ class _Parser:
                 )
                 if key in raw
             ),
+            **self.executor(table),
         )
+
+    def executor(self, table: Table) -> dict[str, Any]:
+        """``executor`` and ``ray_address`` (docs/SCALING.md, "A party on a Ray cluster"); Ray itself is only needed,
+        and only checked, by the node that runs with it."""
+        executor = table.choice("executor", EXECUTORS, "threads")
+        address = table.text("ray_address", None)
+        if executor == "ray" and address is None:
+            raise table.error(
+                "ray_address",
+                "is required with executor = 'ray' ('local' or the cluster's address)",
+            )
+        if executor != "ray" and address is not None:
+            raise table.error("ray_address", "is only read with executor = 'ray'")
+        if address is not None and address not in ("local", "auto") and ":" not in address:
+            raise table.error(
+                "ray_address",
+                f"must be 'local', 'auto', 'host:port' or 'ray://host:port', got {address!r}",
+            )
+        return {"executor": executor, "ray_address": address}
 
     def check_parties(self, federation: Federation) -> None:
         parties = federation.parties
@@ -382,7 +405,7 @@ _FED_KEYS: Final = ("name", "key_bits", "min_overlap")
 _PARTY_KEYS: Final = (
     "name", "role", "address", "data", "id_column", "label_column", "features", "loans",
     "categorical", "cert_sha256", "table_mib", "randomness_stock", "loans_id_column",
-    "loans_balance_column",
+    "loans_balance_column", "executor", "ray_address",
 )  # fmt: skip
 _COORDINATOR_KEYS: Final = ("address", "cert_sha256")
 

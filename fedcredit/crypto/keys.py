@@ -22,6 +22,7 @@ from gmpy2 import mpz
 
 from fedcredit.crypto import pool
 from fedcredit.crypto.djn import FixedBaseTable, LazyTable
+from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.stock import Stock, StockRegistry, randomness_stock
 from fedcredit.errors import CryptoError
 
@@ -153,7 +154,10 @@ class PublicKey:
         """
         if rng is None and randomness_stock():
             return self._djn_stock().take(count)
-        return self.table.pow_many(self.random_exponents(count, rng))
+        # An encryption of zero is exactly hs**x: the executor (threads or Ray) computes them,
+        # with the exponents drawn here so an injected rng gives the same values on either.
+        exponents = self.random_exponents(count, rng)
+        return current_executor().encrypt(self.table, self.n, [0] * count, exponents)
 
     def _djn_stock(self) -> Stock:
         def make() -> Stock:
@@ -268,29 +272,31 @@ class PrivateKey:
     def raw_decrypt(self, ciphertext: int | Any) -> Any:
         """Plaintext in ``[0, n)`` of one ciphertext, by CRT over ``p**2`` and ``q**2``."""
         c = mpz(ciphertext)
-        return self._crt(self._half(c, True), self._half(c, False))
+        return self.combine_halves(self.decrypt_half(c, True), self.decrypt_half(c, False))
 
-    def _half(self, c: Any, use_p: bool) -> Any:
+    def decrypt_half(self, c: Any, use_p: bool) -> Any:
+        """The plaintext mod p (``use_p``) or mod q of ``c``: half of a CRT decryption."""
         prime, square, h = (
             (self.p, self.psquare, self.hp) if use_p else (self.q, self.qsquare, self.hq)
         )
         return (gmpy2.powmod_sec(c, prime - 1, square) - 1) // prime * h % prime
 
-    def _crt(self, mp: Any, mq: Any) -> Any:
+    def combine_halves(self, mp: Any, mq: Any) -> Any:
+        """The plaintext mod n from its halves mod p and mod q."""
         return mp + (mq - mp) * self.p_inverse % self.q * self.p
 
     def raw_decrypt_many(self, ciphertexts: Sequence[Any]) -> list[Any]:
-        """``[raw_decrypt(c) for c in ciphertexts]`` on the worker pool.
+        """``[raw_decrypt(c) for c in ciphertexts]`` on the current executor (the thread pool
+        unless the node runs on Ray, ``fedcredit.crypto.executors``).
 
-        Fewer ciphertexts than twice the workers (a packed gradient is often one) are split
-        into their mod-p and mod-q halves so that every core still has work.
+        On threads, fewer ciphertexts than twice the workers (a packed gradient is often one)
+        are split into their mod-p and mod-q halves so that every core still has work.
         """
-        cts = [mpz(c) for c in ciphertexts]
-        if len(cts) >= 2 * pool.get_workers():
-            return pool.map_chunked(lambda part: [self.raw_decrypt(c) for c in part], cts)
-        tasks = [(c, use_p) for c in cts for use_p in (True, False)]
-        halves = pool.map_tasks(lambda task: self._half(*task), tasks)
-        return [self._crt(mp, mq) for mp, mq in zip(halves[0::2], halves[1::2], strict=True)]
+        return current_executor().decrypt(self, ciphertexts)
+
+    # The names benchmarks/crypto.py times the halves by.
+    _half = decrypt_half
+    _crt = combine_halves
 
     def to_phe(self) -> phe.PaillierPrivateKey:
         """The same key as a ``phe.PaillierPrivateKey``."""

@@ -5,6 +5,8 @@ output. Pippenger's bucket method costs about ``windows * (B + 2**(w+1))`` modul
 multiplications for B bases with exponents of ``windows * w`` bits, against about
 ``1.2 * bits`` per base for one ``powmod`` each. Negative exponents go to a second
 multi-exponentiation whose result is inverted once per output: no 2048-bit exponents.
+The bucket arithmetic itself is in ``fedcredit.crypto.buckets`` (re-exported here); the
+executor of this process (threads or Ray, ``fedcredit.crypto.executors``) runs it.
 """
 
 from __future__ import annotations
@@ -12,83 +14,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import gmpy2
 import numpy as np
 import numpy.typing as npt
-from gmpy2 import mpz
 
-from fedcredit.crypto import pool
+from fedcredit.crypto.buckets import (
+    best_cost,
+    best_window,
+    multiexp_signed,
+    multiexp_unsigned,
+)
 from fedcredit.crypto.codec import check_scale
-from fedcredit.crypto.modarith import batch_invert
+from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.vector import EncryptedVector
 from fedcredit.errors import CryptoError
 
+__all__ = [
+    "MAX_X_BITS",
+    "best_cost",
+    "best_window",
+    "matvec_t",
+    "multiexp_signed",
+    "multiexp_unsigned",
+    "weighted_sum",
+]
+
 #: Largest feature magnitude ``matvec_t`` accepts: 62 bits, so int64 arithmetic is safe.
 MAX_X_BITS = 62
-
-
-def best_window(count: int, bits: int) -> int:
-    """The bucket window (bits) minimising ``ceil(bits / w) * (count + 2**(w + 1))``."""
-    if bits <= 0 or count <= 0:
-        return 1
-    costs = {w: -(-bits // w) * (count + (2 << w)) for w in range(1, min(bits, 16) + 1)}
-    return min(costs, key=lambda w: (costs[w], -w))
-
-
-def multiexp_unsigned(bases: Sequence[Any], exponents: Sequence[int], nsq: Any) -> Any:
-    """``prod bases[i] ** exponents[i] mod nsq`` for non-negative exponents (Pippenger)."""
-    pairs = [(c, e) for c, e in zip(bases, exponents, strict=True) if e]
-    if not pairs:
-        return mpz(1)
-    bits = max(e.bit_length() for _, e in pairs)
-    if len(pairs) * bits * 1.2 < best_cost(len(pairs), bits):
-        # Few bases: plain powmod (which releases the GIL) beats bucket bookkeeping.
-        acc = mpz(1)
-        for c, e in pairs:
-            acc = acc * gmpy2.powmod(c, e, nsq) % nsq
-        return acc
-    window = best_window(len(pairs), bits)
-    mask = (1 << window) - 1
-    result = None
-    for shift in range((-(-bits // window) - 1) * window, -1, -window):
-        if result is not None:
-            result = gmpy2.powmod(result, mpz(1) << window, nsq)
-        buckets: list[Any] = [None] * (mask + 1)
-        for c, e in pairs:
-            digit = (e >> shift) & mask
-            if digit:
-                held = buckets[digit]
-                buckets[digit] = c if held is None else held * c % nsq
-        window_sum = _bucket_sum(buckets, nsq)
-        if window_sum is not None:
-            result = window_sum if result is None else result * window_sum % nsq
-    return mpz(1) if result is None else result
-
-
-def best_cost(count: int, bits: int) -> int:
-    w = best_window(count, bits)
-    return -(-bits // w) * (count + (2 << w)) + bits
-
-
-def _bucket_sum(buckets: list[Any], nsq: Any) -> Any:
-    # prod_d buckets[d] ** d by running products: 2 multiplications per occupied step.
-    running = None
-    total = None
-    for held in reversed(buckets[1:]):
-        if held is not None:
-            running = held if running is None else running * held % nsq
-        if running is not None:
-            total = running if total is None else total * running % nsq
-    return total
-
-
-def multiexp_signed(bases: Sequence[Any], exponents: Sequence[int], nsq: Any) -> Any:
-    """``prod bases[i] ** exponents[i] mod nsq`` for signed exponents (one inverse)."""
-    positive = multiexp_unsigned(bases, [max(e, 0) for e in exponents], nsq)
-    negative = multiexp_unsigned(bases, [max(-e, 0) for e in exponents], nsq)
-    if negative == 1:
-        return positive
-    return positive * gmpy2.invert(negative, nsq) % nsq
 
 
 def _check_x(x_int: npt.NDArray[Any], rows: int) -> npt.NDArray[np.int64]:
@@ -115,22 +66,7 @@ def matvec_t(x_int: npt.NDArray[Any], x_scale_bits: int, ev: EncryptedVector) ->
     """
     extra = check_scale(x_scale_bits)
     array = _check_x(x_int, len(ev))
-    nsq = ev.public_key.nsquare
-    cts = ev.ciphertexts
-    # One task per (column, sign); columns are independent and the pool spreads them.
-    tasks = []
-    for j in range(array.shape[1]):
-        column = array[:, j]
-        for sign in (1, -1):
-            rows = np.flatnonzero(column * sign > 0)
-            tasks.append(([cts[i] for i in rows.tolist()], (column[rows] * sign).tolist()))
-
-    def work(task: tuple[list[Any], list[int]]) -> Any:
-        return multiexp_unsigned(task[0], task[1], nsq)
-
-    parts = pool.map_tasks(work, tasks, inline=len(ev) * array.shape[1] < pool.INLINE_BELOW)
-    inverses = batch_invert(parts[1::2], nsq)
-    out = [p * inv % nsq for p, inv in zip(parts[0::2], inverses, strict=True)]
+    out = current_executor().matvec_t(ev.public_key.nsquare, ev.ciphertexts, array)
     return EncryptedVector(ev.public_key, out, check_scale(ev.scale_bits + extra))
 
 
@@ -142,14 +78,5 @@ def weighted_sum(ev: EncryptedVector, weights: Sequence[int]) -> EncryptedVector
     values = [int(w) for w in weights]
     if len(values) != len(ev):
         raise CryptoError(f"{len(values)} weights for a vector of length {len(ev)}")
-    nsq = ev.public_key.nsquare
-    pairs = list(zip(ev.ciphertexts, values, strict=True))
-    chunks = pool.split(pairs, pool.get_workers()) if len(pairs) >= pool.INLINE_BELOW else [pairs]
-
-    def work(part: Sequence[tuple[Any, int]]) -> Any:
-        return multiexp_signed([c for c, _ in part], [w for _, w in part], nsq)
-
-    acc = mpz(1)
-    for partial in pool.map_tasks(work, chunks):
-        acc = acc * partial % nsq
+    acc = current_executor().weighted_sum(ev.public_key.nsquare, ev.ciphertexts, values)
     return EncryptedVector(ev.public_key, [acc], ev.scale_bits)

@@ -16,13 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gmpy2
 import numpy as np
 import numpy.typing as npt
-from gmpy2 import mpz
 
-from fedcredit.crypto import pool
 from fedcredit.crypto.codec import from_fixed
+from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.keys import PrivateKey, PublicKey, system_random
 from fedcredit.crypto.vector import EncryptedVector
 from fedcredit.errors import CryptoError
@@ -90,19 +88,8 @@ def mask_and_pack(
         (ev.ciphertexts[start : start + per], masks[start : start + per])
         for start in range(0, len(ev), per)
     ]
-    n, nsq, shift = key.n, key.nsquare, mpz(1) << slot_bits
-
-    def pack(group: tuple[Sequence[Any], Sequence[int]]) -> Any:
-        cts, group_masks = group
-        acc = cts[0]
-        packed_mask = group_masks[0]
-        for c, r in zip(cts[1:], group_masks[1:], strict=True):
-            acc = gmpy2.powmod(acc, shift, nsq) * c % nsq
-            packed_mask = (packed_mask << slot_bits) | r
-        # The masks enter once, packed, as g**M = 1 + n M: no extra exponentiation.
-        return acc * (1 + n * (mpz(packed_mask) % n)) % nsq
-
-    packed = pool.map_tasks(pack, groups, inline=len(groups) < 2)
+    nsq = key.nsquare
+    packed = current_executor().pack(key.n, nsq, slot_bits, groups)
     # DJN's fast path: the coordinator saw none of the inputs, so there is nothing to link.
     obfuscators = key.obfuscators(len(packed), rng)
     fresh = tuple(c * r % nsq for c, r in zip(packed, obfuscators, strict=True))

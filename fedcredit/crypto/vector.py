@@ -18,6 +18,7 @@ from gmpy2 import mpz
 
 from fedcredit.crypto import pool
 from fedcredit.crypto.codec import check_scale, decode, encode
+from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.keys import PrivateKey, PublicKey
 from fedcredit.crypto.modarith import batch_invert
 from fedcredit.crypto.stock import randomness_stock
@@ -236,16 +237,11 @@ def encrypt_ints(
             ),
             scale_bits,
         )
-    # Exponents are drawn here, in the caller's thread, so an injected rng stays deterministic.
+    # Exponents are drawn here, in the caller's thread, so an injected rng stays deterministic
+    # whichever executor (threads, Ray) computes the ciphertexts.
     exponents = public_key.random_exponents(len(ints), rng)
-    table = public_key.table
-
-    def work(part: Sequence[tuple[int, int]]) -> list[Any]:
-        return [(1 + n * (mpz(m) % n)) * table.pow(x) % nsq for m, x in part]
-
-    return EncryptedVector(
-        public_key, pool.map_chunked(work, list(zip(ints, exponents, strict=True))), scale_bits
-    )
+    cts = current_executor().encrypt(public_key.table, n, ints, exponents)
+    return EncryptedVector(public_key, cts, scale_bits)
 
 
 def encrypt_ints_for_owner(

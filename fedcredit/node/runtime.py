@@ -17,6 +17,7 @@ import grpc
 
 from fedcredit.config import Federation
 from fedcredit.crypto.djn import set_table_budget
+from fedcredit.crypto.executors import use_executor
 from fedcredit.crypto.keys import MIN_KEY_BITS
 from fedcredit.crypto.stock import set_randomness_stock
 from fedcredit.data.loader import load_party_csv
@@ -135,6 +136,9 @@ def build_node(
             allow_small_keys=options.allow_small_keys,
         )
         return server
+    # The party's heavy crypto on its thread pool or its Ray cluster (docs/SCALING.md, "A party on a Ray cluster").
+    party = fed.party(options.name)
+    use_executor(party.executor, party.ray_address)
     node = make_party_node(
         fed,
         options.name,

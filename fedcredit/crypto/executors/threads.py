@@ -1,0 +1,141 @@
+"""The default executor, the process's thread pool, and the block functions every executor runs.
+
+The block functions take and return plain gmpy2 numbers (and numpy feature blocks). The thread
+pool applies them to slices of a call's input; the Ray executor applies them to blocks of rows in
+its workers. Products of blocks are combined with the same modular multiplications either way,
+and every result is reduced into ``[0, modulus)``, so both give the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gmpy2
+import numpy as np
+import numpy.typing as npt
+from gmpy2 import mpz
+
+from fedcredit.crypto import pool
+from fedcredit.crypto.buckets import multiexp_signed, multiexp_unsigned
+from fedcredit.crypto.djn import FixedBaseTable
+from fedcredit.crypto.modarith import batch_invert
+
+
+def encrypt_block(
+    table: FixedBaseTable, n: Any, plaintexts: Sequence[int], exponents: Sequence[int]
+) -> list[Any]:
+    """DJN ciphertexts ``(1 + n (m mod n)) * hs**x mod n**2`` of one block."""
+    nsq = table.modulus
+    return [
+        (1 + n * (mpz(m) % n)) * table.pow(x) % nsq
+        for m, x in zip(plaintexts, exponents, strict=True)
+    ]
+
+
+def column_parts(cts: Sequence[Any], column: npt.NDArray[np.int64], nsq: Any) -> tuple[Any, Any]:
+    """``(prod over X > 0 of c**X, prod over X < 0 of c**-X)`` for one column of one block."""
+    parts = []
+    for sign in (1, -1):
+        rows = np.flatnonzero(column * sign > 0)
+        parts.append(
+            multiexp_unsigned([cts[i] for i in rows.tolist()], (column[rows] * sign).tolist(), nsq)
+        )
+    return parts[0], parts[1]
+
+
+def matvec_block(nsq: Any, cts: Sequence[Any], x: npt.NDArray[np.int64]) -> list[tuple[Any, Any]]:
+    """The positive and negative parts of every column of one block of rows."""
+    return [column_parts(cts, x[:, j], nsq) for j in range(x.shape[1])]
+
+
+def finish_matvec(nsq: Any, positives: Sequence[Any], negatives: Sequence[Any]) -> list[Any]:
+    """``P_j / N_j mod nsq`` per column, the inverses batched (Montgomery's trick)."""
+    inverses = batch_invert(list(negatives), nsq)
+    return [p * inv % nsq for p, inv in zip(positives, inverses, strict=True)]
+
+
+def pack_group(n: Any, nsq: Any, slot_bits: int, cts: Sequence[Any], masks: Sequence[int]) -> Any:
+    """One packed ciphertext: Horner over ``cts`` by ``2**slot_bits``, times ``1 + n M``."""
+    shift = mpz(1) << slot_bits
+    acc = cts[0]
+    packed_mask = masks[0]
+    for c, r in zip(cts[1:], masks[1:], strict=True):
+        acc = gmpy2.powmod(acc, shift, nsq) * c % nsq
+        packed_mask = (packed_mask << slot_bits) | r
+    # The masks enter once, packed, as g**M = 1 + n M: no extra exponentiation.
+    return acc * (1 + n * (mpz(packed_mask) % n)) % nsq
+
+
+class ThreadExecutor:
+    """The kernels on this process's crypto thread pool (``fedcredit.crypto.pool``)."""
+
+    name = "threads"
+
+    def encrypt(
+        self, table: FixedBaseTable, n: Any, plaintexts: Sequence[int], exponents: Sequence[int]
+    ) -> list[Any]:
+        pairs = list(zip(plaintexts, exponents, strict=True))
+
+        def work(part: Sequence[tuple[int, int]]) -> list[Any]:
+            return encrypt_block(table, n, [m for m, _ in part], [x for _, x in part])
+
+        return pool.map_chunked(work, pairs)
+
+    def matvec_t(self, nsq: Any, ciphertexts: Sequence[Any], x: npt.NDArray[np.int64]) -> list[Any]:
+        # One task per (column, sign) over the whole batch of rows; the pool spreads them.
+        tasks = []
+        for j in range(x.shape[1]):
+            column = x[:, j]
+            for sign in (1, -1):
+                rows = np.flatnonzero(column * sign > 0)
+                tasks.append(
+                    ([ciphertexts[i] for i in rows.tolist()], (column[rows] * sign).tolist())
+                )
+
+        def work(task: tuple[list[Any], list[int]]) -> Any:
+            return multiexp_unsigned(task[0], task[1], nsq)
+
+        inline = len(ciphertexts) * x.shape[1] < pool.INLINE_BELOW
+        parts = pool.map_tasks(work, tasks, inline=inline)
+        return finish_matvec(nsq, parts[0::2], parts[1::2])
+
+    def weighted_sum(self, nsq: Any, ciphertexts: Sequence[Any], weights: Sequence[int]) -> Any:
+        pairs = list(zip(ciphertexts, weights, strict=True))
+        chunks = (
+            pool.split(pairs, pool.get_workers()) if len(pairs) >= pool.INLINE_BELOW else [pairs]
+        )
+
+        def work(part: Sequence[tuple[Any, int]]) -> Any:
+            return multiexp_signed([c for c, _ in part], [w for _, w in part], nsq)
+
+        acc = mpz(1)
+        for partial in pool.map_tasks(work, chunks):
+            acc = acc * partial % nsq
+        return acc
+
+    def pack(
+        self,
+        n: Any,
+        nsq: Any,
+        slot_bits: int,
+        groups: Sequence[tuple[Sequence[Any], Sequence[int]]],
+    ) -> list[Any]:
+        return pool.map_tasks(
+            lambda g: pack_group(n, nsq, slot_bits, g[0], g[1]), groups, inline=len(groups) < 2
+        )
+
+    def decrypt(self, key: Any, ciphertexts: Sequence[Any]) -> list[Any]:
+        cts = [mpz(c) for c in ciphertexts]
+        if len(cts) >= 2 * pool.get_workers():
+            return pool.map_chunked(lambda part: [key.raw_decrypt(c) for c in part], cts)
+        # Few ciphertexts (a packed gradient is often one): split each into its mod-p and mod-q
+        # halves so that every core still has work.
+        tasks = [(c, use_p) for c in cts for use_p in (True, False)]
+        halves = pool.map_tasks(lambda task: key.decrypt_half(*task), tasks)
+        return [
+            key.combine_halves(mp, mq) for mp, mq in zip(halves[0::2], halves[1::2], strict=True)
+        ]
+
+    def close(self) -> None:
+        """Nothing to release: the pool belongs to ``fedcredit.crypto.pool``."""
