@@ -94,7 +94,6 @@ class TreesLender(TreeColumns):
         self.validation_loss: list[float] = []
         self.kept = 0
         self.leaves: list[IntArray] = []  # per tree, the leaf of every aligned row
-        self.epoch = 0
         # The row sample of each tree is the lender's secret: a seed the partners do not know.
         self._rng = np.random.default_rng(
             secrets.randbits(64) if sample_seed is None else sample_seed
@@ -458,10 +457,6 @@ class TreesLender(TreeColumns):
         return self.key
 
     # -- checkpoints, the model and scoring ------------------------------------------------------
-    @property
-    def n_weights(self) -> int:
-        return int(self.raw.shape[1])
-
     def kept_margins(self, rows: IntArray) -> FloatArray:
         """Margins of aligned ``rows`` from the kept trees only (early stopping's choice)."""
         out = np.full(len(rows), self.base)

@@ -115,11 +115,6 @@ class TreesPartner(TreeColumns):
         self._hist: dict[int, list[EncryptedVector]] = {}
         self._offered: dict[int, list[Split]] = {}
         self._width = 0
-        self.epoch = 0
-
-    @property
-    def n_weights(self) -> int:
-        return int(self.raw.shape[1])
 
     @staticmethod
     def split_of(feature: int, threshold: int, default_left: bool) -> Split:
