@@ -208,7 +208,7 @@ class TreesJob:
         partner = self.partner(caller)
         settings = partner.settings
         expected = serde.Expected(
-            len(partner.rows_of("train", 0, 0)), int(settings.gh_scale_bits), str(settings.mode)
+            len(partner.train_bins), int(settings.gh_scale_bits), str(settings.mode)
         )
         message = load(partner.key, expected)
         if message is not None and (message.tree, message.level) != (tree, level):
