@@ -164,3 +164,38 @@ def test_a_bad_trees_value_is_refused_naming_its_key(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("depth = 2", "depth = 9"))
     with pytest.raises(ConfigError, match=r"\[trees\] depth must be"):
         load_federation(path, allow_small_keys=True)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_job_grows_the_trees_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    fed_path = trees_federation(tmp_path, trees=5)
+    fed = load_federation(fed_path, allow_small_keys=True)
+    whole, _ = run_on_nodes(tmp_path / "whole", fed_path)
+
+    def stop_after_two(kind: str, data: object) -> None:
+        if kind == "epoch" and isinstance(data, dict) and data["epoch"] == 2:
+            raise Interrupted
+
+    nodes = start_nodes(fed, tmp_path / "parts")
+    out = tmp_path / "parts" / "out"
+    try:
+        with pytest.raises(Interrupted):
+            nodes.new_driver(progress=stop_after_two).run(out)
+        said: list[str] = []
+        resumed = nodes.new_driver(
+            progress=lambda kind, data: said.append(str(data.get("message", "")))
+        ).run(out, resume=True)
+    finally:
+        nodes.close()
+
+    assert "resuming after epoch 2" in said
+    assert resumed["auc"] == whole["auc"]
+    assert resumed["epochs"] == whole["epochs"] == 5
+    saved = [
+        json.loads((folder / "model" / "lender.json").read_text())["trees"]
+        for folder in (out, tmp_path / "whole" / "nodes" / "out")
+    ]
+    assert saved[0] == saved[1]
