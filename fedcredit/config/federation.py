@@ -23,8 +23,8 @@ from fedcredit.config.sections import (
     parse_binning,
     parse_scorecard,
     parse_scoring,
-    parse_trees,
     parse_train,
+    parse_trees,
 )
 from fedcredit.config.table import MISSING, Table
 from fedcredit.errors import ConfigError

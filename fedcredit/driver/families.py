@@ -81,7 +81,7 @@ DRIVERS: Mapping[str, FamilyDriver] = {"logistic": LOGISTIC, "trees": TREES}
 
 def _trees(fed: Federation) -> TreeSettings:
     if fed.trees is None:
-        raise ConfigError(f"{fed.path.name}: [model] family = \"trees\" without [trees] settings")
+        raise ConfigError(f'{fed.path.name}: [model] family = "trees" without [trees] settings')
     return fed.trees
 
 

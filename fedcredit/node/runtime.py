@@ -34,12 +34,12 @@ from fedcredit.node.state import PartyNode, Role
 from fedcredit.node.transport.identity import ServerInterceptorBase
 from fedcredit.node.transport.peers import COORDINATOR, Peers
 from fedcredit.node.transport.server import NodeServer, build_server
-from fedcredit.node.trees_state import TreesJob
 from fedcredit.node.transport.tls import (
     load_channel_credentials,
     load_server_credentials,
     pins_in,
 )
+from fedcredit.node.trees_state import TreesJob
 from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc
 from fedcredit.protocol.categories import with_category_codes
 from fedcredit.protocol.columns import PartyData

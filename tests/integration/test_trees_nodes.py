@@ -148,7 +148,7 @@ def test_no_edge_threshold_or_raw_gradient_crosses_the_wire(tmp_path: Path, mode
     g, h = gradients(lender.labels(split.train), np.full(len(split.train), lender.base), None)
     for v in [*g[:50].tolist(), *h[:50].tolist()]:
         secrets_ += [repr(v).encode(), np.float64(v).tobytes()]
-        secrets_.append(int(round(v * 2**24)).to_bytes(8, "big", signed=True))
+        secrets_.append(round(v * 2**24).to_bytes(8, "big", signed=True))
     leaked = [s for s in secrets_ if len(s) >= 8 and s in wire]
     assert leaked == []
 

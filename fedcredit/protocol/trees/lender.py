@@ -32,6 +32,7 @@ from fedcredit.model.trees import (
     leaf_value,
     log_loss,
 )
+from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.protocol.trees.messages import (
     Gradients,
@@ -44,7 +45,6 @@ from fedcredit.protocol.trees.messages import (
     SplitBits,
 )
 from fedcredit.protocol.trees.scoring import LenderTree, combine, goes_left
-from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.slots import (
     SlotLayout,
     decode,

@@ -19,6 +19,7 @@ from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey, chec
 from fedcredit.crypto.packing import pack_for_owner
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import IntArray, Tree
+from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.protocol.trees.messages import (
     Gradients,
@@ -30,7 +31,6 @@ from fedcredit.protocol.trees.messages import (
     Sides,
     SplitBits,
 )
-from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.slots import SlotLayout
 
 

@@ -144,16 +144,16 @@ def load_partner_state(partner: Any, state: Mapping[str, Any]) -> None:
 
 
 __all__ = [
-    "lender_model_part",
-    "lender_state",
-    "load_lender_state",
-    "load_partner_state",
-    "partner_state",
     "check_data",
     "leaves_from_text",
     "leaves_to_text",
+    "lender_model_part",
+    "lender_state",
     "lender_tree_from_dict",
     "lender_tree_to_dict",
+    "load_lender_state",
+    "load_partner_state",
+    "partner_state",
     "tree_from_dict",
     "tree_to_dict",
 ]
