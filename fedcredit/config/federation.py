@@ -25,6 +25,7 @@ from fedcredit.config.sections import (
     parse_scorecard,
     parse_scoring,
     parse_train,
+    parse_trees,
 )
 from fedcredit.config.table import MISSING, Table
 from fedcredit.crypto.executors import EXECUTORS
@@ -33,6 +34,7 @@ from fedcredit.errors import ConfigError
 from fedcredit.protocol.binning.settings import BinningSettings
 from fedcredit.protocol.family import FAMILIES
 from fedcredit.protocol.logistic.settings import TrainSettings
+from fedcredit.protocol.trees.settings import TreeSettings
 
 COORDINATOR: Final = "coordinator"
 ROLES: Final = ("lending", "ecommerce", "payments", "other")
@@ -133,6 +135,12 @@ class Federation:
     scoring: ScoringSettings = ScoringSettings()  # noqa: RUF009
     # The lender's decision policy ([policy], docs/DECISIONS.md); None: the file has none.
     policy: Policy | None = None
+    trees: TreeSettings | None = None  # [trees], when [model] family = "trees"
+
+    @property
+    def family_settings(self) -> Any:
+        """The settings of the job's model family: ``[trees]`` for trees, else ``[train]``."""
+        return self.trees if self.family == "trees" and self.trees is not None else self.train
 
     def party(self, name: str) -> PartyConfig:
         """The party called ``name``; ConfigError when there is none."""
@@ -242,6 +250,7 @@ class _Parser:
             self.file, "[coordinator]", self._required(doc, "coordinator"), _COORDINATOR_KEYS
         )
         parties = tuple(self.party(i + 1, raw) for i, raw in enumerate(doc.get("party", [])))
+        family = self.family(doc.get("model", {}))
         federation = Federation(
             name=fed.text("name"),
             key_bits=key_bits,
@@ -256,7 +265,8 @@ class _Parser:
             min_overlap=fed.integer("min_overlap", 100, low=1),
             scorecard=parse_scorecard(self.file, doc.get("scorecard", {})),
             scoring=parse_scoring(self.file, doc.get("scoring", {})),
-            family=self.family(doc.get("model", {})),
+            family=family,
+            trees=parse_trees(self.file, doc, family),
             policy=policy_from_table(doc["policy"], self.file) if "policy" in doc else None,
         )
         self.check_parties(federation)
@@ -398,7 +408,7 @@ class _Parser:
 
 _TOP_KEYS: Final = (
     "federation", "coordinator", "party", "model", "train", "binning", "scorecard", "scoring",
-    "policy",
+    "policy", "trees",
     "tls",
 )  # fmt: skip
 _FED_KEYS: Final = ("name", "key_bits", "min_overlap")

@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fedcredit.config.table import Table
+from fedcredit.errors import ConfigError
 from fedcredit.protocol.binning.settings import BINNING_METHODS, BinningSettings
 from fedcredit.protocol.logistic.settings import DEFAULT_LR, OPTIMIZERS, SIGMOIDS, TrainSettings
+from fedcredit.protocol.trees import settings as trees_settings
+from fedcredit.protocol.trees.settings import TreeSettings
 
 UNKNOWN_ID_POLICIES: Final = ("sample", "mean", "refuse")
 
@@ -129,3 +132,18 @@ def parse_scoring(file: str, raw: Any) -> ScoringSettings:
             "batch_max_applicants", d.batch_max_applicants, low=1, high=100_000
         ),
     )
+
+
+def parse_trees(file: str, doc: dict[str, Any], family: str) -> TreeSettings | None:
+    """``[trees]`` (with ``[train]``'s seed, fractions and early stopping) for
+    ``[model] family = "trees"``; None for another family, which may not have the table."""
+    if family != "trees":
+        if "trees" in doc:
+            raise ConfigError(f'{file}: [trees] applies to [model] family = "trees" only')
+        return None
+    if "binning" in doc:
+        raise ConfigError(
+            f"{file}: [binning] applies to the logistic family; trees bin their own columns "
+            "([trees] bins, min_rows)"
+        )
+    return trees_settings.from_table(doc.get("trees"), file, doc.get("train", {}))

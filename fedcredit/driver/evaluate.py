@@ -6,6 +6,7 @@ its model part (file names and digests); each model part stays with its party.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 from fedcredit import __version__
 from fedcredit.driver.context import JobContext
+from fedcredit.driver.families import family_driver, parties_of
 from fedcredit.driver.schedule import step
 from fedcredit.proto.v1 import job_pb2
 from fedcredit.protocol.checkpoint import write_json_atomic
@@ -21,8 +23,12 @@ from fedcredit.protocol.checkpoint import write_json_atomic
 def evaluate(ctx: JobContext, epoch: int) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The lender's metrics on the test rows, and its evaluation files (name -> bytes)."""
     ctx.progress("phase", {"phase": "evaluate", "message": "scoring the held-out customers"})
-    step(ctx, ctx.hosts, lambda s: s.logistic.ComputePartial, epoch + 1, 0, "test")
-    reply = step(ctx, [ctx.lender], lambda s: s.logistic.Evaluate, epoch + 1, 0, "test")[ctx.lender]
+    _, driver = family_driver(ctx.fed)
+    replies: dict[str, Any] = {}
+    for who, rpc in driver.evaluation:
+        parties = parties_of(who, ctx.lender, ctx.hosts, ctx.parties)
+        replies = step(ctx, parties, rpc, epoch + 1, 0, "test")
+    reply = replies[ctx.lender]
     return dict(json.loads(reply.metrics_json)), dict(reply.files)
 
 
@@ -49,5 +55,8 @@ def save_model(
         "feature_names": {p: list(setup[p].feature_names) for p in ctx.parties},
         "train": {k: getattr(train, k) for k in train.__dataclass_fields__},
     }
+    if ctx.fed.trees is not None and ctx.fed.family == "trees":
+        manifest["family"] = "trees"
+        manifest["trees"] = dataclasses.asdict(ctx.fed.trees)
     write_json_atomic(model_dir / "manifest.json", manifest)
     return manifest

@@ -19,6 +19,7 @@ from fedcredit.errors import ConfigError
 from fedcredit.protocol.family import get_family
 from fedcredit.protocol.rounds import Phase, Round, When, Who
 from fedcredit.protocol.split import batch_count
+from fedcredit.protocol.trees.settings import TreeSettings
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class FamilyDriver:
     feeds: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """An epoch round -> the batch rounds run for its rows; it runs only when the split of the
     same name (``validation``) has rows, and its answer is the last of them."""
+    own_stopping: bool = False
+    """The family keeps the kept model and early stopping itself (the lender's answer says
+    ``stop``); the driver neither restores a best epoch nor replays losses on resume."""
+    evaluation: tuple[tuple[Who, Rpc], ...] = ()
+    """The RPCs that score the test rows, in order; the last one's reply (the lender's) holds
+    the metrics and files (``fedcredit.driver.evaluate``)."""
 
 
 LOGISTIC = FamilyDriver(
@@ -48,9 +55,34 @@ LOGISTIC = FamilyDriver(
     batches=lambda fed, aligned: batch_count(aligned["train"], fed.train.batch_size),
     carried_by={"loss": "residual"},
     feeds={"validation": ("partial", "residual")},
+    evaluation=(
+        (Who.HOSTS, lambda s: s.logistic.ComputePartial),
+        (Who.LENDER, lambda s: s.logistic.Evaluate),
+    ),
 )
 
-DRIVERS: Mapping[str, FamilyDriver] = {"logistic": LOGISTIC}
+TREES = FamilyDriver(
+    # An epoch is a tree, a batch one of its levels. Every round is the lender's: it calls its
+    # partners itself (histograms, leaves, sides ride inside these RPCs, peer to peer), and
+    # answers ``EndTree`` with the lender's early-stopping flag.
+    rpcs={
+        "gradients": lambda s: s.trees.SendGradients,
+        "splits": lambda s: s.trees.ChooseSplits,
+        "validation": lambda s: s.trees.EndTree,
+    },
+    epochs=lambda fed: _trees(fed).trees,
+    batches=lambda fed, _: _trees(fed).depth,
+    own_stopping=True,
+    evaluation=((Who.LENDER, lambda s: s.trees.Evaluate),),
+)
+
+DRIVERS: Mapping[str, FamilyDriver] = {"logistic": LOGISTIC, "trees": TREES}
+
+
+def _trees(fed: Federation) -> TreeSettings:
+    if fed.trees is None:
+        raise ConfigError(f'{fed.path.name}: [model] family = "trees" without [trees] settings')
+    return fed.trees
 
 
 def family_driver(fed: Federation) -> tuple[Phase, FamilyDriver]:
@@ -63,7 +95,7 @@ def family_driver(fed: Federation) -> tuple[Phase, FamilyDriver]:
             f"release (fedcredit.protocol.{family.name}.local); the nodes train "
             + ", ".join(repr(n) for n in sorted(DRIVERS))
         )
-    return family.schedule(fed.train), driver
+    return family.schedule(fed.family_settings), driver
 
 
 def parties_of(who: Who, lender: str, hosts: list[str], parties: list[str]) -> list[str]:
@@ -100,6 +132,8 @@ def round_named(phase: Phase, step: str) -> Round:
 
 __all__ = [
     "DRIVERS",
+    "LOGISTIC",
+    "TREES",
     "FamilyDriver",
     "batch_rounds",
     "epoch_rounds",

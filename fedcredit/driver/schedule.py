@@ -126,8 +126,9 @@ def resume_from(ctx: JobContext, epoch: int, saved: Mapping[str, Any]) -> Traini
         train_loss=list(saved["train_loss"][: epoch + 1]),
         validation_loss=list(saved["validation_loss"][: epoch + 1]),
     )
-    for past, loss in enumerate(state.validation_loss):
-        update_stopping(ctx, state, past, loss)
+    if not family_driver(ctx.fed)[1].own_stopping:
+        for past, loss in enumerate(state.validation_loss):
+            update_stopping(ctx, state, past, loss)
     ctx.progress("phase", {"phase": "resume", "message": f"resuming after epoch {epoch + 1}"})
     return state
 
@@ -225,6 +226,12 @@ def _run_epoch_round(
     reply = replies.get(ctx.lender)
     if reply is not None and getattr(reply, "has_loss", False):
         update_stopping(ctx, state, epoch, reply.loss)
+    # A family that keeps its own early-stopping rule (trees: the lender's, the one the
+    # in-process runner applies) says so in its answer; the driver then stops after this epoch.
+    if reply is not None and getattr(reply, "stop", False):
+        state.stopped = "early-stopping"
+    if reply is not None and getattr(reply, "has_validation", False):
+        state.validation_loss.append(reply.validation_loss)
 
 
 def _run_round(
@@ -255,6 +262,7 @@ def _record_epoch(
     ctx: JobContext, state: TrainingState, reply: Any, out_dir: Path, seconds: float
 ) -> None:
     settings = ctx.fed.train
+    epochs = family_driver(ctx.fed)[1].epochs(ctx.fed)
     state.epoch += 1
     # The Taylor loss of the training batches is recorded but drives nothing: it grows
     # with |z| even while the true log-loss falls. Stopping acts on the validation log-loss.
@@ -277,10 +285,10 @@ def _record_epoch(
         "epoch",
         {
             "epoch": state.epoch,
-            "epochs": settings.epochs,
+            "epochs": epochs,
             "train_taylor_loss": state.train_loss[-1] if state.train_loss else None,
             "validation_log_loss": state.validation_loss[-1] if state.validation_loss else None,
             "seconds": seconds,
-            "seconds_left": seconds * (settings.epochs - state.epoch),
+            "seconds_left": seconds * (epochs - state.epoch),
         },
     )

@@ -66,7 +66,7 @@ class BinningJob:
             raise ProtocolError(f"binning is not enabled in {self.node.name!r}'s federation file")
         with self._lock:
             if self._state is None or self._state[0] != job.job_id:
-                party = job.party
+                party = self.node._features()  # binning encodes the logistic family's columns
                 side: LenderBinning | PartnerBinning
                 if isinstance(party, LabelParty):
                     side = LenderBinning(party, self.settings, self.categorical)

@@ -31,7 +31,7 @@ from fedcredit.node.decryption import coordinator_gate
 from fedcredit.node.services.binning import BinningServicer
 from fedcredit.node.services.coordinator import CoordinatorServicer
 from fedcredit.node.services.party import add_party_services
-from fedcredit.node.state import PartyNode
+from fedcredit.node.state import PartyNode, Role
 from fedcredit.node.transport.identity import ServerInterceptorBase
 from fedcredit.node.transport.peers import COORDINATOR, Peers
 from fedcredit.node.transport.server import NodeServer, build_server
@@ -40,12 +40,15 @@ from fedcredit.node.transport.tls import (
     load_server_credentials,
     pins_in,
 )
+from fedcredit.node.trees_state import TreesJob
 from fedcredit.proto.v1 import binning_pb2_grpc, coordinator_pb2_grpc
 from fedcredit.protocol.categories import with_category_codes
 from fedcredit.protocol.columns import PartyData
 from fedcredit.protocol.family import get_family
 from fedcredit.protocol.keyholder import KeyHolder
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.trees.columns import TreeColumns
+from fedcredit.protocol.trees.lender import TreesLender
 
 log = logging.getLogger("fedcredit.node")
 
@@ -153,7 +156,8 @@ def build_node(
     debt = serve_lender_debt(
         server, fed, node, allow_small_keys=options.allow_small_keys, insecure=options.insecure
     )
-    add_party_services(server, node, debt=debt, policy=fed.policy)
+    trees = TreesJob(node, threshold=fed.train.threshold) if fed.family == "trees" else None
+    add_party_services(server, node, debt=debt, policy=fed.policy, trees=trees)
     binning = BinningServicer(node, fed.binning, fed.party(options.name).categorical)
     server.add(binning_pb2_grpc.add_BinningServicer_to_server, binning)
     return server
@@ -192,12 +196,12 @@ def make_party_node(
         categorical=config.categorical,
     )
     x, names = with_category_codes(data.X, data.feature_names, data.categorical)
-    settings = fed.train
+    settings = fed.family_settings
     small_keys = fed.key_bits < MIN_KEY_BITS if allow_small_keys is None else allow_small_keys
 
     family = get_family(fed.family)
 
-    def factory() -> FeatureParty:
+    def factory() -> Role:
         columns = PartyData(name, data.ids, x, names)
         if config.is_lender:
             if data.y is None:
@@ -205,12 +209,16 @@ def make_party_node(
             role = family.lender(columns, data.y, settings)
         else:
             role = family.partner(columns, settings)
-        if not isinstance(role, FeatureParty):  # the node's job state runs this family only
+        if isinstance(role, TreesLender):
+            # Mix mode's round robin: the lender, then the partners in federation file order.
+            role.partners = [h.name for h in fed.hosts]
+        if not isinstance(role, FeatureParty | TreeColumns):
             raise ConfigError(f"model family {fed.family!r} has no node service in this release")
         party = role
         party.categorical = tuple(data.categorical)
-        party.one_hot_categories = fed.binning is None
-        party.release_bits = fed.scoring.precision_bits
+        if isinstance(party, FeatureParty):
+            party.one_hot_categories = fed.binning is None
+            party.release_bits = fed.scoring.precision_bits
         return party
 
     def peers_factory(addresses: dict[str, str]) -> Peers:

@@ -39,6 +39,7 @@ from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.report import evaluation_files, evaluation_metrics
+from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.psi import PSIParty
 from fedcredit.psi.ring import Commitment, RingLedger
 
@@ -46,13 +47,17 @@ log = logging.getLogger("fedcredit.node")
 
 PEER_TIMEOUT_S = 120.0
 
+Role = FeatureParty | TreeColumns
+"""A job's role: the logistic family's (``FeatureParty``) or the trees family's
+(``fedcredit.node.trees_state`` runs its rounds)."""
+
 
 @dataclass
 class JobState:
     """Everything a node holds for one job."""
 
     job_id: str
-    party: FeatureParty
+    party: Role
     peers: Peers
     state_dir: Path
     psi: PSIParty | None = None
@@ -70,7 +75,7 @@ class PartyNode:
     def __init__(
         self,
         name: str,
-        party_factory: Callable[[], FeatureParty],
+        party_factory: Callable[[], Role],
         peers_factory: Callable[[dict[str, str]], Peers],
         home: Path | None = None,
         scoring: ScoringSettings | None = None,
@@ -87,7 +92,7 @@ class PartyNode:
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self.scorecard = Scorecard()
-        self._scoring: FeatureParty | None = None
+        self._scoring: Role | None = None
         self.static_peers: Peers | None = None
         self.allow_small_keys = False
         """The test-only switch: peers' keys of 512 to 2047 bits pass ``check_peer_key`` too."""
@@ -112,6 +117,15 @@ class PartyNode:
     def _next(self, header: Header) -> Header:
         """``header`` with this node's next sequence number, for a message it sends."""
         return Header(header.job_id, header.epoch, header.batch, next(self._seq))
+
+    next_header = _next
+
+    def _features(self) -> FeatureParty:
+        """The job's logistic role (its steps are refused in a job of another family)."""
+        party = self.job.party
+        if not isinstance(party, FeatureParty):
+            raise ProtocolError(f"party {self.name!r}: this job's family has no such step")
+        return party
 
     def _key(self) -> PublicKey:
         key = self.job.party.public_key
@@ -241,7 +255,7 @@ class PartyNode:
     def compute_partial(self, header: Header, phase: str) -> None:
         """A host encrypts its partial scores and sends them straight to the lender."""
         job = self.job
-        vector = job.party.partial(phase, header.epoch, header.batch)
+        vector = self._features().partial(phase, header.epoch, header.batch)
         message = common.cipher_message(common.envelope(self._next(header)), phase, vector)
         job.peers.call(job.peers.lender, lambda s: s.logistic.PutPartial, message, PEER_TIMEOUT_S)
 
@@ -327,9 +341,10 @@ class PartyNode:
             residual = job.residuals.pop((header.epoch, header.batch), None)
         if residual is None:
             raise ProtocolError(f"party {self.name!r} has no residual for this batch")
-        packed, pending = job.party.gradient_request(residual, header.epoch, header.batch)
+        party = self._features()
+        packed, pending = party.gradient_request(residual, header.epoch, header.batch)
         slots = self._decrypt(header, packed, "train")
-        job.party.apply_gradient(slots, pending, header.epoch)
+        party.apply_gradient(slots, pending, header.epoch)
 
     def _decrypt(self, header: Header, packed: PackedCiphertexts, phase: str) -> list[int]:
         """The coordinator's masked slots for ``phase``'s step of the schedule."""
@@ -379,13 +394,13 @@ class PartyNode:
         rows = lender.rows_of("test", 0, 0)
         y = lender.labels(rows)
         p = sigmoid(scores)
-        self._write_evaluation_rows(lender, rows, y, p)
+        self.write_evaluation_rows(lender, rows, y, p)
         metrics = evaluation_metrics(y, p, self.scorecard, float(lender.settings.threshold))
         files = evaluation_files(y, p, self.scorecard, metrics)
         return Evaluation(metrics, files)
 
-    def _write_evaluation_rows(
-        self, lender: LabelParty, rows: np.ndarray, y: np.ndarray, p: np.ndarray
+    def write_evaluation_rows(
+        self, lender: Role, rows: np.ndarray, y: np.ndarray, p: np.ndarray
     ) -> None:
         """``evaluation.csv`` in the lender's own folder: id, label, probability per test row.
 
@@ -427,6 +442,8 @@ class PartyNode:
     def scoring_party(self) -> FeatureParty:
         if self._scoring is None:
             raise ProtocolError(f"party {self.name!r} has no model loaded (start it with --model)")
+        if not isinstance(self._scoring, FeatureParty):
+            raise ProtocolError(f"party {self.name!r}: its model is not a logistic model")
         return self._scoring
 
     def scoring_peers(self) -> Peers:

@@ -69,8 +69,13 @@ def test_a_federation_file_naming_an_unknown_family_is_refused_by_key(tmp_path: 
         load_federation(path, allow_small_keys=True)
 
 
-def test_a_family_the_nodes_cannot_train_is_refused_before_any_node_starts(tmp_path: Path) -> None:
-    path = demo_federation(tmp_path, customers=200)
+def test_a_family_the_nodes_cannot_train_is_refused_before_any_node_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every registered family trains on the nodes now; a release without a family's driver
+    # entry refuses it by name before any node starts.
+    monkeypatch.setattr("fedcredit.driver.families.DRIVERS", {"logistic": DRIVERS["logistic"]})
+    path = demo_federation(tmp_path, customers=200, binning=False)
     path.write_text(path.read_text() + '\n[model]\nfamily = "trees"\n')
     fed = load_federation(path, allow_small_keys=True)
 

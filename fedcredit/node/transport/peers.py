@@ -35,6 +35,7 @@ from fedcredit.proto.v1 import (
     psi_pb2_grpc,
     scoring_pb2,
     scoring_pb2_grpc,
+    trees_pb2_grpc,
 )
 
 COORDINATOR = "coordinator"
@@ -63,7 +64,8 @@ class PeerStubs:
     """Typed stubs of every service a node may serve, over one channel.
 
     ``job``, ``psi``, ``logistic`` and ``scoring`` are a data party's services, ``binning`` its
-    binning phase, ``coordinator`` and ``debt`` the coordinator's and the loan-stacking check's.
+    binning phase, ``trees`` the trees family's rounds, ``coordinator`` and ``debt`` the
+    coordinator's and the loan-stacking check's.
     The RPCs of the four party services are also attributes of their own (``stubs.Setup``), for
     callers written against the single party service they replace.
     """
@@ -76,6 +78,7 @@ class PeerStubs:
         self.binning = binning_pb2_grpc.BinningStub(channel)
         self.coordinator = coordinator_pb2_grpc.CoordinatorStub(channel)
         self.debt = debt_pb2_grpc.DebtServiceStub(channel)
+        self.trees = trees_pb2_grpc.TreesStub(channel)
         self.Setup = self.job.Setup
         self.EndEpoch = self.job.EndEpoch
         self.Restore = self.job.Restore

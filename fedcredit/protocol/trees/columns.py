@@ -33,6 +33,12 @@ class TreeColumns(PartyColumns):
         self.fold_missing: np.ndarray = np.zeros(0, dtype=bool)
         self.bins: IntArray = np.zeros((0, 0), dtype=np.int64)
         self.n_regular: list[int] = []
+        self.epoch = 0  # trees finished (the node's checkpoints count them)
+
+    @property
+    def n_weights(self) -> int:
+        """This party's columns (a tree has no weights: the driver's size checks read this)."""
+        return int(self.raw.shape[1])
 
     def _design(self, raw: np.ndarray) -> np.ndarray:
         # Trees use bins, not the logistic family's fixed-point design matrix.
@@ -73,6 +79,19 @@ class TreeColumns(PartyColumns):
         missing = [i for i, r in enumerate(found) if r < 0]
         rows = np.array([max(r, 0) for r in found], dtype=np.int64)
         return self._raw[rows], missing
+
+    # -- what each role stores (``fedcredit.protocol.trees.store``) ------------------------------
+    def state(self) -> dict[str, Any]:
+        raise ProtocolError(f"party {self.name!r} keeps no trees checkpoint")
+
+    def load_state(self, state: Any) -> None:
+        raise ProtocolError(f"party {self.name!r} keeps no trees checkpoint")
+
+    def model_part(self) -> dict[str, Any]:
+        raise ProtocolError(f"party {self.name!r} keeps no trees model part")
+
+    def load_model_part(self, part: Any) -> None:
+        raise ProtocolError(f"party {self.name!r} scores trees from its node's memory only")
 
     def _require_bins(self) -> None:
         if not self.n_regular and self._raw.shape[1]:

@@ -32,6 +32,7 @@ from fedcredit.model.trees import (
     leaf_value,
     log_loss,
 )
+from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.protocol.trees.messages import (
     Gradients,
@@ -92,6 +93,7 @@ class TreesLender(TreeColumns):
         self.margin = np.zeros(0)
         self.validation_loss: list[float] = []
         self.kept = 0
+        self.leaves: list[IntArray] = []  # per tree, the leaf of every aligned row
         # The row sample of each tree is the lender's secret: a seed the partners do not know.
         self._rng = np.random.default_rng(
             secrets.randbits(64) if sample_seed is None else sample_seed
@@ -438,6 +440,7 @@ class TreesLender(TreeColumns):
                     self._leaf(j)
         self.margin = self.margin + tree.value[grow.node]
         self.model.append(grow.record)
+        self.leaves.append(grow.node)
         self._grow = None
         self.kept = len(self.model)
         rounds = int(self.settings.early_stopping_rounds)
@@ -453,7 +456,27 @@ class TreesLender(TreeColumns):
             raise ProtocolError("the lender has not made its key for this job")
         return self.key
 
-    # -- the model and scoring ------------------------------------------------------------------
+    # -- checkpoints, the model and scoring ------------------------------------------------------
+    def kept_margins(self, rows: IntArray) -> FloatArray:
+        """Margins of aligned ``rows`` from the kept trees only (early stopping's choice)."""
+        out = np.full(len(rows), self.base)
+        for record, leaves in zip(self.model[: self.kept], self.leaves, strict=False):
+            out = out + record.own.value[leaves[rows]]
+        return out
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint after a tree (``fedcredit.protocol.trees.store``)."""
+        return store.lender_state(self)
+
+    def load_state(self, state: Any) -> None:
+        """Back to a checkpoint; a fresh key of its own is made before the next tree."""
+        store.load_lender_state(self, state)
+        self._grow, self.key, self._private = None, None, None
+
+    def model_part(self) -> dict[str, Any]:
+        """The lender's part: its edges, the trees' structure, its thresholds, leaf values."""
+        return store.lender_model_part(self)
+
     def margins(self, raw: np.ndarray, answers: dict[str, LeafMasks | SplitBits]) -> FloatArray:
         """Margins of applicants from the lender's raw columns and the partners' answers."""
         return combine(

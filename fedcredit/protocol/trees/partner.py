@@ -19,6 +19,7 @@ from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey, chec
 from fedcredit.crypto.packing import pack_for_owner
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import IntArray, Tree
+from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.protocol.trees.messages import (
     Gradients,
@@ -114,6 +115,18 @@ class TreesPartner(TreeColumns):
         self._hist: dict[int, list[EncryptedVector]] = {}
         self._offered: dict[int, list[Split]] = {}
         self._width = 0
+
+    @staticmethod
+    def split_of(feature: int, threshold: int, default_left: bool) -> Split:
+        return Split(feature, threshold, default_left)
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint after a tree (``fedcredit.protocol.trees.store``)."""
+        return store.partner_state(self)
+
+    def load_state(self, state: Any) -> None:
+        store.load_partner_state(self, state)
+        self._values, self._hist, self._offered = None, {}, {}
 
     def receive_key(self, key: PublicKey, *, allow_small: bool = False) -> None:
         """The lender's own key for g and h; refused (CryptoError) unless it meets the policy."""
@@ -265,6 +278,11 @@ class TreesPartner(TreeColumns):
     def model_part(self) -> dict[str, Any]:
         """What this partner stores: its edges, its trees (mix), its tokens' splits (joint)."""
         return {
+            "party": self.name,
+            "family": "trees",
+            "has_label": False,
+            "feature_names": list(self.feature_names),
+            "data_hash": self.data_hash,
             "edges": [e.tolist() for e in self.edges],
             "fold_missing": self.fold_missing.tolist(),
             "trees": {
