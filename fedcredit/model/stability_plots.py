@@ -38,7 +38,7 @@ def plot_score_distributions(
     axes.set_xlabel("score bin (deciles of the training scores)")
     axes.set_ylabel("share of applicants")
     axes.set_title(title)
-    axes.legend(loc="upper right")
+    axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
     canvas.draw()
     buffer = io.BytesIO()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from fedcredit.decision.stability import FeatureStability, ScoreBaseline, score_
 from fedcredit.driver.monitor import column_stability, population_scores
 from fedcredit.driver.scoring import ScoringSession
 from fedcredit.model.binning import Binning
+from fedcredit.node.runtime import NodeOptions, build_node
 from fedcredit.node.stability import MIN_STABILITY_IDS
-from fedcredit.node.transport.peers import COORDINATOR, Peers
+from fedcredit.node.transport.client import open_channel
+from fedcredit.node.transport.peers import COORDINATOR, Peers, PeerStubs
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2, scoring_pb2
 from tests.support.federation import InProcessNodes, demo_federation, start_nodes
 from tests.support.recorder import Exchange, Recorder
@@ -257,3 +260,43 @@ def test_a_query_about_too_few_applicants_is_refused(
 
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
     assert f"at least {MIN_STABILITY_IDS}" in info.value.details()  # type: ignore[attr-defined]
+
+
+def test_a_partner_whose_model_part_has_no_reference_refuses_in_one_line(
+    trained: Trained, monitoring: Monitoring, tmp_path: Path
+) -> None:
+    old = tmp_path / "old-model"
+    shutil.copytree(trained.model_dir, old)
+    part = json.loads((old / "ecommerce.json").read_text())
+    del part["stability_reference"]
+    (old / "ecommerce.json").write_text(json.dumps(part))
+    nodes = monitoring.nodes
+    options = NodeOptions(
+        name="ecommerce",
+        listen="127.0.0.1:0",
+        cert_dir=nodes.certs.ca.parent,
+        allow_small_keys=True,
+        model_dir=old,
+        peers=tuple(nodes.addresses.items()),
+        state_dir=tmp_path / "state",
+    )
+    server = build_node(trained.fed, options)
+    port = server.start()
+    channel = open_channel(
+        f"127.0.0.1:{port}",
+        party_name="ecommerce",
+        credentials=nodes.credentials("lender"),
+        self_name="lender",
+    )
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            PeerStubs(channel).scoring.Stability(
+                scoring_pb2.StabilityRequest(ids=trained.held_by_all()[:150]), timeout=60
+            )
+    finally:
+        channel.close()
+        server.stop(0)
+
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # type: ignore[attr-defined]
+    details = info.value.details()  # type: ignore[attr-defined]
+    assert "no stability reference" in details and "\n" not in details
