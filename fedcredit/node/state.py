@@ -412,8 +412,10 @@ class PartyNode:
     def save_model(self, model_dir: str) -> str:
         part = self.job.party.model_part()
         part["public_key_fingerprint"] = self._key().fingerprint
-        # What fedcredit monitor compares a new population with (docs/DECISIONS.md).
-        part["stability_reference"] = column_reference(self.job.party).to_dict()
+        # What fedcredit monitor compares a new population with (docs/DECISIONS.md); a party
+        # that aligned no rows has no training rows to describe.
+        if self.job.party.split is not None:
+            part["stability_reference"] = column_reference(self.job.party).to_dict()
         if self.job.score_baseline is not None:
             part["score_baseline"] = self.job.score_baseline
         directory = (
