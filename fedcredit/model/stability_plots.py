@@ -27,7 +27,7 @@ def plot_score_distributions(
     if not len(labels) == len(baseline_share) == len(new_share) or not labels:
         raise DataError("score distributions need one share per bin in each population")
     figure = Figure(figsize=(7.5, 4.5), dpi=100)
-    canvas = FigureCanvasAgg(figure)
+    FigureCanvasAgg(figure)
     axes = figure.add_subplot(1, 1, 1)
     x = np.arange(len(labels))
     width = 0.4
@@ -40,7 +40,6 @@ def plot_score_distributions(
     axes.set_title(title)
     axes.legend(loc="best", fontsize=8)
     figure.tight_layout()
-    canvas.draw()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     return buffer.getvalue()
