@@ -1,5 +1,5 @@
-"""The ``fedcredit`` command: demo, run, node, certs, score, decide, invite, debt-check,
-selfcheck.
+"""The ``fedcredit`` command: demo, run, node, certs, score, decide, invite, monitor,
+debt-check, selfcheck.
 
 Every ``FedCreditError`` becomes one line on stderr and exit code 2; no traceback for user errors.
 """
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(score)
 
     _add_decisions(sub)
+    _add_monitor(sub)
 
     debt = sub.add_parser(
         "debt-check", help="how many other lenders an applicant owes, and how much"
@@ -150,6 +151,30 @@ def _add_decisions(sub: Any) -> None:
         help="a partner's name: its node receives the invited ids only (no score or offer)",
     )
     _add_common(invite)
+
+
+def _add_monitor(sub: Any) -> None:
+    monitor = sub.add_parser(
+        "monitor",
+        help="is the population being scored still the one the model was trained on?",
+        description="Score the given ids and compare them with the training population: the "
+        "score's population stability index on the 10 bins stored with the model, and each "
+        "party's characteristic stability index of its own columns, computed at that party "
+        "(only the index leaves it). Writes OUT/monitor.json, a PNG of the two score "
+        "distributions and an HTML page; 0.1 and 0.25 separate stable, watch and act.",
+    )
+    monitor.add_argument("federation", type=Path, help="the federation file (TOML)")
+    monitor.add_argument("--model", type=Path, required=True, help=MODEL_HELP)
+    monitor.add_argument(
+        "--ids", type=Path, required=True, help=IDS_HELP + " (the population to compare)"
+    )
+    monitor.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="folder for monitor.json, monitor.html and score_distribution.png",
+    )
+    _add_common(monitor)
 
 
 def _add_certs(sub: Any) -> None:
@@ -349,6 +374,27 @@ def _cmd_invite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_monitor(args: argparse.Namespace) -> int:
+    from fedcredit.cli.decisions import NodeRun, read_applicant_ids
+    from fedcredit.cli.monitor import monitor_batch
+    from fedcredit.config import load_federation
+
+    fed = load_federation(args.federation, allow_small_keys=args.allow_small_keys)
+    ids = read_applicant_ids(args.ids)
+    run = NodeRun(args.json, args.insecure, args.allow_small_keys)
+    content = monitor_batch(fed, args.model, ids, args.out, run)
+    if args.json:
+        print(json.dumps(content))
+    else:
+        flagged = [f for f in content["csi"] if f["status"] != "stable"]
+        print(
+            f"score PSI {content['score_psi']:.4f} ({content['score_status']}) on "
+            f"{content['scored']:,} applicants; {len(flagged)} of {len(content['csi'])} columns "
+            f"not stable; overall {content['status']}: {args.out / 'monitor.html'}"
+        )
+    return 0
+
+
 def _cmd_debt(args: argparse.Namespace) -> int:
     from fedcredit.cli.debt import debt_check
 
@@ -393,6 +439,7 @@ COMMANDS = {
     "score": _cmd_score,
     "decide": _cmd_decide,
     "invite": _cmd_invite,
+    "monitor": _cmd_monitor,
     "debt-check": _cmd_debt,
     "demo": _cmd_demo,
     "selfcheck": _cmd_selfcheck,

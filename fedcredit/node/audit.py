@@ -52,31 +52,41 @@ class ScoringAudit:
         self._lock = threading.Lock()
         self._log = DailyQuotaLog("scoring audit log", folder, PREFIX, clock=clock)
 
-    def admit(self, caller: str, job: str, ids: Sequence[str]) -> None:
+    def admit(self, caller: str, job: str, ids: Sequence[str], query: str = "") -> None:
         """Log the query as answered when it fits ``caller``'s quota; else log it refused and
-        raise QuotaError."""
+        raise QuotaError. ``query`` names a query other than ``PartialScore`` (e.g.
+        ``stability``) on its line; the quota counts every query's applicants together."""
         with self._lock:
             now = self._log.clock()
             used = self._log.used(caller, now)
             if used + len(ids) > self.quota_per_day:
-                self._write(now, caller, job, ids, "quota")
+                self._write(now, caller, job, ids, "quota", query)
                 raise QuotaError(
                     f"party {self.name!r}: scoring quota of {self.quota_per_day} applicants per "
                     f"day for {caller!r} reached ({used} answered in the last 24 hours, "
                     f"{len(ids)} asked); the federation file's [scoring] quota_per_day sets it"
                 )
-            self._write(now, caller, job, ids, None)
+            self._write(now, caller, job, ids, None, query)
 
-    def refuse(self, caller: str, job: str, ids: Sequence[str], reason: str) -> None:
+    def refuse(
+        self, caller: str, job: str, ids: Sequence[str], reason: str, query: str = ""
+    ) -> None:
         """Log a query the node refuses for ``reason`` (it does not count against the quota)."""
         with self._lock:
-            self._write(self._log.clock(), caller, job, ids, reason)
+            self._write(self._log.clock(), caller, job, ids, reason, query)
 
     def _write(
-        self, when: float, caller: str, job: str, ids: Sequence[str], refused: str | None
+        self,
+        when: float,
+        caller: str,
+        job: str,
+        ids: Sequence[str],
+        refused: str | None,
+        query: str = "",
     ) -> None:
         tags = [keyed_tag(self._secret, "audit", cid) for cid in ids]
-        self._log.write(when, caller, len(ids), refused, {"job": job, "ids": tags})
+        extra = {"job": job, **({"query": query} if query else {}), "ids": tags}
+        self._log.write(when, caller, len(ids), refused, extra)
 
 
 class DebtQueryAudit:

@@ -11,6 +11,10 @@ table, which every party reads and agrees to (parties/README.md):
 - at most ``quota_per_day`` applicants to the lender in any 24 hours, every query in its
   audit log (``fedcredit.node.audit``, F14);
 - each partial score rounded to ``precision_bits`` (done by the party, ``release_bits``).
+
+The lender's ``Stability`` queries (``fedcredit monitor``, ``fedcredit.node.stability``) are
+about applicants too: the same caller rule, quota and audit log (without the single-partner
+rule: a column's index holds no partial score).
 """
 
 from __future__ import annotations
@@ -24,12 +28,21 @@ import numpy as np
 
 from fedcredit.config import ScoringSettings
 from fedcredit.crypto import EncryptedVector
+from fedcredit.decision.stability import FeatureStability
 from fedcredit.errors import ProtocolError
 from fedcredit.node.audit import ScoringAudit
 from fedcredit.node.secret import keyed_int, keyed_tag, node_secret
+from fedcredit.node.stability import (
+    QUERY,
+    SampledRows,
+    StabilityQuery,
+    check_query,
+    columns_stability,
+)
 from fedcredit.node.transport.peers import Peers
 from fedcredit.protocol.disclosure import UnknownAnswers
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.reference import StabilityReference
 
 log = logging.getLogger("fedcredit.node")
 
@@ -45,6 +58,7 @@ class PartnerScoring:
         self._audit: ScoringAudit | None = None
         self._answers: tuple[FeatureParty, UnknownAnswers] | None = None
         self._secret: bytes | None = None
+        self._sampled: SampledRows | None = None
 
     def secret(self) -> bytes:
         """The node's secret (``fedcredit.node.secret``), read once."""
@@ -84,6 +98,39 @@ class PartnerScoring:
                 self.settings.unknown_ids,
             )
         return vector
+
+    def stability(
+        self, query: StabilityQuery, party: FeatureParty, reference: StabilityReference
+    ) -> list[FeatureStability]:
+        """The CSI of each of this partner's columns on the query's ids for the lender (the
+        index values only), or a logged refusal."""
+        audit = self.audit()
+        refusal = self._stability_refusal(query, party)
+        if refusal is not None:
+            audit.refuse(query.caller, query.job, query.ids, refusal, QUERY)
+            raise ProtocolError(refusal)
+        audit.admit(query.caller, query.job, query.ids, QUERY)
+        unknown = None
+        if self.settings.unknown_ids == "sample":
+            with self._lock:
+                if self._sampled is None:
+                    self._sampled = SampledRows(self.secret())
+            unknown = self._sampled.for_party(party)
+        return columns_stability(party, reference, query.ids, unknown)
+
+    def _stability_refusal(self, query: StabilityQuery, party: FeatureParty) -> str | None:
+        if query.caller != query.lender:
+            return f"stability indices are only given to the lender, not {query.caller!r}"
+        try:
+            check_query(self.name, query.ids)
+        except ProtocolError as exc:
+            return str(exc)
+        if self.settings.unknown_ids == "refuse" and party.rows_for_ids(list(query.ids))[1]:
+            return (
+                f"party {self.name!r} does not hold every applicant asked about, and the "
+                'federation file\'s [scoring] unknown_ids = "refuse"'
+            )
+        return None
 
     def _refusal(
         self, caller: str, ids: list[str], party: FeatureParty, peers: Peers

@@ -20,6 +20,7 @@ import numpy as np
 
 from fedcredit.config import ScoringSettings
 from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey
+from fedcredit.decision.stability import FeatureStability, decile_baseline
 from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.scorecard import Scorecard
@@ -32,12 +33,14 @@ from fedcredit.node.results import (
     SetupSummary,
 )
 from fedcredit.node.serde import common, keys, psi
+from fedcredit.node.stability import StabilityQuery, columns_stability, load_reference
 from fedcredit.node.transport.peers import COORDINATOR, Peers, check_key
 from fedcredit.protocol.checkpoint import write_json_atomic, write_text_atomic
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
+from fedcredit.protocol.reference import column_reference
 from fedcredit.protocol.report import evaluation_files, evaluation_metrics
 from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.psi import PSIParty
@@ -67,6 +70,8 @@ class JobState:
     residuals: dict[tuple[int, int], EncryptedVector] = field(default_factory=dict)
     last_train_loss: float | None = None
     last_validation_loss: float | None = None
+    score_baseline: dict[str, object] | None = None
+    """The lender's: its test rows' score deciles (``ScoreBaseline.to_dict()``), for monitoring."""
 
 
 class PartyNode:
@@ -93,6 +98,7 @@ class PartyNode:
         self._lock = threading.Lock()
         self.scorecard = Scorecard()
         self._scoring: Role | None = None
+        self._reference: object = None  # the loaded model part's stability reference
         self.static_peers: Peers | None = None
         self.allow_small_keys = False
         """The test-only switch: peers' keys of 512 to 2047 bits pass ``check_peer_key`` too."""
@@ -394,6 +400,8 @@ class PartyNode:
         rows = lender.rows_of("test", 0, 0)
         y = lender.labels(rows)
         p = sigmoid(scores)
+        baseline = decile_baseline(self.scorecard.score_from_logit(scores))
+        self.job.score_baseline = baseline.to_dict()
         self.write_evaluation_rows(lender, rows, y, p)
         metrics = evaluation_metrics(y, p, self.scorecard, float(lender.settings.threshold))
         files = evaluation_files(y, p, self.scorecard, metrics)
@@ -418,6 +426,12 @@ class PartyNode:
     def save_model(self, model_dir: str) -> str:
         part = self.job.party.model_part()
         part["public_key_fingerprint"] = self._key().fingerprint
+        # What fedcredit monitor compares a new population with (docs/DECISIONS.md); a party
+        # that aligned no rows has no training rows to describe.
+        if self.job.party.split is not None:
+            part["stability_reference"] = column_reference(self.job.party).to_dict()
+        if self.job.score_baseline is not None:
+            part["score_baseline"] = self.job.score_baseline
         directory = (
             self.within_home(model_dir, "model folder") if model_dir else self.home / "model"
         )
@@ -438,6 +452,7 @@ class PartyNode:
             ) from exc
         party.load_model_part(part)
         self._scoring = party
+        self._reference = part.get("stability_reference")
 
     def scoring_party(self) -> FeatureParty:
         if self._scoring is None:
@@ -458,3 +473,19 @@ class PartyNode:
         """This partner's encrypted partial scores for the lender (``fedcredit.node.partner``)."""
         party = self.scoring_party()
         return self.partner.partial_score(caller, job, ids, party, peers)
+
+    def stability(self, caller: str, ids: list[str], job: str = "") -> list[FeatureStability]:
+        """The CSI of each of this party's columns on ``ids``, for the lender: at a partner
+        under its scoring policy (``PartnerScoring.stability``), at the lender for its own
+        operator."""
+        party = self.scoring_party()
+        reference = load_reference(self._reference, self.name)
+        lender = self.scoring_peers().lender
+        if self.name != lender:
+            query = StabilityQuery(caller, lender, job, tuple(ids))
+            return self.partner.stability(query, party, reference)
+        if caller != lender:
+            raise ProtocolError(
+                f"stability indices go only to the lender's operator, not {caller!r}"
+            )
+        return columns_stability(party, reference, ids, None)

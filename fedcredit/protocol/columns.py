@@ -79,6 +79,9 @@ class PartyColumns:
         self._ids = ids
         self._raw = np.asarray(features, dtype=np.float64)
         self.feature_names = list(feature_names)
+        # The raw columns' names as the file gives them (``feature_names`` becomes the
+        # encoder's design columns once one is set).
+        self.column_names = list(feature_names)
         self.public_key: PublicKey | None = None
         self.data_hash = _hash_data(ids, self._raw)
         self._index: dict[str, int] = {}

@@ -1,11 +1,14 @@
 """Scoring messages (scoring.proto): the lender's Score and Decide replies, partners'
-PartialScore."""
+PartialScore, every party's Stability answer."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from fedcredit.decision import Decision, Offer
+from fedcredit.decision.stability import FeatureStability, stability_status
+from fedcredit.errors import DataError
+from fedcredit.node.errors import InvalidRequest
 from fedcredit.node.results import ApplicantScore
 from fedcredit.proto.v1 import common_pb2, scoring_pb2
 
@@ -70,3 +73,28 @@ def decisions_of(reply: scoring_pb2.DecideReply) -> list[Decision]:
             )
         )
     return decisions
+
+
+def stability_request(env: common_pb2.Envelope, ids: Sequence[str]) -> scoring_pb2.StabilityRequest:
+    return scoring_pb2.StabilityRequest(env=env, ids=list(ids))
+
+
+def stability_reply(features: Sequence[FeatureStability]) -> scoring_pb2.StabilityReply:
+    """Each column's name and index: nothing else leaves the party."""
+    reply = scoring_pb2.StabilityReply()
+    for f in features:
+        reply.columns.add(feature=f.feature, csi=f.csi)
+    return reply
+
+
+def stabilities_of(party: str, reply: scoring_pb2.StabilityReply) -> list[FeatureStability]:
+    """``party``'s answer as ``FeatureStability`` values (the status from each index);
+    ``InvalidRequest`` for an index that is not a finite number of at least 0."""
+    features = []
+    for item in reply.columns:
+        try:
+            status = stability_status(float(item.csi))
+        except DataError as exc:
+            raise InvalidRequest(f"party {party!r} answered a bad index: {exc}") from exc
+        features.append(FeatureStability(party, item.feature, float(item.csi), status))
+    return features

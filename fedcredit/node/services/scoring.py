@@ -3,7 +3,8 @@
 At the lender, ``Score`` and ``Decide`` are its own operator's; concurrent calls share partner
 rounds and decryptions through one ``MicroBatcher`` (the federation file's [scoring]
 ``batch_wait_ms`` and ``batch_max_applicants``). At a partner, ``PartialScore`` and
-``DeliverInvitations`` answer the lender only.
+``DeliverInvitations`` answer the lender only; ``Stability`` answers the lender at every party
+(at the lender's own node, its operator).
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
             self.node.home, caller_party(context), lender, list(request.ids)
         )
         return scoring_pb2.InvitationsReceipt(received=count, file=path.name)
+
+    @rpc
+    def Stability(
+        self, request: scoring_pb2.StabilityRequest, context: grpc.ServicerContext
+    ) -> scoring_pb2.StabilityReply:
+        caller = caller_party(context)
+        features = self.node.stability(caller, list(request.ids), request.env.job_id)
+        return scoring.stability_reply(features)
 
     def _own_operator(self, context: grpc.ServicerContext, what: str) -> None:
         caller = caller_party(context)

@@ -292,3 +292,76 @@ class InvitationsReceipt(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InvitationsReceipt: _TypeAlias = InvitationsReceipt  # noqa: Y015
+
+@_typing.final
+class StabilityRequest(_message.Message):
+    """The characteristic stability index of each of the answering party's own columns on these
+    applicants, against the reference stored in its model part (docs/DECISIONS.md, Monitoring).
+    A query about these ids: counted in the lender's scoring quota and written in the audit log.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENV_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def env(self) -> _common_pb2.Envelope: ...
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        env: _common_pb2.Envelope | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env", "ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StabilityRequest: _TypeAlias = StabilityRequest  # noqa: Y015
+
+@_typing.final
+class ColumnStability(_message.Message):
+    """Only the index of each column: no bin edge, category or count."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEATURE_FIELD_NUMBER: _builtins.int
+    CSI_FIELD_NUMBER: _builtins.int
+    feature: _builtins.str
+    csi: _builtins.float
+    def __init__(
+        self,
+        *,
+        feature: _builtins.str = ...,
+        csi: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csi", b"csi", "feature", b"feature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ColumnStability: _TypeAlias = ColumnStability  # noqa: Y015
+
+@_typing.final
+class StabilityReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLUMNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def columns(self) -> _containers.RepeatedCompositeFieldContainer[Global___ColumnStability]: ...
+    def __init__(
+        self,
+        *,
+        columns: _abc.Iterable[Global___ColumnStability] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StabilityReply: _TypeAlias = StabilityReply  # noqa: Y015

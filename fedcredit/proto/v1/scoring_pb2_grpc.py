@@ -29,7 +29,8 @@ if _version_not_supported:
 class ScoringStub:
     """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
     are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
-    of a partner (the platform that shows pre-approved users the loan entry).
+    of a partner (the platform that shows pre-approved users the loan entry); Stability is
+    asked by the lender of every party (its own node included) for fedcredit monitor.
     """
 
     def __init__(self, channel):
@@ -58,12 +59,18 @@ class ScoringStub:
                 request_serializer=fedcredit_dot_v1_dot_scoring__pb2.Invitations.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.InvitationsReceipt.FromString,
                 _registered_method=True)
+        self.Stability = channel.unary_unary(
+                '/fedcredit.v1.Scoring/Stability',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.StabilityRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_scoring__pb2.StabilityReply.FromString,
+                _registered_method=True)
 
 
 class ScoringServicer:
     """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
     are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
-    of a partner (the platform that shows pre-approved users the loan entry).
+    of a partner (the platform that shows pre-approved users the loan entry); Stability is
+    asked by the lender of every party (its own node included) for fedcredit monitor.
     """
 
     def PartialScore(self, request, context):
@@ -85,6 +92,12 @@ class ScoringServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeliverInvitations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stability(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +126,11 @@ def add_ScoringServicer_to_server(servicer, server):
                     request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.Invitations.FromString,
                     response_serializer=fedcredit_dot_v1_dot_scoring__pb2.InvitationsReceipt.SerializeToString,
             ),
+            'Stability': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stability,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.StabilityRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_scoring__pb2.StabilityReply.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'fedcredit.v1.Scoring', rpc_method_handlers)
@@ -124,7 +142,8 @@ def add_ScoringServicer_to_server(servicer, server):
 class Scoring:
     """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
     are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
-    of a partner (the platform that shows pre-approved users the loan entry).
+    of a partner (the platform that shows pre-approved users the loan entry); Stability is
+    asked by the lender of every party (its own node included) for fedcredit monitor.
     """
 
     @staticmethod
@@ -225,6 +244,33 @@ class Scoring:
             '/fedcredit.v1.Scoring/DeliverInvitations',
             fedcredit_dot_v1_dot_scoring__pb2.Invitations.SerializeToString,
             fedcredit_dot_v1_dot_scoring__pb2.InvitationsReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stability(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Scoring/Stability',
+            fedcredit_dot_v1_dot_scoring__pb2.StabilityRequest.SerializeToString,
+            fedcredit_dot_v1_dot_scoring__pb2.StabilityReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,8 @@ GRPC_VERSION: str
 class ScoringStub:
     """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
     are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
-    of a partner (the platform that shows pre-approved users the loan entry).
+    of a partner (the platform that shows pre-approved users the loan entry); Stability is
+    asked by the lender of every party (its own node included) for fedcredit monitor.
     """
 
     @_typing.overload
@@ -41,12 +42,14 @@ class ScoringStub:
     Score: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreReply]
     Decide: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.DecideRequest, _scoring_pb2.DecideReply]
     DeliverInvitations: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.Invitations, _scoring_pb2.InvitationsReceipt]
+    Stability: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.StabilityRequest, _scoring_pb2.StabilityReply]
 
 @_typing.type_check_only
 class ScoringAsyncStub(ScoringStub):
     """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
     are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
-    of a partner (the platform that shows pre-approved users the loan entry).
+    of a partner (the platform that shows pre-approved users the loan entry); Stability is
+    asked by the lender of every party (its own node included) for fedcredit monitor.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -54,11 +57,13 @@ class ScoringAsyncStub(ScoringStub):
     Score: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreReply]  # type: ignore[assignment]
     Decide: _aio.UnaryUnaryMultiCallable[_scoring_pb2.DecideRequest, _scoring_pb2.DecideReply]  # type: ignore[assignment]
     DeliverInvitations: _aio.UnaryUnaryMultiCallable[_scoring_pb2.Invitations, _scoring_pb2.InvitationsReceipt]  # type: ignore[assignment]
+    Stability: _aio.UnaryUnaryMultiCallable[_scoring_pb2.StabilityRequest, _scoring_pb2.StabilityReply]  # type: ignore[assignment]
 
 class ScoringServicer(metaclass=_abc_1.ABCMeta):
     """Scoring with a saved model: PartialScore is asked by the lender of a host; Score and Decide
     are the lender's online RPCs, for its own operator; DeliverInvitations is asked by the lender
-    of a partner (the platform that shows pre-approved users the loan entry).
+    of a partner (the platform that shows pre-approved users the loan entry); Stability is
+    asked by the lender of every party (its own node included) for fedcredit monitor.
     """
 
     @_abc_1.abstractmethod
@@ -88,5 +93,12 @@ class ScoringServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.Invitations,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.InvitationsReceipt, _abc.Awaitable[_scoring_pb2.InvitationsReceipt]]: ...
+
+    @_abc_1.abstractmethod
+    def Stability(
+        self,
+        request: _scoring_pb2.StabilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.StabilityReply, _abc.Awaitable[_scoring_pb2.StabilityReply]]: ...
 
 def add_ScoringServicer_to_server(servicer: ScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
