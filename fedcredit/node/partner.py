@@ -12,6 +12,12 @@ table, which every party reads and agrees to (parties/README.md):
   audit log (``fedcredit.node.audit``, F14);
 - each partial score rounded to ``precision_bits`` (done by the party, ``release_bits``).
 
+A trees partner answers ``ScoreTrees`` instead (``trees_answer``: per tree the leaves an
+applicant can reach, or its side at each of its splits) under the same rules; its answers are
+exact (nothing to round), and an unknown id under ``sample`` is answered as the keyed stand-in
+customer's, under ``mean`` as a row of missing values (mix: every leaf, which the lender
+averages; joint: each split's learned default side).
+
 The lender's ``Stability`` queries (``fedcredit monitor``, ``fedcredit.node.stability``) are
 about applicants too: the same caller rule, quota and audit log (without the single-partner
 rule: a column's index holds no partial score).
@@ -40,9 +46,12 @@ from fedcredit.node.stability import (
     columns_stability,
 )
 from fedcredit.node.transport.peers import Peers
+from fedcredit.protocol.columns import PartyColumns
 from fedcredit.protocol.disclosure import UnknownAnswers
 from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.reference import StabilityReference
+from fedcredit.protocol.trees.messages import LeafMasks, SplitBits
+from fedcredit.protocol.trees.partner import TreesPartner
 
 log = logging.getLogger("fedcredit.node")
 
@@ -57,6 +66,7 @@ class PartnerScoring:
         self._lock = threading.Lock()
         self._audit: ScoringAudit | None = None
         self._answers: tuple[FeatureParty, UnknownAnswers] | None = None
+        self._stand_ins: tuple[TreesPartner, UnknownAnswers] | None = None
         self._secret: bytes | None = None
         self._sampled: SampledRows | None = None
 
@@ -99,6 +109,46 @@ class PartnerScoring:
             )
         return vector
 
+    def trees_answer(
+        self, caller: str, job: str, ids: list[str], party: TreesPartner, peers: Peers
+    ) -> LeafMasks | SplitBits:
+        """This trees partner's scoring answer for the lender, or a logged refusal."""
+        audit = self.audit()
+        refusal = self._refusal(caller, ids, party, peers)
+        if refusal is not None:
+            audit.refuse(caller, job, ids, refusal)
+            raise ProtocolError(refusal)
+        audit.admit(caller, job, ids)
+        missing = party.raw_for_ids(ids)[1]
+        if missing and self.settings.unknown_ids == "sample":
+            rows = self._stand_in(party).answer([ids[i] for i in missing]).astype(np.int64)
+            ids = list(ids)
+            for i, row in zip(missing, rows.tolist(), strict=True):
+                ids[i] = party.ids[row]
+        if missing:
+            log.info(
+                "scoring: %d applicant(s) unknown here answered as unknown_ids = %r says",
+                len(missing),
+                self.settings.unknown_ids,
+            )
+        return party.answer_ids(ids)
+
+    def _stand_in(self, party: TreesPartner) -> UnknownAnswers:
+        """Which customer of this partner stands in for an unknown id: the consistent keyed
+        choice of ``unknown_ids = "sample"`` (``fedcredit.protocol.disclosure``), over row
+        numbers instead of partial scores."""
+        with self._lock:
+            if self._stand_ins is None or self._stand_ins[0] is not party:
+                secret = self.secret()
+                answers = UnknownAnswers(
+                    "sample",
+                    party.ids,
+                    np.arange(len(party.ids), dtype=np.float64),
+                    lambda purpose, text: keyed_int(secret, purpose, text),
+                )
+                self._stand_ins = (party, answers)
+            return self._stand_ins[1]
+
     def stability(
         self, query: StabilityQuery, party: FeatureParty, reference: StabilityReference
     ) -> list[FeatureStability]:
@@ -133,7 +183,7 @@ class PartnerScoring:
         return None
 
     def _refusal(
-        self, caller: str, ids: list[str], party: FeatureParty, peers: Peers
+        self, caller: str, ids: list[str], party: PartyColumns, peers: Peers
     ) -> str | None:
         if caller != peers.lender:
             return f"partial scores are only given to the lender, not {caller!r}"

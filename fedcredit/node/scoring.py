@@ -11,6 +11,9 @@ gets an answer the lender cannot tell from a customer's (``fedcredit.protocol.di
 A lender of a loan-stacking consortium (``debt``) also asks, in parallel, how many other
 lenders each applicant owes and how much (docs/DEBT.md); the two aggregates go next to the
 score. A failed debt check leaves them out with a reason and never fails the score.
+
+A trees model is scored by ``fedcredit.node.trees_scoring`` (one round of partner calls, no
+decryption); the debt check and the batching are the same.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from fedcredit.node.results import ApplicantScore
 from fedcredit.node.serde import common, keys, scoring
 from fedcredit.node.state import PartyNode
 from fedcredit.node.transport.peers import COORDINATOR
+from fedcredit.node.trees_scoring import score_trees
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
+from fedcredit.protocol.trees.lender import TreesLender
 
 log = logging.getLogger("fedcredit.node")
 
@@ -106,6 +111,9 @@ def add_debt(
 
 
 def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
+    # The loaded model's family decides (its part says "family": "trees" or nothing).
+    if isinstance(node.scoring_role(), TreesLender):
+        return score_trees(node, ids)
     lender = node.scoring_party()
     if not isinstance(lender, LabelParty):
         raise ProtocolError(f"party {node.name!r} is not the lender: it does not score")

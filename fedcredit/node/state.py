@@ -450,16 +450,24 @@ class PartyNode:
             raise ProtocolError(
                 f"party {self.name!r}: cannot read its model part in {model_dir}: {exc}"
             ) from exc
+        family = part.get("family", "logistic")
+        if family != ("trees" if isinstance(party, TreeColumns) else "logistic"):
+            raise ProtocolError(f"party {self.name!r}: {model_dir} holds a {family} model, "
+                                "not one of the federation file's [model] family")  # fmt: skip
         party.load_model_part(part)
         self._scoring = party
         self._reference = part.get("stability_reference")
 
-    def scoring_party(self) -> FeatureParty:
+    def scoring_role(self) -> Role:
+        """The loaded model part's role, of either family."""
         if self._scoring is None:
             raise ProtocolError(f"party {self.name!r} has no model loaded (start it with --model)")
-        if not isinstance(self._scoring, FeatureParty):
-            raise ProtocolError(f"party {self.name!r}: its model is not a logistic model")
         return self._scoring
+
+    def scoring_party(self) -> FeatureParty:
+        if not isinstance(party := self.scoring_role(), FeatureParty):
+            raise ProtocolError(f"party {self.name!r}: its model is not a logistic model")
+        return party
 
     def scoring_peers(self) -> Peers:
         """Connections to the federation's nodes at their configured addresses (for scoring)."""

@@ -47,7 +47,7 @@ NODE_LAYERS = {
     # the work one servicer method calls, without protobuf in the domain objects
     "fedcredit.node.scoring": 5.35, "fedcredit.node.binning_job": 5.35,
     "fedcredit.node.debt_job": 5.35, "fedcredit.node.decryption": 5.35,
-    "fedcredit.node.trees_state": 5.35,
+    "fedcredit.node.trees_state": 5.35, "fedcredit.node.trees_scoring": 5.34,
     "fedcredit.node.services": 5.4,
     "fedcredit.node.runtime": 5.5, "fedcredit.node.debt_node": 5.5,
 }  # fmt: skip

@@ -10,7 +10,10 @@ rows and the level before any role sees them.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from fedcredit.crypto import PublicKey
 from fedcredit.errors import CryptoError, ProtocolError
@@ -24,10 +27,12 @@ from fedcredit.proto.v1 import common_pb2, trees_pb2
 from fedcredit.protocol.trees.messages import (
     Gradients,
     Histograms,
+    LeafMasks,
     Leaves,
     MixChoice,
     SideRequest,
     Sides,
+    SplitBits,
 )
 from fedcredit.protocol.trees.slots import slot_width
 
@@ -195,6 +200,63 @@ def sides_of(message: trees_pb2.SidesReply, request: SideRequest, *, rows: int) 
     return Sides(request.tree, request.level, tuple(bytes(s) for s in message.sides))
 
 
+def answer_message(
+    env: common_pb2.Envelope, answer: LeafMasks | SplitBits
+) -> trees_pb2.TreesAnswer:
+    """A partner's scoring answer on the wire."""
+    if isinstance(answer, LeafMasks):
+        return trees_pb2.TreesAnswer(
+            env=env, rows=answer.rows, trees=list(answer.trees), masks=list(answer.masks)
+        )
+    return trees_pb2.TreesAnswer(
+        env=env, rows=answer.rows, tokens=list(answer.tokens), bits=list(answer.bits)
+    )
+
+
+def answer_of(
+    message: trees_pb2.TreesAnswer,
+    *,
+    rows: int,
+    leaves: Mapping[int, np.ndarray],
+    tokens: set[str],
+) -> LeafMasks | SplitBits:
+    """A partner's scoring answer for ``rows`` applicants, checked against what the lender
+    needs of it: a mask for every tree in ``leaves`` (tree -> which heap positions are leaves),
+    covering every applicant with at least one leaf and only leaves; bits for every token."""
+    if message.rows != rows:
+        raise ProtocolError(f"a trees answer for {message.rows} applicants, expected {rows}")
+    if message.trees or message.masks or not message.tokens:
+        if len(message.trees) != len(message.masks) or len(set(message.trees)) != len(
+            message.trees
+        ):
+            raise ProtocolError("a trees answer needs one mask per distinct tree")
+        if tokens:
+            raise ProtocolError("a trees answer without the split bits needed")
+        masks = dict(zip(message.trees, message.masks, strict=True))
+        missing = sorted(set(leaves) - set(masks))
+        if missing:
+            raise ProtocolError(f"a trees answer without tree(s) {missing}")
+        for t, is_leaf in leaves.items():
+            size = len(is_leaf)
+            bits = np.unpackbits(np.frombuffer(masks[t], np.uint8))
+            if len(masks[t]) != -(-rows * size // 8):
+                raise ProtocolError(f"the mask of tree {t} must be {-(-rows * size // 8)} bytes")
+            grid = bits[: rows * size].reshape(rows, size).astype(bool)
+            if (grid & ~is_leaf).any() or not grid.any(axis=1).all():
+                raise ProtocolError(f"the mask of tree {t} must name leaves, one or more each")
+        return LeafMasks(tuple(message.trees), tuple(bytes(m) for m in message.masks), rows)
+    if leaves:
+        raise ProtocolError("a trees answer without the leaf masks needed")
+    if len(message.tokens) != len(message.bits) or len(set(message.tokens)) != len(message.tokens):
+        raise ProtocolError("a trees answer needs one bit string per distinct token")
+    missing_tokens = sorted(tokens - set(message.tokens))
+    if missing_tokens:
+        raise ProtocolError(f"a trees answer without {len(missing_tokens)} of the tokens needed")
+    if any(len(b) != -(-rows // 8) for b in message.bits):
+        raise ProtocolError(f"split bits must be {-(-rows // 8)} bytes (one bit per applicant)")
+    return SplitBits(tuple(message.tokens), tuple(bytes(b) for b in message.bits), rows)
+
+
 def tree_reply(
     env: common_pb2.Envelope, stop: bool, validation: float | None, kept: int
 ) -> trees_pb2.TreeReply:
@@ -206,6 +268,8 @@ def tree_reply(
 
 __all__ = [
     "Expected",
+    "answer_message",
+    "answer_of",
     "choice_message",
     "choice_of",
     "gradients_message",

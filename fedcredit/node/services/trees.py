@@ -10,8 +10,16 @@ from fedcredit.node.serde import common, logistic, trees
 from fedcredit.node.services.errors import rpc
 from fedcredit.node.services.steps import DriverSteps
 from fedcredit.node.transport.identity import caller_party
+from fedcredit.node.trees_scoring import partner_answer
 from fedcredit.node.trees_state import TreesJob
-from fedcredit.proto.v1 import common_pb2, job_pb2, logistic_pb2, trees_pb2, trees_pb2_grpc
+from fedcredit.proto.v1 import (
+    common_pb2,
+    job_pb2,
+    logistic_pb2,
+    scoring_pb2,
+    trees_pb2,
+    trees_pb2_grpc,
+)
 
 
 class TreesServicer(trees_pb2_grpc.TreesServicer):
@@ -104,3 +112,12 @@ class TreesServicer(trees_pb2_grpc.TreesServicer):
             caller, "Sides", request.env, lambda _: self.job.sides(caller, picks)
         )
         return trees.sides_message(request.env, sides)
+
+    # -- scoring with a saved model (the lender asks; docs/TREES.md, "Scoring") ------------------
+    @rpc
+    def ScoreTrees(
+        self, request: scoring_pb2.ScoreIds, context: grpc.ServicerContext
+    ) -> trees_pb2.TreesAnswer:
+        caller = caller_party(context)
+        answer = partner_answer(self.job.node, caller, list(request.ids), request.env.job_id)
+        return trees.answer_message(request.env, answer)

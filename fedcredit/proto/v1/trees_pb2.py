@@ -25,35 +25,38 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 from fedcredit.proto.v1 import job_pb2 as fedcredit_dot_v1_dot_job__pb2
 from fedcredit.proto.v1 import logistic_pb2 as fedcredit_dot_v1_dot_logistic__pb2
+from fedcredit.proto.v1 import scoring_pb2 as fedcredit_dot_v1_dot_scoring__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64\x63redit/v1/trees.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\x1a\x16\x66\x65\x64\x63redit/v1/job.proto\x1a\x1b\x66\x65\x64\x63redit/v1/logistic.proto\"\x83\x01\n\tTreeReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04stop\x18\x02 \x01(\x08\x12\x16\n\x0ehas_validation\x18\x03 \x01(\x08\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x12\n\ntrees_kept\x18\x05 \x01(\r\"H\n\x08TreesKey\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\"\xbb\x01\n\tGradients\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x12\n\nscale_bits\x18\x05 \x01(\r\x12\x0e\n\x06groups\x18\x06 \x01(\r\x12\r\n\x05nodes\x18\x07 \x01(\r\x12*\n\x06values\x18\x08 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"\x89\x01\n\nHistograms\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\x0e\n\x06\x63ounts\x18\x04 \x03(\r\x12)\n\x04sums\x18\x05 \x03(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\"^\n\tMixChoice\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\x0f\n\x07winners\x18\x04 \x03(\x11\"<\n\x07TreeRef\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\"K\n\x06Leaves\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\x0e\n\x06leaves\x18\x03 \x01(\x0c\"(\n\x04Pick\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tcandidate\x18\x02 \x01(\r\"r\n\x0bSideRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12!\n\x05picks\x18\x04 \x03(\x0b\x32\x12.fedcredit.v1.Pick\"]\n\nSidesReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\r\n\x05sides\x18\x04 \x03(\x0c\x32\xbb\x04\n\x05Trees\x12=\n\rSendGradients\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12<\n\x0c\x43hooseSplits\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12=\n\x07\x45ndTree\x12\x19.fedcredit.v1.StepRequest\x1a\x17.fedcredit.v1.TreeReply\x12\x42\n\x08\x45valuate\x12\x19.fedcredit.v1.StepRequest\x1a\x1b.fedcredit.v1.EvaluateReply\x12\x38\n\x0bSetTreesKey\x12\x16.fedcredit.v1.TreesKey\x1a\x11.fedcredit.v1.Ack\x12\x44\n\x0f\x42uildHistograms\x12\x17.fedcredit.v1.Gradients\x1a\x18.fedcredit.v1.Histograms\x12\x39\n\x0b\x41pplySplits\x12\x17.fedcredit.v1.MixChoice\x1a\x11.fedcredit.v1.Ack\x12\x39\n\nTreeLeaves\x12\x15.fedcredit.v1.TreeRef\x1a\x14.fedcredit.v1.Leaves\x12<\n\x05Sides\x12\x19.fedcredit.v1.SideRequest\x1a\x18.fedcredit.v1.SidesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64\x63redit/v1/trees.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\x1a\x16\x66\x65\x64\x63redit/v1/job.proto\x1a\x1b\x66\x65\x64\x63redit/v1/logistic.proto\x1a\x1a\x66\x65\x64\x63redit/v1/scoring.proto\"\x83\x01\n\tTreeReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04stop\x18\x02 \x01(\x08\x12\x16\n\x0ehas_validation\x18\x03 \x01(\x08\x12\x17\n\x0fvalidation_loss\x18\x04 \x01(\x01\x12\x12\n\ntrees_kept\x18\x05 \x01(\r\"H\n\x08TreesKey\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x17\n\x0fpublic_key_json\x18\x02 \x01(\t\"\xbb\x01\n\tGradients\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\r\n\x05width\x18\x04 \x01(\r\x12\x12\n\nscale_bits\x18\x05 \x01(\r\x12\x0e\n\x06groups\x18\x06 \x01(\r\x12\r\n\x05nodes\x18\x07 \x01(\r\x12*\n\x06values\x18\x08 \x01(\x0b\x32\x1a.fedcredit.v1.CipherVector\"\x89\x01\n\nHistograms\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\x0e\n\x06\x63ounts\x18\x04 \x03(\r\x12)\n\x04sums\x18\x05 \x03(\x0b\x32\x1b.fedcredit.v1.PackedCiphers\"^\n\tMixChoice\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\x0f\n\x07winners\x18\x04 \x03(\x11\"<\n\x07TreeRef\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\"K\n\x06Leaves\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\x0e\n\x06leaves\x18\x03 \x01(\x0c\"(\n\x04Pick\x12\r\n\x05token\x18\x01 \x01(\t\x12\x11\n\tcandidate\x18\x02 \x01(\r\"r\n\x0bSideRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12!\n\x05picks\x18\x04 \x03(\x0b\x32\x12.fedcredit.v1.Pick\"]\n\nSidesReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04tree\x18\x02 \x01(\r\x12\r\n\x05level\x18\x03 \x01(\r\x12\r\n\x05sides\x18\x04 \x03(\x0c\"|\n\x0bTreesAnswer\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04rows\x18\x02 \x01(\r\x12\r\n\x05trees\x18\x03 \x03(\r\x12\r\n\x05masks\x18\x04 \x03(\x0c\x12\x0e\n\x06tokens\x18\x05 \x03(\t\x12\x0c\n\x04\x62its\x18\x06 \x03(\x0c\x32\xfc\x04\n\x05Trees\x12=\n\rSendGradients\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12<\n\x0c\x43hooseSplits\x12\x19.fedcredit.v1.StepRequest\x1a\x11.fedcredit.v1.Ack\x12=\n\x07\x45ndTree\x12\x19.fedcredit.v1.StepRequest\x1a\x17.fedcredit.v1.TreeReply\x12\x42\n\x08\x45valuate\x12\x19.fedcredit.v1.StepRequest\x1a\x1b.fedcredit.v1.EvaluateReply\x12\x38\n\x0bSetTreesKey\x12\x16.fedcredit.v1.TreesKey\x1a\x11.fedcredit.v1.Ack\x12\x44\n\x0f\x42uildHistograms\x12\x17.fedcredit.v1.Gradients\x1a\x18.fedcredit.v1.Histograms\x12\x39\n\x0b\x41pplySplits\x12\x17.fedcredit.v1.MixChoice\x1a\x11.fedcredit.v1.Ack\x12\x39\n\nTreeLeaves\x12\x15.fedcredit.v1.TreeRef\x1a\x14.fedcredit.v1.Leaves\x12<\n\x05Sides\x12\x19.fedcredit.v1.SideRequest\x1a\x18.fedcredit.v1.SidesReply\x12?\n\nScoreTrees\x12\x16.fedcredit.v1.ScoreIds\x1a\x19.fedcredit.v1.TreesAnswerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.trees_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TREEREPLY']._serialized_start=123
-  _globals['_TREEREPLY']._serialized_end=254
-  _globals['_TREESKEY']._serialized_start=256
-  _globals['_TREESKEY']._serialized_end=328
-  _globals['_GRADIENTS']._serialized_start=331
-  _globals['_GRADIENTS']._serialized_end=518
-  _globals['_HISTOGRAMS']._serialized_start=521
-  _globals['_HISTOGRAMS']._serialized_end=658
-  _globals['_MIXCHOICE']._serialized_start=660
-  _globals['_MIXCHOICE']._serialized_end=754
-  _globals['_TREEREF']._serialized_start=756
-  _globals['_TREEREF']._serialized_end=816
-  _globals['_LEAVES']._serialized_start=818
-  _globals['_LEAVES']._serialized_end=893
-  _globals['_PICK']._serialized_start=895
-  _globals['_PICK']._serialized_end=935
-  _globals['_SIDEREQUEST']._serialized_start=937
-  _globals['_SIDEREQUEST']._serialized_end=1051
-  _globals['_SIDESREPLY']._serialized_start=1053
-  _globals['_SIDESREPLY']._serialized_end=1146
-  _globals['_TREES']._serialized_start=1149
-  _globals['_TREES']._serialized_end=1720
+  _globals['_TREEREPLY']._serialized_start=151
+  _globals['_TREEREPLY']._serialized_end=282
+  _globals['_TREESKEY']._serialized_start=284
+  _globals['_TREESKEY']._serialized_end=356
+  _globals['_GRADIENTS']._serialized_start=359
+  _globals['_GRADIENTS']._serialized_end=546
+  _globals['_HISTOGRAMS']._serialized_start=549
+  _globals['_HISTOGRAMS']._serialized_end=686
+  _globals['_MIXCHOICE']._serialized_start=688
+  _globals['_MIXCHOICE']._serialized_end=782
+  _globals['_TREEREF']._serialized_start=784
+  _globals['_TREEREF']._serialized_end=844
+  _globals['_LEAVES']._serialized_start=846
+  _globals['_LEAVES']._serialized_end=921
+  _globals['_PICK']._serialized_start=923
+  _globals['_PICK']._serialized_end=963
+  _globals['_SIDEREQUEST']._serialized_start=965
+  _globals['_SIDEREQUEST']._serialized_end=1079
+  _globals['_SIDESREPLY']._serialized_start=1081
+  _globals['_SIDESREPLY']._serialized_end=1174
+  _globals['_TREESANSWER']._serialized_start=1176
+  _globals['_TREESANSWER']._serialized_end=1300
+  _globals['_TREES']._serialized_start=1303
+  _globals['_TREES']._serialized_end=1939
 # @@protoc_insertion_point(module_scope)

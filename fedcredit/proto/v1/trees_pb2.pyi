@@ -328,3 +328,47 @@ class SidesReply(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SidesReply: _TypeAlias = SidesReply  # noqa: Y015
+
+@_typing.final
+class TreesAnswer(_message.Message):
+    """A partner's scoring answer (docs/TREES.md, Scoring). Mix: per tree of the partner's, per
+    applicant, the leaves it can reach (packed bits over the tree's heap positions, applicant
+    by applicant). Joint: per token of the partner's, the left bit of every applicant (packed).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENV_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    TREES_FIELD_NUMBER: _builtins.int
+    MASKS_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    BITS_FIELD_NUMBER: _builtins.int
+    rows: _builtins.int
+    @_builtins.property
+    def env(self) -> _common_pb2.Envelope: ...
+    @_builtins.property
+    def trees(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def masks(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def bits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        env: _common_pb2.Envelope | None = ...,
+        rows: _builtins.int = ...,
+        trees: _abc.Iterable[_builtins.int] | None = ...,
+        masks: _abc.Iterable[_builtins.bytes] | None = ...,
+        tokens: _abc.Iterable[_builtins.str] | None = ...,
+        bits: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bits", b"bits", "env", b"env", "masks", b"masks", "rows", b"rows", "tokens", b"tokens", "trees", b"trees"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TreesAnswer: _TypeAlias = TreesAnswer  # noqa: Y015

@@ -6,6 +6,7 @@ import warnings
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 from fedcredit.proto.v1 import job_pb2 as fedcredit_dot_v1_dot_job__pb2
 from fedcredit.proto.v1 import logistic_pb2 as fedcredit_dot_v1_dot_logistic__pb2
+from fedcredit.proto.v1 import scoring_pb2 as fedcredit_dot_v1_dot_scoring__pb2
 from fedcredit.proto.v1 import trees_pb2 as fedcredit_dot_v1_dot_trees__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -87,6 +88,11 @@ class TreesStub:
                 request_serializer=fedcredit_dot_v1_dot_trees__pb2.SideRequest.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_trees__pb2.SidesReply.FromString,
                 _registered_method=True)
+        self.ScoreTrees = channel.unary_unary(
+                '/fedcredit.v1.Trees/ScoreTrees',
+                request_serializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreIds.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_trees__pb2.TreesAnswer.FromString,
+                _registered_method=True)
 
 
 class TreesServicer:
@@ -156,6 +162,15 @@ class TreesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScoreTrees(self, request, context):
+        """The lender -> a partner, for scoring with a saved model: the partner's answer for these
+        applicants under the federation file's [scoring] policy (lender only, single-partner rule,
+        unknown_ids, quota and audit log), as PartialScore for logistic models.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TreesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +218,11 @@ def add_TreesServicer_to_server(servicer, server):
                     servicer.Sides,
                     request_deserializer=fedcredit_dot_v1_dot_trees__pb2.SideRequest.FromString,
                     response_serializer=fedcredit_dot_v1_dot_trees__pb2.SidesReply.SerializeToString,
+            ),
+            'ScoreTrees': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScoreTrees,
+                    request_deserializer=fedcredit_dot_v1_dot_scoring__pb2.ScoreIds.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_trees__pb2.TreesAnswer.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -453,6 +473,33 @@ class Trees:
             '/fedcredit.v1.Trees/Sides',
             fedcredit_dot_v1_dot_trees__pb2.SideRequest.SerializeToString,
             fedcredit_dot_v1_dot_trees__pb2.SidesReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScoreTrees(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Trees/ScoreTrees',
+            fedcredit_dot_v1_dot_scoring__pb2.ScoreIds.SerializeToString,
+            fedcredit_dot_v1_dot_trees__pb2.TreesAnswer.FromString,
             options,
             channel_credentials,
             insecure,

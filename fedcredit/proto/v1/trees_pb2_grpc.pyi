@@ -7,6 +7,7 @@ from collections import abc as _abc
 from fedcredit.proto.v1 import common_pb2 as _common_pb2
 from fedcredit.proto.v1 import job_pb2 as _job_pb2
 from fedcredit.proto.v1 import logistic_pb2 as _logistic_pb2
+from fedcredit.proto.v1 import scoring_pb2 as _scoring_pb2
 from fedcredit.proto.v1 import trees_pb2 as _trees_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -56,6 +57,11 @@ class TreesStub:
     ApplySplits: _grpc.UnaryUnaryMultiCallable[_trees_pb2.MixChoice, _common_pb2.Ack]
     TreeLeaves: _grpc.UnaryUnaryMultiCallable[_trees_pb2.TreeRef, _trees_pb2.Leaves]
     Sides: _grpc.UnaryUnaryMultiCallable[_trees_pb2.SideRequest, _trees_pb2.SidesReply]
+    ScoreTrees: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreIds, _trees_pb2.TreesAnswer]
+    """The lender -> a partner, for scoring with a saved model: the partner's answer for these
+    applicants under the federation file's [scoring] policy (lender only, single-partner rule,
+    unknown_ids, quota and audit log), as PartialScore for logistic models.
+    """
 
 @_typing.type_check_only
 class TreesAsyncStub(TreesStub):
@@ -82,6 +88,11 @@ class TreesAsyncStub(TreesStub):
     ApplySplits: _aio.UnaryUnaryMultiCallable[_trees_pb2.MixChoice, _common_pb2.Ack]  # type: ignore[assignment]
     TreeLeaves: _aio.UnaryUnaryMultiCallable[_trees_pb2.TreeRef, _trees_pb2.Leaves]  # type: ignore[assignment]
     Sides: _aio.UnaryUnaryMultiCallable[_trees_pb2.SideRequest, _trees_pb2.SidesReply]  # type: ignore[assignment]
+    ScoreTrees: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreIds, _trees_pb2.TreesAnswer]  # type: ignore[assignment]
+    """The lender -> a partner, for scoring with a saved model: the partner's answer for these
+    applicants under the federation file's [scoring] policy (lender only, single-partner rule,
+    unknown_ids, quota and audit log), as PartialScore for logistic models.
+    """
 
 class TreesServicer(metaclass=_abc_1.ABCMeta):
     """Federated gradient-boosted trees (docs/TREES.md). The driver sequences a tree (epoch) level
@@ -159,5 +170,16 @@ class TreesServicer(metaclass=_abc_1.ABCMeta):
         request: _trees_pb2.SideRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trees_pb2.SidesReply, _abc.Awaitable[_trees_pb2.SidesReply]]: ...
+
+    @_abc_1.abstractmethod
+    def ScoreTrees(
+        self,
+        request: _scoring_pb2.ScoreIds,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trees_pb2.TreesAnswer, _abc.Awaitable[_trees_pb2.TreesAnswer]]:
+        """The lender -> a partner, for scoring with a saved model: the partner's answer for these
+        applicants under the federation file's [scoring] policy (lender only, single-partner rule,
+        unknown_ids, quota and audit log), as PartialScore for logistic models.
+        """
 
 def add_TreesServicer_to_server(servicer: TreesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

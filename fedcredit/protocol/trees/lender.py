@@ -477,6 +477,10 @@ class TreesLender(TreeColumns):
         """The lender's part: its edges, the trees' structure, its thresholds, leaf values."""
         return store.lender_model_part(self)
 
+    def load_model_part(self, part: Any) -> None:
+        """The stored part back, for scoring (``store.load_lender_model_part``)."""
+        store.load_lender_model_part(self, part)
+
     def margins(self, raw: np.ndarray, answers: dict[str, LeafMasks | SplitBits]) -> FloatArray:
         """Margins of applicants from the lender's raw columns and the partners' answers."""
         return combine(

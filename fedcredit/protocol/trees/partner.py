@@ -335,6 +335,9 @@ class TreesPartner(TreeColumns):
     def answer_ids(self, ids: list[str]) -> LeafMasks | SplitBits:
         """The scoring answer for applicants by id (an unknown id reaches every leaf: all bits set)."""
         raw, unknown = self.raw_for_ids(ids)
+        # An id it does not hold is a row of missing values, never another customer's row.
+        raw = np.array(raw, dtype=np.float64, copy=True)
+        raw[unknown] = np.nan
         answer = self.leaf_masks(raw) if self.trees else self.split_bits(raw)
         if unknown and isinstance(answer, LeafMasks):
             masks = []

@@ -121,6 +121,22 @@ def lender_model_part(lender: Any) -> dict[str, Any]:
     }
 
 
+def load_lender_model_part(lender: Any, part: Mapping[str, Any]) -> None:
+    """A ``TreesLender``'s stored part back into it, for scoring (its kept trees only)."""
+    if part.get("family") != "trees" or not part.get("has_label"):
+        raise ProtocolError(f"party {lender.name!r}: its model part is not a trees lender's")
+    if list(part["feature_names"]) != list(lender.feature_names):
+        raise ProtocolError(f"party {lender.name!r}: its model part names other columns")
+    lender.edges = [np.asarray(e, dtype=np.float64) for e in part["edges"]]
+    lender.fold_missing = np.asarray(part["fold_missing"], dtype=bool)
+    lender.n_regular = [len(e) + 1 for e in lender.edges]
+    lender.base = float(part["base"])
+    lender.model = [lender_tree_from_dict(r) for r in part["trees"]]
+    lender.kept = len(lender.model)
+    if int(part["kept"]) != lender.kept or len(lender.edges) != len(lender.feature_names):
+        raise ProtocolError(f"party {lender.name!r}: its model part does not fit its columns")
+
+
 def partner_state(partner: Any) -> dict[str, Any]:
     """A ``TreesPartner``'s checkpoint: its own trees (mix) and tokens (joint)."""
     part = partner.model_part()
@@ -151,6 +167,7 @@ __all__ = [
     "lender_state",
     "lender_tree_from_dict",
     "lender_tree_to_dict",
+    "load_lender_model_part",
     "load_lender_state",
     "load_partner_state",
     "partner_state",
