@@ -53,10 +53,8 @@ def train_alone(party: LabelParty) -> AloneFit:
         for batch in range(party.batches_per_epoch()):
             rows = party.rows_of("train", epoch, batch)
             z = x[rows] @ party.weights
-            if settings.sigmoid == "taylor":
-                d = 0.25 * z + 0.5 - y[rows]
-            else:
-                d = sigmoid(z) - y[rows]
+            taylor = settings.sigmoid == "taylor"
+            d = (0.25 * z + 0.5 if taylor else sigmoid(z)) - y[rows]
             grad = x[rows].T @ d / len(rows) + float(settings.l2) * mask * party.weights
             party.weights = party.optimizer.step(party.weights, grad)
         epoch += 1
