@@ -8,10 +8,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from fedcredit.cli.decisions import NodeRun, decide_batch
+from fedcredit.cli.demo_compare import compare_with_own_columns
 from fedcredit.cli.jobs import run_job, score_batch
 from fedcredit.cli.progress import say
-from fedcredit.config import load_federation
+from fedcredit.config import Federation, load_federation
 from fedcredit.data.synthetic import write_institutions
+from fedcredit.decision import Decision
+from fedcredit.errors import ConfigError
+
+#: The demo's [policy]: every other key takes its default (docs/DECISIONS.md).
+APPROVE_SCORE = 560
+REFER_SCORE = 540
+BEST_OFFER_SCORE = 600
 
 
 def write_demo_federation(
@@ -58,6 +67,13 @@ early_stopping_rounds = 3
 seed = 7
 
 [binning]
+
+# The default cut-off (approve at 600, about 2 % risk) approves nobody in this synthetic
+# population (its best scores are near 595); a lender sets its own from its gains table.
+[policy]
+approve_score = {APPROVE_SCORE}
+refer_score = {REFER_SCORE}
+best_offer_score = {BEST_OFFER_SCORE}
 """
     path = folder / "federation.toml"
     path.write_text(text, encoding="utf-8")
@@ -93,7 +109,8 @@ def run_demo(
         f"{metrics['rows_test']:,} held-out customers; report in {folder / 'run' / 'report.html'}",
         quiet=quiet,
     )
-    say("3. scoring five applicants through the lender's online scoring RPC", quiet=quiet)
+    comparison = _compare(fed, folder / "run", metrics, quiet=quiet)
+    say("4. scoring five applicants through the lender's online scoring RPC", quiet=quiet)
     ids_path = folder / "applicants.csv"
     with open(data["lender"], newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -115,10 +132,17 @@ def run_demo(
             f"   {row['id']}: score {row['score']} grade {row['grade']} (p={row['probability']}) reasons {row['reasons']}",
             quiet=quiet,
         )
-    result: dict[str, object] = {"folder": str(folder), "metrics": metrics, "scores": scored}
+    result: dict[str, object] = {
+        "folder": str(folder),
+        "metrics": metrics,
+        "comparison": comparison,
+        "scores": scored,
+    }
     debt = _debt_demo(folder, quiet=quiet)
     if debt is not None:
         result["debt"] = debt
+    decisions = _decide(fed, folder, sample, quiet=quiet, allow_small_keys=allow_small_keys)
+    result["decisions"] = [d.to_dict() for d in decisions]
     if as_json:
         print(json.dumps(result, default=str))
     if out is None and not as_json:
@@ -132,5 +156,61 @@ def _debt_demo(folder: Path, *, quiet: bool) -> object:
         from fedcredit.cli.debt import run_debt_demo
     except ImportError:
         return None
-    say("4. multi-lender debt detection across five lenders", quiet=quiet)
+    say("5. multi-lender debt detection across five lenders", quiet=quiet)
     return run_debt_demo(folder / "debt", quiet=quiet)
+
+
+def _compare(
+    fed: Federation, run_dir: Path, metrics: dict[str, object], *, quiet: bool
+) -> dict[str, object]:
+    """Step 3: the federated model next to the lender's own-columns model (before the run's
+    state folder, which holds the lender's evaluation rows, is removed)."""
+    say("3. why join: the same lender trained on its own columns alone", quiet=quiet)
+    if fed.policy is None:
+        raise ConfigError(f"{fed.path.name}: the demo needs its [policy] table")
+    c = compare_with_own_columns(fed, run_dir, dict(metrics), fed.policy)
+    own, joined = c["lender_alone"], c["federated"]
+    say(
+        "   lender alone: trained in plaintext in this run on its own columns only, the way the\n"
+        "   federation trains (same customers and split, same bins and WOE, same [train] settings\n"
+        "   and optimizer, same kept-epoch rule)",
+        quiet=quiet,
+    )
+    say(f"   on the same {c['held_out']:,} held-out customers:", quiet=quiet)
+    say(f"     {'':<14}{'AUC':>8}{'KS':>8}{'approved':>10}", quiet=quiet)
+    for label, row in (("federated", joined), ("lender alone", own)):
+        say(
+            f"     {label:<14}{row['auc']:>8.4f}{row['ks']:>8.4f}{row['approval_rate']:>10.1%}",
+            quiet=quiet,
+        )
+    say(
+        f"   approved: the most customers each model can approve, best first, with at most "
+        f"{c['default_rate']:.1%} of them\n"
+        f"   defaulting (the federated model's rate at [policy] approve_score "
+        f"{c['approve_score']:g}, where it approves {joined['approval_rate_at_policy']:.1%})",
+        quiet=quiet,
+    )
+    return c
+
+
+def _decide(
+    fed: Federation, folder: Path, ids: list[str], *, quiet: bool, allow_small_keys: bool
+) -> list[Decision]:
+    """The last step: the five applicants through ``fedcredit decide``'s path."""
+    say("6. decisions for the five applicants (fedcredit decide: score, debt check, [policy])",
+        quiet=quiet)  # fmt: skip
+    out = folder / "decisions.csv"
+    decisions = decide_batch(
+        fed, folder / "run" / "model", ids, out, NodeRun(True, allow_small_keys=allow_small_keys)
+    )
+    for d in decisions:
+        offer = (
+            f" limit {d.limit:,} at {d.apr:.1%} APR, {'/'.join(map(str, d.instalments))} "
+            "instalments"
+            if d.offer is not None
+            else ""
+        )
+        reasons = f" ({'; '.join(d.reasons)})" if d.reasons else ""
+        say(f"   {d.applicant_id}: {d.decision}{offer}{reasons}", quiet=quiet)
+    say(f"   written to {out}", quiet=quiet)
+    return decisions

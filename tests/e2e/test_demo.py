@@ -27,7 +27,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path
 #: What the demo says on stderr without --json: its narration and the job's progress lines.
 NARRATION = (
     "fedcredit demo in", "three institutions' data", "certificates, a coordinator",
-    "federated model: AUC", "scoring five applicants", "aligned ", "epoch 1/2", "epoch 2/2",
+    "federated model: AUC", "scoring five applicants", "why join", "decisions for the five",
+    "aligned ", "epoch 1/2", "epoch 2/2",
 )  # fmt: skip
 
 
@@ -38,7 +39,7 @@ def test_json_mode_prints_one_json_document_and_no_progress(
     lines = stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0]) == summary
-    assert set(summary) >= {"folder", "metrics", "scores"}
+    assert set(summary) >= {"folder", "metrics", "scores", "comparison", "decisions"}
     assert summary["folder"] == str(out)
     assert [text for text in NARRATION if text in stderr] == []
     assert "Traceback" not in stderr
@@ -82,3 +83,37 @@ def test_stacked_borrowers_shown_match_the_debt_check_file(
         row = rows[shown["id"]]
         assert int(row["other_lenders"]) == shown["other_lenders"]
         assert row["total_outstanding"] == shown["total_outstanding"] != ""
+
+
+def test_the_federated_model_is_shown_next_to_the_lenders_own_columns_model(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    summary = demo[0]
+    comparison = summary["comparison"]
+    joined, own = comparison["federated"], comparison["lender_alone"]
+    assert joined["auc"] == round(summary["metrics"]["auc"], 4)  # the run's own evaluation
+    assert 0.5 < own["auc"] <= 1.0 and 0.0 < own["ks"] <= 1.0
+    # 300 held-out rows: the AUC's standard error is about 0.03; the partners add signal.
+    assert joined["auc"] >= own["auc"] - 0.03
+    assert own["features"] == 4  # the lender's four columns, nobody else's
+    assert comparison["held_out"] == summary["metrics"]["rows_test"]
+    for row in (joined, own):
+        assert 0.0 <= row["approval_rate"] <= 1.0
+    assert joined["approval_rate"] >= joined["approval_rate_at_policy"]
+
+
+def test_the_demo_ends_with_five_decisions_written_by_fedcredit_decides_path(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    summary, out, _, _ = demo
+    decisions = summary["decisions"]
+    assert [d["id"] for d in decisions] == [s["id"] for s in summary["scores"]]
+    with open(out / "decisions.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == [d["id"] for d in decisions]
+    for d in decisions:
+        assert d["decision"] in {"approve", "refer", "decline"}
+        if d["decision"] == "approve":
+            assert 5000 <= d["limit"] <= 50000 and d["apr"] <= 0.24 and d["instalments"]
+        else:
+            assert d["limit"] is None and d["reasons"]
