@@ -24,10 +24,13 @@ BEST_OFFER_SCORE = 600
 
 
 def write_demo_federation(
-    folder: Path, data: dict[str, Path], *, key_bits: int, epochs: int
+    folder: Path, data: dict[str, Path], *, key_bits: int, epochs: int, policy: bool = True
 ) -> Path:
     """A federation file for the three synthetic institutions (ports are placeholders: the
-    demo's nodes listen on ephemeral ports and are told each other's real addresses)."""
+    demo's nodes listen on ephemeral ports and are told each other's real addresses).
+
+    ``policy=False`` leaves out the demo's ``[policy]`` (tests and benchmarks that set their
+    own, or none)."""
     text = f"""[federation]
 name = "demo"
 key_bits = {key_bits}
@@ -75,6 +78,8 @@ approve_score = {APPROVE_SCORE}
 refer_score = {REFER_SCORE}
 best_offer_score = {BEST_OFFER_SCORE}
 """
+    if not policy:
+        text = text[: text.index("\n# The default cut-off")] + "\n"
     path = folder / "federation.toml"
     path.write_text(text, encoding="utf-8")
     return path
