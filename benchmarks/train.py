@@ -35,11 +35,12 @@ from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.logistic.settings import TrainSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import UCI_LABEL, UCI_SPLIT, data_dir, read_table
+from quality_data import UCI_LABEL, UCI_SPLIT, data_dir, read_table
 
 
 def uci_parties(settings: TrainSettings) -> tuple[LabelParty, list[FeatureParty]]:
-    table = read_table(data_dir() / "uci_default_credit" / "UCI_Credit_Card.csv")
+    header, rows = read_table(data_dir() / "uci_default_credit" / "UCI_Credit_Card.csv")
+    table = {name: [row[j].strip() for row in rows] for j, name in enumerate(header)}
     ids = table["ID"]
 
     def matrix(cols: list[str]) -> np.ndarray:
@@ -138,25 +139,20 @@ def phe_batches(
 
 
 def network_epoch(key_bits: int, settings: TrainSettings) -> float:
-    """Seconds of the train phase of a one-epoch ``fedcredit run`` on the same UCI split."""
-    from quality import federation_text, prepare_uci
+    """Seconds of the train phase of a one-epoch ``fedcredit run`` on the same UCI split (the
+    quality benchmark's files: every customer, [train] defaults but one epoch)."""
+    import numpy as np
+    from quality_data import load_uci, write_case_files
 
     from fedcredit.cli.jobs import run_job
     from fedcredit.config import load_federation
 
-    options = argparse.Namespace(
-        key_bits=key_bits,
-        epochs=1,
-        batch_size=settings.batch_size,
-        learning_rate=0.15,
-        l2=0.001,
-        x_scale_bits=settings.x_scale_bits,
-    )
+    data = load_uci(data_dir())
     with tempfile.TemporaryDirectory(prefix="fedcredit-train-") as tmp:
         folder = Path(tmp)
-        parties, _, _ = prepare_uci(data_dir(), folder)
-        path = folder / "federation.toml"
-        path.write_text(federation_text(parties, options), encoding="utf-8")
+        path, _ = write_case_files(data, folder, key_bits, False, {}, np.arange(len(data.ids)))
+        text = path.read_text(encoding="utf-8").replace("[train]", "[train]\nepochs = 1", 1)
+        path.write_text(text, encoding="utf-8")
         fed = load_federation(path, allow_small_keys=key_bits < 2048)
         metrics = run_job(
             fed, folder / "run", resume=False, quiet=True, allow_small_keys=key_bits < 2048
