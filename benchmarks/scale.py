@@ -34,7 +34,6 @@ import resource
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from fedcredit.protocol.logistic.settings import TrainSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_data import UCI_SPLIT, data_dir, load_uci
+from train import fedcredit_epoch  # the same in-process epoch, timed per phase
 
 WORKERS = 2
 SETTINGS = TrainSettings(batch_size=4096, test_fraction=0.25, seed=7)
@@ -86,34 +86,6 @@ def uci_parties(settings: TrainSettings) -> tuple[LabelParty, list[FeatureParty]
     for party in (lender, *hosts):
         party.align(common)
     return lender, hosts
-
-
-def fedcredit_epoch(
-    lender: LabelParty, hosts: list[FeatureParty], keys: KeyHolder
-) -> dict[str, Any]:
-    """One epoch in process (benchmarks/train.py's), with seconds per phase."""
-    phases: dict[str, float] = defaultdict(float)
-    started = time.perf_counter()
-    batches = lender.batches_per_epoch()
-    for batch in range(batches):
-        t = time.perf_counter()
-        partials = {h.name: h.partial("train", 0, batch) for h in hosts}
-        z = lender.encrypted_scores("train", 0, batch, partials)
-        residual = lender.residual(z, "train", 0, batch)
-        phases["encrypt"] += time.perf_counter() - t
-        for party in (lender, *hosts):
-            t = time.perf_counter()
-            packed, masks = party.gradient_request(residual, 0, batch)
-            phases["matvec"] += time.perf_counter() - t
-            t = time.perf_counter()
-            slots = keys.decrypt_masked(packed)
-            phases["decrypt"] += time.perf_counter() - t
-            party.apply_gradient(slots, masks, 0)
-    return {
-        "seconds": time.perf_counter() - started,
-        "batches": batches,
-        "phases": {k: round(v, 2) for k, v in phases.items()},
-    }
 
 
 def ray_worker_cpu_s() -> float:

@@ -3,11 +3,15 @@ replies, so the job state (``fedcredit.node.state``) never builds a protobuf mes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from fedcredit.crypto import EncryptedVector, PublicKey
+from fedcredit.model.logistic import sigmoid
+from fedcredit.model.scorecard import Scorecard
 
 IncomingVector = Callable[[PublicKey, int, "int | None"], EncryptedVector]
 """A peer's ciphertext vector, loaded once the receiver knows what to expect:
@@ -69,3 +73,37 @@ class ApplicantScore:
     other_lenders: int | None = None
     total_outstanding: str | None = None
     debt_reason: str = ""
+
+
+def scored_applicants(
+    scorecard: Scorecard,
+    ids: Sequence[str],
+    z: np.ndarray,
+    missing: Sequence[int],
+    own: Callable[[int], Mapping[str, float]],
+    partners: Callable[[int], float],
+) -> list[ApplicantScore]:
+    """Each applicant's probability, 350-950 score, grade and reasons from its logit ``z``
+    (any family): ``own(i)`` is the lender's per-column part of applicant ``i``'s logit, and
+    ``partners(i)`` the partners' part as one aggregate; an applicant in ``missing`` (not in
+    the lender's data) gets only an error."""
+    p = sigmoid(z)
+    scores = scorecard.score_from_logit(z)
+    grades = scorecard.grade(scores)
+    unknown = set(missing)
+    scored: list[ApplicantScore] = []
+    for i, applicant in enumerate(ids):
+        if i in unknown:
+            scored.append(ApplicantScore(applicant, error="not in the lender's data"))
+            continue
+        reasons = scorecard.reasons(dict(own(i)), float(partners(i)))
+        scored.append(
+            ApplicantScore(
+                applicant,
+                probability=float(p[i]),
+                score=float(scores[i]),
+                grade=str(grades[i]),
+                reasons=";".join(r.name for r in reasons),
+            )
+        )
+    return scored

@@ -27,8 +27,7 @@ import numpy as np
 
 from fedcredit.debt import DebtResult
 from fedcredit.errors import FedCreditError, ProtocolError
-from fedcredit.model.logistic import sigmoid
-from fedcredit.node.results import ApplicantScore
+from fedcredit.node.results import ApplicantScore, scored_applicants
 from fedcredit.node.serde import common, keys, scoring
 from fedcredit.node.state import PartyNode
 from fedcredit.node.transport.peers import COORDINATOR
@@ -149,25 +148,12 @@ def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
     decrypted = keys.slots_of(slots)
     z = LabelParty.finish_scores(decrypted, pending)
     own_z = contributions.sum(axis=1)
-    p = sigmoid(z)
-    scores = node.scorecard.score_from_logit(z)
-    grades = node.scorecard.grade(scores)
-    names = [*lender.feature_names, "intercept"]
-    unknown = set(missing)
-    scored: list[ApplicantScore] = []
-    for i, applicant in enumerate(ids):
-        if i in unknown:
-            scored.append(ApplicantScore(applicant, error="not in the lender's data"))
-            continue
-        row = {name: float(v) for name, v in zip(names[:-1], contributions[i, :-1], strict=True)}
-        reasons = node.scorecard.reasons(row, float(z[i] - own_z[i]))
-        scored.append(
-            ApplicantScore(
-                applicant,
-                probability=float(p[i]),
-                score=float(scores[i]),
-                grade=str(grades[i]),
-                reasons=";".join(r.name for r in reasons),
-            )
-        )
-    return scored
+    names = lender.feature_names
+    return scored_applicants(
+        node.scorecard,
+        ids,
+        z,
+        missing,
+        lambda i: {n: float(v) for n, v in zip(names, contributions[i, :-1], strict=True)},
+        lambda i: float(z[i] - own_z[i]),
+    )

@@ -20,8 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedcredit.errors import ProtocolError
-from fedcredit.model.logistic import sigmoid
-from fedcredit.node.results import ApplicantScore
+from fedcredit.node.results import ApplicantScore, scored_applicants
 from fedcredit.node.serde import common, scoring
 from fedcredit.node.serde import trees as serde
 from fedcredit.node.state import PartyNode
@@ -86,28 +85,14 @@ def score_trees(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
         lender.n_regular,
         answers,
     )
-    z = explained.margins
-    p = sigmoid(z)
-    scores = node.scorecard.score_from_logit(z)
-    grades = node.scorecard.grade(scores)
-    unknown = set(missing)
-    scored: list[ApplicantScore] = []
-    for i, applicant in enumerate(ids):
-        if i in unknown:
-            scored.append(ApplicantScore(applicant, error="not in the lender's data"))
-            continue
-        row = dict(zip(lender.feature_names, explained.own[i].tolist(), strict=True))
-        reasons = node.scorecard.reasons(row, float(explained.partners[i]))
-        scored.append(
-            ApplicantScore(
-                applicant,
-                probability=float(p[i]),
-                score=float(scores[i]),
-                grade=str(grades[i]),
-                reasons=";".join(r.name for r in reasons),
-            )
-        )
-    return scored
+    return scored_applicants(
+        node.scorecard,
+        ids,
+        explained.margins,
+        missing,
+        lambda i: dict(zip(lender.feature_names, explained.own[i].tolist(), strict=True)),
+        lambda i: float(explained.partners[i]),
+    )
 
 
 __all__ = ["partner_answer", "score_trees"]
