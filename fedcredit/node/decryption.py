@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fedcredit.config import Federation, PartyConfig
 from fedcredit.node.scoring import MAX_SCORE_BATCH
+from fedcredit.protocol.family import get_family
 from fedcredit.protocol.logistic.encoding import MIN_LEVEL_SHARE
 from fedcredit.protocol.schedule import AuditLog, DecryptionGate, JobRules
 
@@ -52,5 +53,7 @@ def job_rules(fed: Federation) -> JobRules:
 
 
 def coordinator_gate(fed: Federation, home: Path) -> DecryptionGate:
-    """The gate of the coordinator node whose folder is ``home``."""
-    return DecryptionGate(job_rules(fed), AuditLog(home / AUDIT_FILE))
+    """The gate of the coordinator node whose folder is ``home``: it admits the decryptions the
+    federation's model family names in its rounds (a trees family names none)."""
+    phase = get_family(fed.family).schedule(fed.family_settings)
+    return DecryptionGate(job_rules(fed), AuditLog(home / AUDIT_FILE), phase=phase)

@@ -296,3 +296,18 @@ def test_the_audit_log_chains_every_line_and_survives_a_restart(
     )
     assert [e["decision"] for e in entries[2:]] == ["refused", "refused"]
     assert "only the lender" in str(entries[2]["reason"])
+
+
+def test_the_coordinator_of_a_trees_federation_decrypts_nothing(tmp_path: Path) -> None:
+    # Arrange: a trees job opens its sums under the lender's own key; its rounds name no
+    # decryption, so the coordinator's gate (built from the family's rounds) admits none, not
+    # even a request shaped exactly like a logistic gradient.
+    from fedcredit.protocol.trees.schedule import JOINT, MIX
+
+    for phase in (MIX, JOINT):
+        gate = DecryptionGate(RULES, AuditLog(tmp_path / f"{phase.name}.jsonl"), phase=phase)
+        gate.start_job(JOB)
+
+        # Act / Assert
+        for step, shape in (("train", ((5, GRADIENT_BITS),)), ("score", ((1, SCORE_BITS),))):
+            assert "unknown decryption step" in refused(gate, ticket("lender", step, shape))
