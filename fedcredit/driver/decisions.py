@@ -16,8 +16,7 @@ from fedcredit.decision import APPROVE, Decision
 from fedcredit.driver.scoring import SCORE_TIMEOUT_S, ScoringSession
 from fedcredit.errors import ConfigError
 from fedcredit.node.serde.scoring import decisions_of
-from fedcredit.node.transport.client import call, open_channel
-from fedcredit.node.transport.peers import PeerStubs
+from fedcredit.node.transport.client import call
 from fedcredit.proto.v1 import scoring_pb2
 
 DELIVER_TIMEOUT_S: Final = 120.0
@@ -54,22 +53,13 @@ def deliver_invitations(
     if partner == session.lender or partner not in session.addresses:
         others = ", ".join(n for n in session.addresses if n not in (session.lender, "coordinator"))
         raise ConfigError(f"--deliver-to {partner!r}: not a partner of the federation ({others})")
-    channel = open_channel(
-        session.addresses[partner],
-        party_name=partner,
-        credentials=session.credentials,
-        self_name=session.lender,
+    reply: scoring_pb2.InvitationsReceipt = session.call_as_lender(
+        partner,
+        lambda s: s.scoring.DeliverInvitations,
+        scoring_pb2.Invitations(ids=list(ids)),
+        timeout_s=DELIVER_TIMEOUT_S,
+        idempotent=True,  # the same list lands in the same file
     )
-    try:
-        reply: scoring_pb2.InvitationsReceipt = call(
-            PeerStubs(channel).scoring.DeliverInvitations,
-            scoring_pb2.Invitations(ids=list(ids)),
-            party=partner,
-            timeout_s=DELIVER_TIMEOUT_S,
-            idempotent=True,  # the same list lands in the same file
-        )
-    finally:
-        channel.close()
     return reply
 
 

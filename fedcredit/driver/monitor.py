@@ -18,8 +18,7 @@ import numpy as np
 from fedcredit.decision.stability import FeatureStability
 from fedcredit.driver.scoring import SCORE_TIMEOUT_S, ScoringSession
 from fedcredit.node.serde.scoring import stabilities_of, stability_request
-from fedcredit.node.transport.client import call, open_channel
-from fedcredit.node.transport.peers import PeerStubs
+from fedcredit.node.transport.client import call
 from fedcredit.proto.v1 import common_pb2, scoring_pb2
 
 SCORE_CHUNK: Final = 2000
@@ -50,26 +49,9 @@ def column_stability(
     request = stability_request(env, ids)
     found: list[FeatureStability] = []
     for party in parties:
-        if party == session.lender:
-            reply = call(
-                session.stub.scoring.Stability, request, party=party, timeout_s=SCORE_TIMEOUT_S
-            )
-        else:
-            channel = open_channel(
-                session.addresses[party],
-                party_name=party,
-                credentials=session.credentials,
-                self_name=session.lender,
-            )
-            try:
-                reply = call(
-                    PeerStubs(channel).scoring.Stability,
-                    request,
-                    party=party,
-                    timeout_s=SCORE_TIMEOUT_S,
-                )
-            finally:
-                channel.close()
+        reply = session.call_as_lender(
+            party, lambda s: s.scoring.Stability, request, timeout_s=SCORE_TIMEOUT_S
+        )
         found += stabilities_of(party, reply)
     return found
 

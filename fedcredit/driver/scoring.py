@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import grpc
 
@@ -50,6 +50,25 @@ class ScoringSession:
     addresses: dict[str, str]
     credentials: grpc.ChannelCredentials | None
     lender: str
+
+    def call_as_lender(
+        self, party: str, rpc: Callable[[PeerStubs], Any], request: Any, **options: Any
+    ) -> Any:
+        """``rpc`` of ``party``'s node, called as the lender (its own node through ``stub``,
+        a partner over a channel opened with the lender's certificate for this one call);
+        ``options`` go to ``fedcredit.node.transport.client.call``."""
+        if party == self.lender:
+            return call(rpc(self.stub), request, party=party, **options)
+        channel = open_channel(
+            self.addresses[party],
+            party_name=party,
+            credentials=self.credentials,
+            self_name=self.lender,
+        )
+        try:
+            return call(rpc(PeerStubs(channel)), request, party=party, **options)
+        finally:
+            channel.close()
 
 
 @contextlib.contextmanager

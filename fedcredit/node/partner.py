@@ -66,7 +66,6 @@ class PartnerScoring:
         self._lock = threading.Lock()
         self._audit: ScoringAudit | None = None
         self._answers: tuple[FeatureParty, UnknownAnswers] | None = None
-        self._stand_ins: tuple[TreesPartner, UnknownAnswers] | None = None
         self._secret: bytes | None = None
         self._sampled: SampledRows | None = None
 
@@ -93,12 +92,7 @@ class PartnerScoring:
         self, caller: str, job: str, ids: list[str], party: FeatureParty, peers: Peers
     ) -> EncryptedVector:
         """The encrypted partial scores of ``ids`` for the lender, or a logged refusal."""
-        audit = self.audit()
-        refusal = self._refusal(caller, ids, party, peers)
-        if refusal is not None:
-            audit.refuse(caller, job, ids, refusal)
-            raise ProtocolError(refusal)
-        audit.admit(caller, job, ids)
+        self._admit(caller, job, ids, party, peers)
         party.public_key = peers.coordinator_key()
         vector, missing = party.partial_for_ids(ids, self._unknown(party))
         if missing:
@@ -113,15 +107,10 @@ class PartnerScoring:
         self, caller: str, job: str, ids: list[str], party: TreesPartner, peers: Peers
     ) -> LeafMasks | SplitBits:
         """This trees partner's scoring answer for the lender, or a logged refusal."""
-        audit = self.audit()
-        refusal = self._refusal(caller, ids, party, peers)
-        if refusal is not None:
-            audit.refuse(caller, job, ids, refusal)
-            raise ProtocolError(refusal)
-        audit.admit(caller, job, ids)
+        self._admit(caller, job, ids, party, peers)
         missing = party.raw_for_ids(ids)[1]
         if missing and self.settings.unknown_ids == "sample":
-            rows = self._stand_in(party).answer([ids[i] for i in missing]).astype(np.int64)
+            rows = self._sampled_rows().for_party(party)([ids[i] for i in missing])
             ids = list(ids)
             for i, row in zip(missing, rows.tolist(), strict=True):
                 ids[i] = party.ids[row]
@@ -133,21 +122,25 @@ class PartnerScoring:
             )
         return party.answer_ids(ids)
 
-    def _stand_in(self, party: TreesPartner) -> UnknownAnswers:
-        """Which customer of this partner stands in for an unknown id: the consistent keyed
-        choice of ``unknown_ids = "sample"`` (``fedcredit.protocol.disclosure``), over row
-        numbers instead of partial scores."""
+    def _admit(
+        self, caller: str, job: str, ids: list[str], party: PartyColumns, peers: Peers
+    ) -> None:
+        """Log the scoring query as answered (within the quota), or log it refused and raise."""
+        audit = self.audit()
+        refusal = self._refusal(caller, ids, party, peers)
+        if refusal is not None:
+            audit.refuse(caller, job, ids, refusal)
+            raise ProtocolError(refusal)
+        audit.admit(caller, job, ids)
+
+    def _sampled_rows(self) -> SampledRows:
+        """Which customer stands in for an unknown id, by row (``unknown_ids = "sample"``):
+        the consistent keyed choice ``PartialScore`` makes, shared by trees answers and
+        stability queries."""
         with self._lock:
-            if self._stand_ins is None or self._stand_ins[0] is not party:
-                secret = self.secret()
-                answers = UnknownAnswers(
-                    "sample",
-                    party.ids,
-                    np.arange(len(party.ids), dtype=np.float64),
-                    lambda purpose, text: keyed_int(secret, purpose, text),
-                )
-                self._stand_ins = (party, answers)
-            return self._stand_ins[1]
+            if self._sampled is None:
+                self._sampled = SampledRows(self.secret())
+            return self._sampled
 
     def stability(
         self, query: StabilityQuery, party: FeatureParty, reference: StabilityReference
@@ -162,10 +155,7 @@ class PartnerScoring:
         audit.admit(query.caller, query.job, query.ids, QUERY)
         unknown = None
         if self.settings.unknown_ids == "sample":
-            with self._lock:
-                if self._sampled is None:
-                    self._sampled = SampledRows(self.secret())
-            unknown = self._sampled.for_party(party)
+            unknown = self._sampled_rows().for_party(party)
         return columns_stability(party, reference, query.ids, unknown)
 
     def _stability_refusal(self, query: StabilityQuery, party: FeatureParty) -> str | None:
