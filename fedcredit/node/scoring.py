@@ -23,8 +23,6 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import numpy as np
-
 from fedcredit.debt import DebtResult
 from fedcredit.errors import FedCreditError, ProtocolError
 from fedcredit.node.results import ApplicantScore, scored_applicants
@@ -119,12 +117,10 @@ def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
     peers = node.scoring_peers()
     key = peers.coordinator_key()
     lender.public_key = key
-    # The lender's own part (what ``own_scores_for_ids`` encrypts) is added in the clear: the
-    # partners' fresh ciphertexts already hide the sum, and ``score_request`` re-randomizes it
-    # before the coordinator sees anything, so the lender's encryptions (a third of the cost
-    # per applicant) buy nothing.
-    x, missing = lender.rows_for_ids(ids)
-    contributions = (x.astype(np.float64) / float(1 << lender.x_scale_bits)) * lender.weights
+    # The lender's own part is added in the clear: the partners' fresh ciphertexts already hide
+    # the sum, and ``score_request`` re-randomizes it before the coordinator sees anything, so
+    # encrypting it (a third of the cost per applicant) would buy nothing.
+    own, contributions, missing = lender.own_part_for_ids(ids)
     env = common.envelope(Header(peers.coordinator_job, 0, 0, 0))
     request = scoring.score_ids(env, ids)
     replies = peers.fan_out(
@@ -139,7 +135,7 @@ def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
     z_enc = partials[0]
     for vector in partials[1:]:
         z_enc = z_enc.add(vector)
-    z_enc = z_enc.add_plain(lender.linear(x))
+    z_enc = z_enc.add_plain(own)
     packed, pending = LabelParty.score_request(z_enc)
     decrypt = keys.decrypt_request(env, packed, key, "score")
     slots = peers.call(

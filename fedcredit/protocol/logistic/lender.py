@@ -17,7 +17,6 @@ import numpy as np
 from fedcredit.crypto import (
     EncryptedVector,
     PackedCiphertexts,
-    encrypt_vector,
     mask_and_pack,
     unmask,
     weighted_sum,
@@ -219,12 +218,13 @@ class LabelParty(FeatureParty):
     def finish_scores(slots: list[int], pending: PendingMasks) -> np.ndarray:
         return unmask(slots, pending.masks, pending.scale_bits)
 
-    def own_scores_for_ids(self, ids: list[str]) -> tuple[EncryptedVector, np.ndarray, list[int]]:
-        """The lender's encrypted part for applicants, its per-column contributions, unknown ids."""
+    def own_part_for_ids(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The lender's own part of applicants' logits (in the clear: it is added to the
+        partners' fresh ciphertexts, which hide the sum), its per-column contributions, and
+        the applicants it does not hold."""
         x, missing = self.rows_for_ids(ids)
-        u = self.linear(x)
         contributions = (x.astype(np.float64) / float(1 << self.x_scale_bits)) * self.weights
-        return encrypt_vector(self._require_key(), u, Z_SCALE_BITS), contributions, missing
+        return self.linear(x), contributions, missing
 
 
 __all__ = ["EXPANSION_RIDGE", "LabelParty", "LossRequest", "PendingLoss"]
