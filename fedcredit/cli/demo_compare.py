@@ -31,7 +31,7 @@ from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.metrics import auc, ks
 from fedcredit.model.scorecard import Scorecard
-from fedcredit.protocol.categories import with_category_codes
+from fedcredit.node.runtime import load_columns
 from fedcredit.protocol.logistic.alone import own_logits, train_alone
 from fedcredit.protocol.logistic.encoding import encoder_from_dict
 from fedcredit.protocol.logistic.lender import LabelParty
@@ -111,16 +111,9 @@ def _common_ids(fed: Federation) -> list[str]:
 
 def _lender_party(fed: Federation, model_dir: Path, common: list[str]) -> LabelParty:
     config = fed.lender
-    data = load_party_csv(
-        config.data,
-        id_column=config.id_column,
-        label_column=config.label_column,
-        features=list(config.features) if config.features else None,
-        categorical=config.categorical,
-    )
+    data, x, names = load_columns(config)
     if data.y is None:
         raise ProtocolError(f"party {config.name!r} names no label column")
-    x, names = with_category_codes(data.X, data.feature_names, data.categorical)
     party = LabelParty(config.name, data.ids, x, names, data.y, fed.train)
     party.categorical = tuple(data.categorical)
     party.one_hot_categories = fed.binning is None

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 
-from fedcredit.config import Federation
+from fedcredit.config import Federation, PartyConfig
 from fedcredit.crypto.djn import set_table_budget
 from fedcredit.crypto.executors import use_executor
 from fedcredit.crypto.keys import MIN_KEY_BITS
 from fedcredit.crypto.stock import set_randomness_stock
+from fedcredit.data.loader import PartyData as PartyFile
 from fedcredit.data.loader import load_party_csv
 from fedcredit.errors import ConfigError
 from fedcredit.model.scorecard import Scorecard
@@ -163,6 +165,20 @@ def build_node(
     return server
 
 
+def load_columns(config: PartyConfig) -> tuple[PartyFile, np.ndarray, list[str]]:
+    """The party's file as its ``[[party]]`` table reads it (DataError names file, row,
+    column), and its columns with categories as code columns after the numeric ones."""
+    data = load_party_csv(
+        config.data,
+        id_column=config.id_column,
+        label_column=config.label_column,
+        features=list(config.features) if config.features else None,
+        categorical=config.categorical,
+    )
+    x, names = with_category_codes(data.X, data.feature_names, data.categorical)
+    return data, x, names
+
+
 def make_party_node(
     fed: Federation,
     name: str,
@@ -188,14 +204,7 @@ def make_party_node(
         set_table_budget(config.table_mib)
     if config.randomness_stock:
         set_randomness_stock(config.randomness_stock)
-    data = load_party_csv(
-        config.data,
-        id_column=config.id_column,
-        label_column=config.label_column,
-        features=list(config.features) if config.features else None,
-        categorical=config.categorical,
-    )
-    x, names = with_category_codes(data.X, data.feature_names, data.categorical)
+    data, x, names = load_columns(config)
     settings = fed.family_settings
     small_keys = fed.key_bits < MIN_KEY_BITS if allow_small_keys is None else allow_small_keys
 
