@@ -174,7 +174,7 @@ def train_model(folder: Path, customers: int, key_bits: int) -> tuple[Any, list[
     small = key_bits < 2048
     data = write_institutions(folder / "data", customers, seed=11)
     fed = load_federation(
-        write_demo_federation(folder, data, key_bits=key_bits, epochs=1, policy=False),
+        write_demo_federation(folder, data, key_bits=key_bits, epochs=1),
         allow_small_keys=small,
     )
     run_job(fed, folder / "run", resume=False, quiet=True, allow_small_keys=small)

@@ -91,7 +91,7 @@ def main() -> int:
         folder = Path(tmp)
         data = write_institutions(folder / "data", 5000, seed=11)
         ids = [line.split(",")[0] for line in data["lender"].read_text().splitlines()[1:]]
-        path = write_demo_federation(folder, data, key_bits=args.key_bits, epochs=1, policy=False)
+        path = write_demo_federation(folder, data, key_bits=args.key_bits, epochs=1)
         if args.no_loans:
             path.write_text(path.read_text(encoding="utf-8") + "\n[policy]\n", encoding="utf-8")
         else:

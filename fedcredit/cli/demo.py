@@ -23,14 +23,23 @@ REFER_SCORE = 540
 BEST_OFFER_SCORE = 600
 
 
+#: What ``fedcredit demo`` adds to its federation file. The default cut-off (approve at 600,
+#: about 2 % risk) approves nobody in this synthetic population (its best scores are near
+#: 595); a lender sets its own from its gains table.
+DEMO_POLICY = f"""
+[policy]
+approve_score = {APPROVE_SCORE}
+refer_score = {REFER_SCORE}
+best_offer_score = {BEST_OFFER_SCORE}
+"""
+
+
 def write_demo_federation(
-    folder: Path, data: dict[str, Path], *, key_bits: int, epochs: int, policy: bool = True
+    folder: Path, data: dict[str, Path], *, key_bits: int, epochs: int
 ) -> Path:
     """A federation file for the three synthetic institutions (ports are placeholders: the
-    demo's nodes listen on ephemeral ports and are told each other's real addresses).
-
-    ``policy=False`` leaves out the demo's ``[policy]`` (tests and benchmarks that set their
-    own, or none)."""
+    demo's nodes listen on ephemeral ports and are told each other's real addresses); no
+    ``[policy]`` (the demo adds ``DEMO_POLICY``)."""
     text = f"""[federation]
 name = "demo"
 key_bits = {key_bits}
@@ -70,16 +79,7 @@ early_stopping_rounds = 3
 seed = 7
 
 [binning]
-
-# The default cut-off (approve at 600, about 2 % risk) approves nobody in this synthetic
-# population (its best scores are near 595); a lender sets its own from its gains table.
-[policy]
-approve_score = {APPROVE_SCORE}
-refer_score = {REFER_SCORE}
-best_offer_score = {BEST_OFFER_SCORE}
 """
-    if not policy:
-        text = text[: text.index("\n# The default cut-off")] + "\n"
     path = folder / "federation.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -104,6 +104,7 @@ def run_demo(
     )
     data = write_institutions(folder / "data", customers, seed=7)
     fed_path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs)
+    fed_path.write_text(fed_path.read_text(encoding="utf-8") + DEMO_POLICY, encoding="utf-8")
     fed = load_federation(fed_path, allow_small_keys=allow_small_keys)
     say("2. certificates, a coordinator and three party nodes as separate processes", quiet=quiet)
     metrics = run_job(

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def federation(folder: Path, *, overlap: float, min_overlap: int | None = None) -> Path:
     """Three synthetic institutions; ``overlap`` is the share of customers all three hold."""
     data = write_institutions(folder / "data", 300, overlap=overlap, seed=5)
-    path = write_demo_federation(folder, data, key_bits=1024, epochs=1, policy=False)
+    path = write_demo_federation(folder, data, key_bits=1024, epochs=1)
     text = path.read_text().replace("batch_size = 4096", "batch_size = 64")
     if min_overlap is not None:
         text = text.replace("key_bits = 1024\n", f"key_bits = 1024\nmin_overlap = {min_overlap}\n")

@@ -36,7 +36,7 @@ GERMAN = Path(__file__).resolve().parents[3] / "shared" / "data" / "statlog_germ
 
 def small_federation(folder: Path, *, customers: int = 1200, batch: int = 300) -> Path:
     data = write_institutions(folder / "data", customers, seed=5)
-    path = write_demo_federation(folder, data, key_bits=1024, epochs=2, policy=False)
+    path = write_demo_federation(folder, data, key_bits=1024, epochs=2)
     path.write_text(path.read_text().replace("batch_size = 4096", f"batch_size = {batch}"))
     return path
 

@@ -182,7 +182,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     real driver against nodes built by ``build_node`` (which serve the debt check meanwhile)."""
     folder = tmp_path_factory.mktemp("debt-nodes")
     data = write_institutions(folder / "data", 400, seed=3)
-    path = write_demo_federation(folder, data, key_bits=1024, epochs=2, policy=False)
+    path = write_demo_federation(folder, data, key_bits=1024, epochs=2)
     path.write_text(path.read_text().replace("batch_size = 4096", "batch_size = 64"))
     ids = [row["id"] for row in csv.DictReader(data["lender"].open(encoding="utf-8"))]
     loans = write_loans(folder, ids)

@@ -185,7 +185,7 @@ def federation(folder: Path, flip: set[str] | None = None) -> Path:
                 row[label] = "0" if row[label] == "1" else "1"
         with open(lender, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(rows)
-    path = write_demo_federation(folder, data, key_bits=1024, epochs=6, policy=False)
+    path = write_demo_federation(folder, data, key_bits=1024, epochs=6)
     text = path.read_text().replace("batch_size = 4096", "batch_size = 300")
     text = text.replace("validation_fraction = 0.1", "validation_fraction = 0.2")
     text = text.replace("early_stopping_rounds = 3", "early_stopping_rounds = 0")

@@ -22,7 +22,7 @@ def small_federation(
 ) -> Path:
     """The demo's federation file over ``customers`` synthetic customers, without binning noise."""
     data = write_institutions(folder / "data", customers, seed=5)
-    path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs, policy=False)
+    path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs)
     text = path.read_text().replace("batch_size = 4096", f"batch_size = {batch}")
     # Binning noise is fresh every run; without it two runs of the same job are comparable.
     text = text.replace("[binning]\n", "[binning]\nnoise_epsilon = 0.0\n")

@@ -54,7 +54,7 @@ def demo_federation(
 ) -> Path:
     """The demo's federation file in ``folder`` over ``customers`` synthetic customers."""
     data = write_institutions(folder / "data", customers, seed=seed)
-    path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs, policy=False)
+    path = write_demo_federation(folder, data, key_bits=key_bits, epochs=epochs)
     text = path.read_text().replace("batch_size = 4096", f"batch_size = {batch}")
     path.write_text(text if binning else text.replace("[binning]\n", ""))
     return path
