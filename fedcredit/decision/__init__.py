@@ -23,6 +23,7 @@ from fedcredit.decision.decide import (
     Offer,
     decide,
     decide_many,
+    decision_mix,
     offers,
     unscored,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "decide",
     "decide_many",
     "decile_baseline",
+    "decision_mix",
     "decisions_csv",
     "decisions_json",
     "feature_stability",

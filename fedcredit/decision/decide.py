@@ -227,6 +227,26 @@ def decide(
     return decide_many(policy, [applicant])[0]
 
 
+def decision_mix(
+    policy: Policy, scores: npt.ArrayLike, grades: Sequence[str], order: Sequence[str] = ()
+) -> dict[str, dict[str, int]]:
+    """How many of the scored applicants ``decide_many`` approves, refers and declines, per
+    grade: grade -> decision -> count, every decision listed (0 included).
+
+    No debt answer and no missing partner part (the held-out rows of a job have no loans-book
+    check): the score's band alone decides, by the same code as ``fedcredit decide``. Grades in
+    ``order`` come first, each listed even when empty; any other grade follows as first seen.
+    """
+    s = _finite_scores(scores)
+    if s.shape != (len(grades),):
+        raise DataError(f"{s.size} scores for {len(grades)} grades")
+    mix = {str(g): dict.fromkeys(DECISIONS, 0) for g in order}
+    applicants = [Applicant("", float(v), str(g)) for v, g in zip(s.tolist(), grades, strict=True)]
+    for decision in decide_many(policy, applicants):
+        mix.setdefault(decision.grade, dict.fromkeys(DECISIONS, 0))[decision.decision] += 1
+    return mix
+
+
 def unscored(applicant_id: str, reason: str) -> Decision:
     """A referral for an applicant that could not be scored (e.g. not in the lender's data):
     a person looks at it, as for any check that could not be made."""
@@ -288,6 +308,7 @@ __all__ = [
     "debt_rules",
     "decide",
     "decide_many",
+    "decision_mix",
     "offers",
     "unscored",
 ]

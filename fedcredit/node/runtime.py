@@ -241,6 +241,7 @@ def make_party_node(
 
     node = PartyNode(name, factory, peers_factory, home, scoring=fed.scoring)
     node.scorecard = Scorecard(**dataclasses.asdict(fed.scorecard))
+    node.policy = fed.policy if config.is_lender else None
     node.allow_small_keys = small_keys
     static = {p.name: p.address for p in fed.parties}
     static[COORDINATOR] = fed.coordinator.address

@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,10 +20,12 @@ import numpy as np
 
 from fedcredit.config import ScoringSettings
 from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey
-from fedcredit.decision.stability import FeatureStability, decile_baseline
+from fedcredit.decision import Policy
+from fedcredit.decision.stability import FeatureStability
 from fedcredit.errors import ProtocolError
 from fedcredit.model.logistic import sigmoid
 from fedcredit.model.scorecard import Scorecard
+from fedcredit.node.evaluation import EVALUATION_CSV, evaluation_csv, lender_evaluation
 from fedcredit.node.partner import PartnerScoring
 from fedcredit.node.results import (
     Alignment,
@@ -41,7 +43,6 @@ from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.reference import column_reference
-from fedcredit.protocol.report import evaluation_files, evaluation_metrics
 from fedcredit.protocol.trees.columns import TreeColumns
 from fedcredit.psi import PSIParty
 from fedcredit.psi.ring import Commitment, RingLedger
@@ -97,6 +98,7 @@ class PartyNode:
         self._seq = itertools.count(1)
         self._lock = threading.Lock()
         self.scorecard = Scorecard()
+        self.policy: Policy | None = None  # the lender's [policy]: the report's decision mix
         self._scoring: Role | None = None
         self._reference: object = None  # the loaded model part's stability reference
         self.static_peers: Peers | None = None
@@ -398,30 +400,23 @@ class PartyNode:
         packed, pending = LabelParty.score_request(z)
         scores = LabelParty.finish_scores(self._decrypt(header, packed, "test"), pending)
         rows = lender.rows_of("test", 0, 0)
-        y = lender.labels(rows)
-        p = sigmoid(scores)
-        baseline = decile_baseline(self.scorecard.score_from_logit(scores))
+        threshold = float(lender.settings.threshold)
+        return self.evaluation(lender, rows, lender.labels(rows), scores, threshold)
+
+    def evaluation(
+        self, lender: Role, rows: np.ndarray, y: np.ndarray, margins: np.ndarray,
+        threshold: float, extra: Mapping[str, object] | None = None,
+    ) -> Evaluation:  # fmt: skip
+        """Either family's evaluation of the test rows (``lender_evaluation``): keeps their
+        score deciles for the model part and writes ``evaluation.csv`` in the job's folder."""
+        result, baseline = lender_evaluation(
+            self.scorecard, self.policy, y, margins, threshold, extra
+        )
         self.job.score_baseline = baseline.to_dict()
-        self.write_evaluation_rows(lender, rows, y, p)
-        metrics = evaluation_metrics(y, p, self.scorecard, float(lender.settings.threshold))
-        files = evaluation_files(y, p, self.scorecard, metrics)
-        return Evaluation(metrics, files)
-
-    def write_evaluation_rows(
-        self, lender: Role, rows: np.ndarray, y: np.ndarray, p: np.ndarray
-    ) -> None:
-        """``evaluation.csv`` in the lender's own folder: id, label, probability per test row.
-
-        The lender learns these scores anyway; keeping them lets its risk team check the
-        evaluation and compare ``fedcredit score`` with it. They never leave the lender.
-        """
         ids = [lender.ids[i] for i in lender.aligned_rows[rows].tolist()]
-        lines = ["id,label,probability"]
-        lines += [
-            f"{i},{int(label)},{prob!r}"
-            for i, label, prob in zip(ids, y.tolist(), p.tolist(), strict=True)
-        ]
-        write_text_atomic(self.job.state_dir / "evaluation.csv", "\n".join(lines) + "\n")
+        csv = evaluation_csv(ids, y, sigmoid(margins))
+        write_text_atomic(self.job.state_dir / EVALUATION_CSV, csv)
+        return result
 
     def save_model(self, model_dir: str) -> str:
         part = self.job.party.model_part()

@@ -14,13 +14,11 @@ from dataclasses import dataclass, field
 
 from fedcredit.crypto import PublicKey
 from fedcredit.errors import ProtocolError
-from fedcredit.model.logistic import sigmoid
 from fedcredit.node.results import Evaluation
 from fedcredit.node.serde import trees as serde
 from fedcredit.node.serde.common import envelope
 from fedcredit.node.state import PartyNode
 from fedcredit.protocol.guard import Header
-from fedcredit.protocol.report import evaluation_files, evaluation_metrics
 from fedcredit.protocol.trees.lender import TreesLender
 from fedcredit.protocol.trees.messages import (
     Gradients,
@@ -189,12 +187,10 @@ class TreesJob:
         leaf in every tree: no partner is asked)."""
         lender = self.lender()
         rows = lender.rows_of("test", 0, 0)
+        margins = lender.kept_margins(rows)
+        grown = {"trees_grown": len(lender.model), "trees_kept": lender.kept}
         y = lender.labels(rows)
-        p = sigmoid(lender.kept_margins(rows))
-        self.node.write_evaluation_rows(lender, rows, y, p)
-        metrics = evaluation_metrics(y, p, self.node.scorecard, self.threshold)
-        metrics.update(trees_grown=len(lender.model), trees_kept=lender.kept)
-        return Evaluation(metrics, evaluation_files(y, p, self.node.scorecard, metrics))
+        return self.node.evaluation(lender, rows, y, margins, self.threshold, grown)
 
     # -- a partner's answers (the lender asks) --------------------------------------------------
     def set_key(self, caller: str, key: PublicKey) -> None:

@@ -88,14 +88,16 @@ def write_report(
     figures are there); returns the names of the files written.
 
     ``plots`` are names of PNG files already in ``folder`` (the lender's ROC, KS and score
-    plots). ``decisions`` maps a grade to its count of each decision under a policy (the
-    section says there is no policy without it); ``monitoring`` is a monitoring page's path
+    plots). ``decisions`` maps a grade to its count of each decision under a policy (by default
+    the lender's ``decisions`` metric, ``fedcredit.node.evaluation``; the section says how to
+    get it without either); ``monitoring`` is a monitoring page's path
     relative to ``folder`` (by default the first of ``MONITORING_PAGES`` that exists);
     ``points`` maps a party to the rows of its points table (``column``, ``label``, ``points``).
     Links name only files that exist in ``links_from`` (by default ``folder``; the folder the
     page will end up in when it is staged elsewhere first).
     """
     base = links_from if links_from is not None else folder
+    mix = decisions if decisions is not None else metrics.get("decisions")
     images = {name: folder / name for name in plots}
     drawn = _driver_plots(folder, metrics)
     images.update(drawn)
@@ -127,10 +129,16 @@ def write_report(
             "The lender's evaluation holds no usable confusion counts.",
         ),
         _section(
-            "Grades and decisions",
+            "Grades",
             "grades",
-            lambda: body.grades(metrics, decisions),
+            lambda: body.grades(metrics),
             "The lender's evaluation holds no usable grade table.",
+        ),
+        _section(
+            "Decision mix per grade",
+            "decisions",
+            lambda: body.decision_mix(mix),
+            "The lender's decision mix per grade is not usable.",
         ),
         _section(
             "Training curve",

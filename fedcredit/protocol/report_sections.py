@@ -35,6 +35,7 @@ SHOWN_ELSEWHERE = frozenset(
         "gains",
         "calibration",
         "grades",
+        "decisions",
         "iv",
         "train_taylor_loss",
         "validation_log_loss",
@@ -43,6 +44,14 @@ SHOWN_ELSEWHERE = frozenset(
         "features_per_party",
         "binned_features",
     }
+)
+#: The decisions of ``fedcredit.decision``, in the order the mix table shows them.
+DECISION_KINDS = ("approve", "refer", "decline")
+NO_POLICY = (
+    "No decision policy was given for this report: add a [policy] table to the lender's "
+    "federation file (an empty one takes the defaults; parties/README.md) and run the job "
+    "again to see how many held-out customers of each grade it would approve, refer and "
+    "decline."
 )
 UNUSABLE = (
     KeyError,
@@ -228,9 +237,7 @@ def confusion(metrics: Mapping[str, Any]) -> list[str]:
     return [table(rows, caption=caption), paragraph(accuracy)]
 
 
-def grades(
-    metrics: Mapping[str, Any], decisions: Mapping[str, Mapping[str, int]] | None
-) -> list[str]:
+def grades(metrics: Mapping[str, Any]) -> list[str]:
     rows = [
         {**row, "bad_rate": None if row.get("bad_rate") is None else percent(row["bad_rate"])}
         for row in table_rows(metrics, "grades", ("rows", "defaults"))
@@ -242,31 +249,45 @@ def grades(
         ("defaults", "defaults"),
         ("bad_rate", "bad rate"),
     ]
-    return [table(rows, columns, caption="Held-out rows per grade"), *decision_mix(decisions)]
+    return [table(rows, columns, caption="Held-out rows per grade")]
 
 
-def decision_mix(decisions: Mapping[str, Mapping[str, int]] | None) -> list[str]:
-    if not decisions:
-        return [
-            paragraph(
-                "No decision policy was given for this report: the mix of approve, refer and "
-                "decline per grade appears here once a [policy] is applied.",
-                css="note",
-            )
-        ]
-    kinds: list[str] = []
+def decision_mix(decisions: Any) -> list[str]:
+    """Grade -> decision -> count, as a table with each decision's share, the approval rate
+    and a total row; a note saying how to get it when there is none."""
+    if decisions is None:
+        return [paragraph(NO_POLICY, css="note")]
+    if not isinstance(decisions, Mapping) or not decisions:
+        raise ValueError("decisions is not a mapping of grades")
+    kinds = list(DECISION_KINDS)
     for mix in decisions.values():
-        kinds.extend(k for k in mix if k not in kinds)
-    rows = []
-    for grade, mix in decisions.items():
-        total = sum(int(number(v)) for v in mix.values())
-        row: dict[str, Any] = {"grade": grade, "applicants": total}
-        for kind in kinds:
-            count = int(number(mix.get(kind, 0)))
-            row[kind] = f"{count:,} ({100 * count / total:.1f} %)" if total else "0"
-        rows.append(row)
-    columns = [("grade", "grade"), ("applicants", "applicants"), *((k, k) for k in kinds)]
-    return [table(rows, columns, caption="Decisions per grade under the policy")]
+        kinds.extend(str(k) for k in mix if str(k) not in kinds)
+    counted = [
+        (str(grade), {kind: int(number(mix.get(kind, 0))) for kind in kinds})
+        for grade, mix in decisions.items()
+    ]
+    totals = {kind: sum(mix[kind] for _, mix in counted) for kind in kinds}
+    rows = [_mix_row(grade, mix) for grade, mix in [*counted, ("all grades", totals)]]
+    columns = [
+        ("grade", "grade"),
+        ("applicants", "held-out rows"),
+        *((kind, kind) for kind in kinds),
+        ("approval rate", "approval rate"),
+    ]
+    caption = (
+        "Held-out rows per grade as the lender's [policy] would decide them on the score alone "
+        "(fedcredit decide's rules; no loans-book check on held-out rows)"
+    )
+    return [table(rows, columns, caption=caption, marked=[len(rows) - 1])]
+
+
+def _mix_row(grade: str, mix: Mapping[str, int]) -> dict[str, Any]:
+    total = sum(mix.values())
+    row: dict[str, Any] = {"grade": grade, "applicants": f"{total:,}"}
+    for kind, count in mix.items():
+        row[kind] = f"{count:,} ({100 * count / total:.1f} %)" if total else "0"
+    row["approval rate"] = f"{100 * mix.get('approve', 0) / total:.1f} %" if total else None
+    return row
 
 
 def training(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> list[str]:

@@ -10,8 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from fedcredit.decision import DECISIONS, Policy
 from fedcredit.model.gains import calibration_table, gains_table, grade_table
 from fedcredit.model.scorecard import Scorecard
+from fedcredit.node.evaluation import lender_evaluation
 from fedcredit.protocol.report import evaluation_metrics
 from fedcredit.protocol.report_files import model_points, rewrite_report, write_evaluation_files
 from fedcredit.protocol.report_page import write_report
@@ -212,6 +214,65 @@ def test_the_decision_mix_per_grade_is_listed_when_given(
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<td>A</td><td>40</td><td>30 (75.0 %)</td><td>10 (25.0 %)</td><td>0 (0.0 %)</td>" in text
     assert "No decision policy was given" not in text
+
+
+def plain_decision(policy: Policy, score: float) -> str:
+    if score >= policy.approve_score:
+        return "approve"
+    return "refer" if score >= policy.refer_score else "decline"
+
+
+def test_the_lenders_decision_mix_per_grade_matches_a_plain_computation_of_the_policy(
+    predictions: tuple[np.ndarray, np.ndarray],
+) -> None:
+    y, p = predictions
+    card = Scorecard()
+    # Cut-offs inside the scores' range, so every decision occurs.
+    scores = card.score(p)
+    policy = Policy(
+        approve_score=float(np.quantile(scores, 0.6)),
+        refer_score=float(np.quantile(scores, 0.3)),
+        best_offer_score=float(scores.max()) + 1.0,
+    )
+
+    evaluation, _ = lender_evaluation(card, policy, y, np.log(p / (1 - p)), 0.5)
+
+    mix = evaluation.metrics["decisions"]
+    expected: dict[str, dict[str, int]] = {
+        name: {"approve": 0, "refer": 0, "decline": 0} for name, _ in card.grades
+    }
+    for score, grade in zip(scores.tolist(), card.grade(scores).tolist(), strict=True):
+        expected[grade][plain_decision(policy, score)] += 1
+    assert mix == expected
+    assert {d for counts in mix.values() for d, n in counts.items() if n} == set(DECISIONS)
+    grade_rows = {r["grade"]: r["rows"] for r in evaluation.metrics["grades"]}
+    assert {g: sum(c.values()) for g, c in mix.items()} == grade_rows
+    assert "decisions" not in lender_evaluation(card, None, y, np.log(p / (1 - p)), 0.5)[0].metrics
+
+
+def test_the_report_shows_the_lenders_decision_mix_with_approval_rates_and_a_total(
+    tmp_path: Path,
+) -> None:
+    metrics = {"decisions": {"A": {"approve": 30, "refer": 10, "decline": 0},
+                             "B": {"approve": 0, "refer": 5, "decline": 15}}}  # fmt: skip
+
+    write_report(tmp_path, metrics, [])
+
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    section = text[text.index('<section id="decisions">') :]
+    section = section[: section.index("</section>")]
+    assert "<td>B</td><td>20</td><td>0 (0.0 %)</td><td>5 (25.0 %)</td><td>15 (75.0 %)</td>" in section
+    assert "<td>0.0 %</td>" in section and "<td>75.0 %</td>" in section  # approval rates
+    total = '<tr class="marked"><td>all grades</td><td>60</td><td>30 (50.0 %)</td>'
+    assert total in section and "<td>50.0 %</td></tr>" in section
+    assert "No decision policy" not in text
+
+
+def test_without_a_policy_the_report_says_how_to_get_the_decision_mix(tmp_path: Path) -> None:
+    write_report(tmp_path, {}, [])
+
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "add a [policy] table to the lender&#x27;s federation file" in text
 
 
 def test_markup_in_every_peer_text_is_escaped(
