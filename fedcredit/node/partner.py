@@ -143,7 +143,7 @@ class PartnerScoring:
             return self._sampled
 
     def stability(
-        self, query: StabilityQuery, party: FeatureParty, reference: StabilityReference
+        self, query: StabilityQuery, party: PartyColumns, reference: StabilityReference
     ) -> list[FeatureStability]:
         """The CSI of each of this partner's columns on the query's ids for the lender (the
         index values only), or a logged refusal."""
@@ -158,7 +158,7 @@ class PartnerScoring:
             unknown = self._sampled_rows().for_party(party)
         return columns_stability(party, reference, query.ids, unknown)
 
-    def _stability_refusal(self, query: StabilityQuery, party: FeatureParty) -> str | None:
+    def _stability_refusal(self, query: StabilityQuery, party: PartyColumns) -> str | None:
         if query.caller != query.lender:
             return f"stability indices are only given to the lender, not {query.caller!r}"
         try:

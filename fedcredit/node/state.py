@@ -480,8 +480,8 @@ class PartyNode:
     def stability(self, caller: str, ids: list[str], job: str = "") -> list[FeatureStability]:
         """The CSI of each of this party's columns on ``ids``, for the lender: at a partner
         under its scoring policy (``PartnerScoring.stability``), at the lender for its own
-        operator."""
-        party = self.scoring_party()
+        operator. Either family: the reference describes the party's raw columns."""
+        party = self.scoring_role()
         reference = load_reference(self._reference, self.name)
         lender = self.scoring_peers().lender
         if self.name != lender:
