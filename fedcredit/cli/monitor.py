@@ -5,7 +5,8 @@ is refused in one line before any node starts. Then it starts the federation's l
 loaded with the model, as ``fedcredit score`` does, scores the ids through the lender's node
 (the score's PSI against the deciles stored with the lender's model part) and asks every party
 for the CSI of each of its own columns (``fedcredit.driver.monitor``). It writes
-``OUT/monitor.json``, the score distributions' PNG and an HTML page.
+``OUT/monitor.json``, the score distributions' PNG and an HTML page; when ``OUT`` lies inside
+the run folder of the model, that run's ``report.html`` is rendered again linking the page.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from typing import Any
 from fedcredit.cli.decisions import NodeRun
 from fedcredit.cli.progress import Progress
 from fedcredit.config import Federation
-from fedcredit.decision.monitoring import MONITOR_JSON, Population, write_monitor
+from fedcredit.decision.monitoring import MONITOR_HTML, MONITOR_JSON, Population, write_monitor
 from fedcredit.decision.stability import ScoreBaseline, StabilityReport, score_stability
 from fedcredit.driver.monitor import column_stability, population_scores
 from fedcredit.driver.scoring import scoring_session
 from fedcredit.errors import ConfigError, DataError, FedCreditError
+from fedcredit.protocol.report import REPORT
+from fedcredit.protocol.report_files import rewrite_report
 
 NO_REFERENCE = (
     "was saved without a stability reference (trained before fedcredit monitor existed): "
@@ -85,7 +88,25 @@ def monitor_batch(
     content = write_monitor(out, report, Population(len(ids), int(scores.size)))
     shutil.rmtree(run_dir, ignore_errors=True)
     progress("phase", {"message": f"  wrote {out / MONITOR_JSON}"})
+    linked = link_from_report(model_dir, out)
+    if linked is not None:
+        progress("phase", {"message": f"  linked it from {linked}"})
     return content
+
+
+def link_from_report(model_dir: Path, out: Path) -> Path | None:
+    """When ``--out`` lies inside the run folder that holds ``--model`` and its report, render
+    that ``report.html`` again linking the new page (``rewrite_report``: no party is asked);
+    returns the report's path, or None when there is no such report."""
+    run = model_dir.resolve().parent
+    if not (run / REPORT).is_file() or not (run / "metrics.json").is_file():
+        return None
+    try:
+        page = (out / MONITOR_HTML).resolve().relative_to(run)
+    except ValueError:
+        return None
+    rewrite_report(run, monitoring=page.as_posix())
+    return run / REPORT
 
 
 def _explained(exc: FedCreditError) -> FedCreditError:
@@ -95,4 +116,4 @@ def _explained(exc: FedCreditError) -> FedCreditError:
     return exc
 
 
-__all__ = ["monitor_batch", "read_baseline"]
+__all__ = ["link_from_report", "monitor_batch", "read_baseline"]

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from fedcredit.decision.stability import ACT, STABLE, WATCH, StabilityReport
 from fedcredit.errors import StorageError
+from fedcredit.model.report import Section, page, paragraph, table
 from fedcredit.model.stability_plots import plot_score_distributions
 
 MONITOR_JSON: Final = "monitor.json"
@@ -71,41 +72,50 @@ def write_monitor(out: Path, report: StabilityReport, population: Population) ->
 
 
 def monitor_html(content: Mapping[str, Any]) -> str:
-    """The page: the verdict, the score's bins, every column's index; the figure linked."""
-    e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(str(b['bin']))}</td><td>{b['baseline_share']:.2%}</td>"
-        f"<td>{b['new_share']:.2%}</td><td>{b['term']:.4f}</td></tr>"
-        for b in content["score_bins"]
-    )
-    features = "".join(
-        f"<tr><td>{e(str(f['party']))}</td><td>{e(str(f['feature']))}</td>"
-        f'<td>{f["csi"]:.4f}</td><td class="{e(f["status"])}">{e(f["status"])}</td></tr>'
-        for f in content["csi"]
-    )
+    """The page, in the report's style (``fedcredit.model.report``): the verdict, the score's
+    bins and figure, every column's index worst first (the ones not stable marked)."""
     t = content["thresholds"]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Stability monitoring</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; max-width: 60em; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-.stable {{ color: #176117; }} .watch {{ color: #8a5a00; }} .act {{ color: #a31515; }}
-</style></head><body>
-<h1>Stability monitoring</h1>
-<p>Overall: <strong class="{e(content["status"])}">{e(content["status"])}</strong>.
-{content["scored"]:,} of {content["applicants"]:,} applicants scored.
-Thresholds: below {t["stable_below"]} stable, up to {t["watch_up_to"]} watch, above act.</p>
-<h2>Score: PSI {content["score_psi"]:.4f}
-(<span class="{e(content["score_status"])}">{e(content["score_status"])}</span>)</h2>
-<p><img src="{e(SCORE_PNG)}" alt="score distributions: training and monitored population"></p>
-<table><tr><th>bin</th><th>training</th><th>monitored</th><th>term</th></tr>{rows}</table>
-<h2>Columns: characteristic stability index, computed by the party holding each</h2>
-<table><tr><th>party</th><th>feature</th><th>CSI</th><th>status</th></tr>{features}</table>
-<p>Data: <a href="{e(MONITOR_JSON)}">{e(MONITOR_JSON)}</a></p>
-</body></html>
-"""
+    verdict = (
+        f"Overall: {content['status']}. {content['scored']:,} of {content['applicants']:,} "
+        f"applicants scored. Thresholds: below {t['stable_below']} stable, up to "
+        f"{t['watch_up_to']} watch, above act."
+    )
+    bins = [
+        {
+            "bin": str(b["bin"]),
+            "training": f"{b['baseline_share']:.1%}",
+            "monitored": f"{b['new_share']:.1%}",
+            "term": f"{b['term']:.4f}",
+        }
+        for b in content["score_bins"]
+    ]
+    worst_first = sorted(content["csi"], key=lambda f: -float(f["csi"]))
+    columns = [
+        {
+            "party": str(f["party"]),
+            "column": str(f["feature"]),
+            "CSI": f"{f['csi']:.4f}",
+            "status": str(f["status"]),
+        }
+        for f in worst_first
+    ]
+    unstable = [k for k, f in enumerate(worst_first) if f["status"] != STABLE]
+    alt = html.escape("score distributions: training and monitored population")
+    image = f'<figure class="wide"><img src="{html.escape(SCORE_PNG)}" alt="{alt}"></figure>'
+    score = f"Score: PSI {content['score_psi']:.4f} ({content['score_status']})"
+    sections = [
+        Section(score, "score", [image, table(bins, caption="Share of applicants per bin")]),
+        Section(
+            "Columns: characteristic stability index",
+            "columns",
+            [
+                paragraph("Each computed by the party holding the column; worst first."),
+                table(columns, marked=unstable),
+            ],
+        ),
+    ]
+    data = f'<p>Data: <a href="{html.escape(MONITOR_JSON)}">{html.escape(MONITOR_JSON)}</a></p>'
+    return page("Stability monitoring", sections, lead=[paragraph(verdict, css="summary"), data])
 
 
 def _replace(path: Path, data: bytes) -> None:

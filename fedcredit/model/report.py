@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,12 +27,16 @@ _STYLE = (
     "color:#222;line-height:1.4}"
     "h1{margin-bottom:0.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}"
     "table{border-collapse:collapse;margin:0.8em 0}"
-    "td,th{border:1px solid #ccc;padding:0.25em 0.7em;text-align:right}"
-    "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
+    "td,th{border:1px solid #ccc;padding:0.25em 0.7em;text-align:right;vertical-align:top}"
+    "td{white-space:nowrap;font-variant-numeric:tabular-nums}"
+    "th{background:#f0f0f0}td:first-child,th:first-child,.t{text-align:left}"
+    "td.t{white-space:normal}"
     "tr.marked td{background:#fff4cc;font-weight:bold}"
     "caption{caption-side:top;text-align:left;color:#555;padding-bottom:0.3em}"
+    "table.side{display:inline-table;vertical-align:top;margin-right:1.5em}"
     "figure{display:inline-block;margin:0.5em 1em 0.5em 0;vertical-align:top}"
-    "figure img{max-width:100%;width:30em}figcaption{color:#555;font-size:0.9em}"
+    "figure img{max-width:100%;width:30em}figure.wide img{width:48em}"
+    "figcaption{color:#555;font-size:0.9em}"
     ".note{color:#555}.summary{font-size:1.15em}nav ul{columns:2}"
 )
 
@@ -47,16 +52,36 @@ class Section:
 
 
 def cell(value: Any) -> str:
-    """A table cell's text, escaped: floats to six significant digits, ``None`` as a dash."""
+    """A table cell's text, escaped: integers with thousands separators, floats to six
+    significant digits (never ``-0``), a list of numbers likewise, ``None`` as a dash."""
     if value is None:
         return "&ndash;"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return f"{value + 0.0:.6g}"  # + 0.0 turns -0.0 into 0.0
+    if isinstance(value, list | tuple) and all(_is_number(v) for v in value):
+        return "[" + ", ".join(cell(v) for v in value) + "]"
     if isinstance(value, Mapping | list | tuple):
         return html.escape(json.dumps(value, default=str))
     return html.escape(str(value))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_WORD = re.compile(r"[A-Za-z_]")
+
+
+def is_text(value: Any) -> bool:
+    """Whether a cell reads as words (left-aligned) rather than a figure: a string with a
+    letter in it, once ``inf`` and `` to `` (of an interval or a range) are set aside."""
+    if not isinstance(value, str):
+        return isinstance(value, Mapping)
+    return bool(_WORD.search(value.replace("inf", "").replace(" to ", "")))
 
 
 def paragraph(text: str, *, css: str = "") -> str:
@@ -71,32 +96,44 @@ def table(
     *,
     caption: str = "",
     marked: Sequence[int] = (),
+    css: str = "",
 ) -> str:
     """A table of ``rows`` (each a mapping of column to value).
 
     ``columns`` are ``(key, heading)`` pairs in order; by default every key of the rows under
-    its own name. Rows whose index is in ``marked`` are highlighted (a kept epoch, say).
+    its own name. Rows whose index is in ``marked`` are highlighted (a kept epoch, say). A
+    column of words is left-aligned, one of figures right-aligned; ``css`` is a class name
+    (``side``: next to the following table).
     """
     if columns is None:
         keys: list[str] = []
         for row in rows:
             keys.extend(str(key) for key in row if str(key) not in keys)
         columns = [(key, key) for key in keys]
-    head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading in columns)
+    # The first column is left-aligned anyway (the style sheet).
+    words = {key for key, _ in columns[1:] if any(is_text(row.get(key)) for row in rows)}
+
+    def attribute(key: str) -> str:
+        return ' class="t"' if key in words else ""
+
+    head = "".join(f"<th{attribute(key)}>{html.escape(heading)}</th>" for key, heading in columns)
     body = "".join(
         ('<tr class="marked">' if index in marked else "<tr>")
-        + "".join(f"<td>{cell(row.get(key))}</td>" for key, _ in columns)
+        + "".join(f"<td{attribute(key)}>{cell(row.get(key))}</td>" for key, _ in columns)
         + "</tr>"
         for index, row in enumerate(rows)
     )
     title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return f"<table>{title}<tr>{head}</tr>{body}</table>"
+    kind = f' class="{html.escape(css)}"' if css else ""
+    return f"<table{kind}>{title}<tr>{head}</tr>{body}</table>"
 
 
 def key_values(values: Mapping[str, Any], *, caption: str = "") -> str:
     """A two-column table: one row per key (a heading cell) and its value."""
+    words = ' class="t"'
     rows = "".join(
-        f"<tr><th>{html.escape(str(key))}</th><td>{cell(value)}</td></tr>"
+        f"<tr><th>{html.escape(str(key))}</th>"
+        f"<td{words if is_text(value) else ''}>{cell(value)}</td></tr>"
         for key, value in values.items()
     )
     title = f"<caption>{html.escape(caption)}</caption>" if caption else ""
@@ -139,10 +176,17 @@ def write_page(
     lead: Sequence[str] = (),
     filename: str = "report.html",
 ) -> Path:
-    """Write ``out_dir/filename``: ``title``, the ``lead`` fragments, a list of contents when
-    there are several sections, then the sections. Returns the page's path."""
+    """Write ``out_dir/filename`` (``page``'s text). Returns the page's path."""
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    target = directory / filename
+    target.write_text(page(title, sections, lead=lead), encoding="utf-8")
+    return target
+
+
+def page(title: str, sections: Sequence[Section], *, lead: Sequence[str] = ()) -> str:
+    """A whole page: ``title``, the ``lead`` fragments, a list of contents when there are
+    several sections, then the sections."""
     contents = ""
     if len(sections) > 1:
         items = "".join(
@@ -166,9 +210,7 @@ def write_page(
         ),
         "</body></html>",
     ]
-    target = directory / filename
-    target.write_text("\n".join(parts), encoding="utf-8")
-    return target
+    return "\n".join(parts)
 
 
 def write_html_report(

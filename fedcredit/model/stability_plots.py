@@ -38,7 +38,10 @@ def plot_score_distributions(
     axes.set_xlabel("score bin (deciles of the training scores)")
     axes.set_ylabel("share of applicants")
     axes.set_title(title)
-    axes.legend(loc="best", fontsize=8)
+    # Headroom above the tallest bar for the legend, which would otherwise cover bars.
+    top = max(max(baseline_share), max(new_share))
+    axes.set_ylim(0.0, top * 1.3 if top > 0 else 1.0)
+    axes.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

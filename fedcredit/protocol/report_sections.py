@@ -6,6 +6,7 @@ into fragments of the page, and raises one of ``UNUSABLE`` when its figures are 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -86,6 +87,11 @@ def table_rows(
     return rows
 
 
+def _fixed(value: Any, digits: int) -> str | None:
+    """A number with ``digits`` decimals, None for a missing one."""
+    return None if value is None else f"{number(value):.{digits}f}"
+
+
 def percent(value: Any) -> str:
     return f"{100 * number(value):.1f} %"
 
@@ -116,7 +122,7 @@ def job(metrics: Mapping[str, Any]) -> list[str]:
         "rows for training": metrics.get("rows_train"),
         "rows for validation": metrics.get("rows_validation"),
         "rows held out for evaluation": metrics.get("rows_test"),
-        "Paillier key size (bits)": metrics.get("key_bits"),
+        "Paillier key size (bits)": str(metrics["key_bits"]) if "key_bits" in metrics else None,
         "epochs run": metrics.get("epochs"),
         "epoch kept": metrics.get("kept_epoch"),
         "stopped by": metrics.get("stopped"),
@@ -140,17 +146,17 @@ def discrimination(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> li
     rows = [
         {
             "figure": "AUC",
-            "value": number(metrics["auc"]),
+            "value": f"{number(metrics['auc']):.3f}",
             "95% interval": interval(auc_ci),
             "method": "DeLong",
         },
         {
             "figure": "KS",
-            "value": number(metrics["ks"]),
+            "value": f"{number(metrics['ks']):.3f}",
             "95% interval": interval(ks_ci),
             "method": f"stratified bootstrap, {metrics.get('ks_resamples')} resamples",
         },
-        {"figure": "log-loss", "value": metrics.get("log_loss"), "95% interval": None},
+        {"figure": "log-loss", "value": _fixed(metrics.get("log_loss"), 4), "95% interval": None},
     ]
     note = (
         f"On {int(number(metrics['rows'])):,} held-out rows with "
@@ -299,8 +305,8 @@ def training(metrics: Mapping[str, Any], images: Mapping[str, Path]) -> list[str
     rows = [
         {
             "epoch": epoch,
-            "taylor": train[epoch - 1] if epoch <= len(train) else None,
-            "validation": validation[epoch - 1] if epoch <= len(validation) else None,
+            "taylor": _fixed(train[epoch - 1], 4) if epoch <= len(train) else None,
+            "validation": _fixed(validation[epoch - 1], 4) if epoch <= len(validation) else None,
             "kept": "kept" if epoch == kept else "",
         }
         for epoch in range(1, max(len(train), len(validation)) + 1)
@@ -338,14 +344,24 @@ def binning(
         ("bins", "bins"),
         ("kept", "kept"),
     ]
-    ordered = sorted(rows, key=lambda r: -number(r["iv"]))
+    ordered = [
+        {**row, "iv": f"{number(row['iv']):.3f}"}
+        for row in sorted(rows, key=lambda r: -number(r["iv"]))
+    ]
     body = [table(ordered, columns, caption="Information value per column, strongest first")]
     for party, party_points in points.items():
+        # A column's name on its first bin only, so each column reads as one block.
+        columns_seen = [None, *(row["column"] for row in party_points)]
+        shown = [
+            {**row, "column": "" if row["column"] == before else row["column"]}
+            for row, before in zip(party_points, columns_seen, strict=False)
+        ]
         body.append(
             table(
-                party_points,
+                shown,
                 [("column", "column"), ("label", "bin"), ("points", "points")],
                 caption=f"Points per bin: {party}",
+                css="side",
             )
         )
     if not points:
@@ -359,10 +375,22 @@ def monitoring(folder: Path, page: str | None) -> list[str]:
         return [
             paragraph("No monitoring page yet: run fedcredit monitor and link it here.", css="note")
         ]
-    return [
+    body = [
         paragraph("Population stability of the scored customers against training:"),
-        link(folder, pages[0], "monitoring page"),
+        link(folder, pages[0], f"monitoring page ({pages[0]})"),
     ]
+    with contextlib.suppress(OSError, *UNUSABLE):
+        figures = json.loads((folder / pages[0]).with_name("monitor.json").read_text("utf-8"))
+        unstable = [f for f in figures["csi"] if f["status"] != "stable"]
+        body.insert(
+            1,
+            paragraph(
+                f"Overall {figures['status']}: score PSI {number(figures['score_psi']):.4f} "
+                f"({figures['score_status']}) on {int(number(figures['scored'])):,} applicants; "
+                f"{len(unstable)} of {len(figures['csi'])} columns not stable."
+            ),
+        )
+    return body
 
 
 def files(folder: Path) -> list[str]:

@@ -6,7 +6,8 @@ in-process nodes with mutual TLS and 1024-bit keys on 1,000 synthetic customers,
 part the reference of its own raw columns, as the logistic family's do; ``fedcredit monitor``'s
 driver functions then score a population through the lender's ``Score`` RPC and ask each
 party for its columns' CSI. Expected figures are computed plainly here, from the parties'
-files and the stored parts.
+files and the stored parts. The run's report and a monitoring page are then rendered in
+headless Chromium, when it is installed.
 """
 
 from __future__ import annotations
@@ -20,14 +21,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedcredit.cli.monitor import link_from_report
 from fedcredit.config import Federation, load_federation
-from fedcredit.decision.stability import FeatureStability
+from fedcredit.decision.monitoring import MONITOR_HTML, Population, write_monitor
+from fedcredit.decision.stability import (
+    FeatureStability,
+    ScoreBaseline,
+    StabilityReport,
+    score_stability,
+)
 from fedcredit.driver.monitor import column_stability, population_scores
 from fedcredit.driver.scoring import ScoringSession
 from fedcredit.model.binning import Binning
 from fedcredit.node.stability import MIN_STABILITY_IDS
 from fedcredit.node.transport.peers import COORDINATOR, Peers
 from fedcredit.proto.v1 import common_pb2, coordinator_pb2
+from tests.support.browser import TAB_BLUE, colour_pixels, ink_share, needs_chromium, screenshot
 from tests.support.federation import demo_federation, start_nodes
 from tests.support.report import Page, broken_references
 
@@ -207,3 +216,47 @@ def test_the_trees_report_shows_the_policys_decision_mix_of_the_held_out_rows(
     assert "decisions" in Page(text).values("id") and "all grades" in text
     assert "No decision policy" not in text
     assert broken_references(page) == []
+
+
+@pytest.fixture(scope="module")
+def monitored(trained: Trained, session: ScoringSession) -> Path:
+    """``fedcredit monitor``'s files for the training population inside the run folder, and
+    the run's report rendered again linking them; the monitoring page's path."""
+    ids = list(trained.data["lender"])
+    scores, _ = population_scores(session, ids)
+    features = column_stability(session, PARTIES, ids)
+    baseline = ScoreBaseline.from_dict(trained.part("lender")["score_baseline"])  # type: ignore[arg-type]
+    report = StabilityReport(score_stability(baseline, scores), tuple(features))
+    write_monitor(trained.run / "monitor", report, Population(len(ids), int(scores.size)))
+    assert link_from_report(trained.run / "model", trained.run / "monitor") == (
+        trained.run / "report.html"
+    )
+    return trained.run / "monitor" / MONITOR_HTML
+
+
+def test_a_monitoring_page_inside_the_run_folder_is_linked_from_its_report(
+    trained: Trained, monitored: Path
+) -> None:
+    page = trained.run / "report.html"
+
+    text = page.read_text(encoding="utf-8")
+    assert "monitor/monitor.html" in Page(text).values("href")
+    assert "score PSI" in text and "No monitoring page yet" not in text
+    assert "all grades" in text  # the decision mix survives the new rendering
+    assert broken_references(page) == [] and broken_references(monitored) == []
+    assert link_from_report(trained.run / "model", trained.run.parent / "elsewhere") is None
+
+
+@needs_chromium
+def test_the_report_and_the_monitoring_page_render_in_chromium_with_their_images(
+    trained: Trained, monitored: Path, tmp_path: Path
+) -> None:
+    report = screenshot(trained.run / "report.html", tmp_path / "report.png", height=5000)
+    monitor = screenshot(monitored, tmp_path / "monitor.png", height=2000)
+
+    assert report.shape == (5000, 1280, 3) and monitor.shape == (2000, 1280, 3)
+    assert ink_share(report) > 0.02 and ink_share(monitor) > 0.02
+    # The ROC curve and the monitoring bars are drawn in this blue: they show only when the
+    # embedded and the linked PNG loaded (text and links are in other colours).
+    assert colour_pixels(report, TAB_BLUE) > 100  # 168 here; 0 with the images removed
+    assert colour_pixels(monitor, TAB_BLUE) > 5000

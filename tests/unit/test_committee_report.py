@@ -261,11 +261,34 @@ def test_the_report_shows_the_lenders_decision_mix_with_approval_rates_and_a_tot
     text = (tmp_path / "report.html").read_text(encoding="utf-8")
     section = text[text.index('<section id="decisions">') :]
     section = section[: section.index("</section>")]
-    assert "<td>B</td><td>20</td><td>0 (0.0 %)</td><td>5 (25.0 %)</td><td>15 (75.0 %)</td>" in section
+    assert (
+        "<td>B</td><td>20</td><td>0 (0.0 %)</td><td>5 (25.0 %)</td><td>15 (75.0 %)</td>" in section
+    )
     assert "<td>0.0 %</td>" in section and "<td>75.0 %</td>" in section  # approval rates
     total = '<tr class="marked"><td>all grades</td><td>60</td><td>30 (50.0 %)</td>'
     assert total in section and "<td>50.0 %</td></tr>" in section
     assert "No decision policy" not in text
+
+
+def test_each_partys_points_table_names_a_column_once_and_sits_beside_the_next(
+    predictions: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    y, p = predictions
+    points = {
+        "shop": [
+            {"column": "spend", "label": "(-inf, 20]", "points": 3.5},
+            {"column": "spend", "label": "missing", "points": -1.0},
+            {"column": "orders", "label": "(-inf, 4]", "points": 2.0},
+        ],
+        "bank": [{"column": "tenure", "label": "(-inf, 12]", "points": -2.0}],
+    }
+
+    write_report(tmp_path, job_metrics(y, p), [], points=points)
+
+    text = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert text.count('<table class="side"><caption>Points per bin:') == 2
+    assert "<td>spend</td>" in text and text.count(">spend</td>") == 1
+    assert '<td></td><td class="t">missing</td><td>-1</td>' in text
 
 
 def test_without_a_policy_the_report_says_how_to_get_the_decision_mix(tmp_path: Path) -> None:

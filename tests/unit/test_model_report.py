@@ -77,7 +77,7 @@ def test_evaluation_report_opens_with_the_intervals_rows_and_defaults(
         f"AUC {metrics['auc']:.3f} (95% CI {lo:.3f}-{hi:.3f}, 400 rows, "
         f"{int(y.sum())} defaults); KS {metrics['ks']:.3f} (95% CI "
     )
-    assert f"<tr><th>summary</th><td>{summarize(metrics)}</td></tr>" in text
+    assert f'<tr><th>summary</th><td class="t">{summarize(metrics)}</td></tr>' in text
     assert expected in text
     assert text.index("<th>summary</th>") < text.index("<th>auc</th>")
 
@@ -90,3 +90,21 @@ def test_report_escapes_html_in_names(tmp_path: Path) -> None:
 def test_report_refuses_a_missing_image(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read"):
         write_html_report(tmp_path, {}, [str(tmp_path / "nope.png")])
+
+
+def test_a_column_of_words_is_left_aligned_and_figures_read_as_figures() -> None:
+    from fedcredit.model.report import table
+
+    rows = [
+        {"grade": "A", "role": "partner", "rows": 12345, "points": -0.0, "range": "0.1 to 0.2"},
+        {"grade": "B", "role": "lender", "rows": 7, "points": 1.5, "range": "(-inf, 3]"},
+    ]
+
+    text = table(rows)
+
+    # Only the column of words (after the first, left-aligned anyway) is marked as text.
+    assert '<th class="t">role</th>' in text and '<td class="t">partner</td>' in text
+    assert "<th>rows</th>" in text and "<td>12,345</td>" in text
+    assert "<td>0</td>" in text and "-0" not in text  # no negative zero
+    assert "<th>range</th>" in text  # intervals and ranges are figures
+    assert "<td>A</td>" in text
