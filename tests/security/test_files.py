@@ -250,7 +250,7 @@ def test_a_lender_report_carrying_a_script_does_not_reach_the_operator(
     # it, shown escaped in the IV table; the lender's script is not.)
     assert "<script" not in page.lower() and "document.cookie" not in page
     # Still a useful report: the summary line, the lender's metrics and the accepted plots.
-    assert "<tr><th>summary</th><td class=\"t\">AUC " in page
+    assert '<tr><th>summary</th><td class="t">AUC ' in page
     assert f"{metrics['auc']:.6g}" in page
     for name in PLOTS:
         encoded = base64.b64encode((out / name).read_bytes()).decode("ascii")
@@ -287,7 +287,7 @@ def test_a_report_is_still_written_when_the_lender_metrics_cannot_make_a_summary
 
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "<th>summary</th>" not in page and "<img src=x" not in page
-    assert f"<tr><th>auc</th><td class=\"t\">{html.escape(MARKUP)}</td></tr>" in page
+    assert f'<tr><th>auc</th><td class="t">{html.escape(MARKUP)}</td></tr>' in page
 
 
 def test_a_partner_column_named_as_a_formula_is_defused_in_iv_csv(nodes: Nodes, out: Path) -> None:
