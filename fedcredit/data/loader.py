@@ -203,14 +203,24 @@ def _read_parquet(path: Path) -> _Table:
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a Parquet file")
+    # Row group by row group (issue 16): only one group is ever held as Arrow data and as
+    # Python values, beside the cells' text the columns keep.
+    cells: list[list[str]] = []
     try:
-        data = pq.ParquetFile(path).read()
+        with pq.ParquetFile(path) as parquet:
+            names = parquet.schema_arrow.names
+            cells = [[] for _ in names]
+            for group in range(parquet.num_row_groups):
+                data = parquet.read_row_group(group)
+                for column, values in zip(cells, data.columns, strict=True):
+                    column.extend(map(_parquet_cell, values.to_pylist()))
+                del data
     except PermissionError as exc:
         raise DataError(f"{path}: permission denied") from exc
     except (OSError, pa.ArrowException) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable Parquet file ({reason})") from exc
-    header = [str(name).strip() for name in data.column_names]
+    header = [str(name).strip() for name in names]
     if not header:
         raise DataError(f"{path}: empty file (no columns)")
     _check_names(
@@ -218,8 +228,9 @@ def _read_parquet(path: Path) -> _Table:
         lambda column: f"{path}: schema" + ("" if column is None else f", column {column!r}"),
         "schema",
     )
-    columns = [tuple(map(_parquet_cell, column.to_pylist())) for column in data.columns]
-    return _Table(path=path, header=header, columns=columns, n_rows=data.num_rows, has_lines=False)
+    rows = len(cells[0]) if cells else 0
+    columns = [tuple(cells.pop(0)) for _ in range(len(cells))]  # each list freed as it goes
+    return _Table(path=path, header=header, columns=columns, n_rows=rows, has_lines=False)
 
 
 def _column_index(table: _Table, name: str, role: str) -> int:
