@@ -222,4 +222,6 @@ def test_a_bad_cell_in_a_later_row_group_names_its_row(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
         load(path)
 
-    assert str(info.value) == f"{path}: row 26, column 'id': duplicate id 'C003' (first seen on row 4)"
+    assert (
+        str(info.value) == f"{path}: row 26, column 'id': duplicate id 'C003' (first seen on row 4)"
+    )
