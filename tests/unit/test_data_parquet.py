@@ -225,3 +225,31 @@ def test_a_bad_cell_in_a_later_row_group_names_its_row(tmp_path: Path) -> None:
     assert (
         str(info.value) == f"{path}: row 26, column 'id': duplicate id 'C003' (first seen on row 4)"
     )
+
+
+def test_a_null_in_a_later_row_group_of_a_numeric_column_names_its_row(tmp_path: Path) -> None:
+    # Numeric groups are kept as numbers; a group with a null turns the column back to text.
+    values: list[Any] = list(range(30))
+    values[24] = None
+    path = tmp_path / "null.parquet"
+    ids = [f"C{i:03d}" for i in range(30)]
+    pq.write_table(pa.table({"id": ids, "x": values}), path, row_group_size=10)
+
+    with pytest.raises(DataError) as info:
+        load(path)
+
+    # The same line as for the CSV of these cells (a feature column with one missing cell).
+    assert str(info.value).startswith(f"{path}: row 25, column 'x': missing value (the column")
+
+
+def test_a_numeric_column_named_categorical_keeps_its_text_in_every_row_group(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cats.parquet"
+    table = {"id": [f"C{i}" for i in range(12)], "grade": [i % 3 for i in range(12)]}
+    pq.write_table(pa.table({**table, "x": [0.5] * 12}), path, row_group_size=5)
+
+    data = load(path, categorical=["grade"])
+
+    assert data.categorical == {"grade": [str(i % 3) for i in range(12)]}
+    assert data.feature_names == ["x"]

@@ -324,7 +324,7 @@ def test_resolve_refuses_a_value_the_party_never_sent() -> None:
 def test_resolve_maps_common_values_back_to_ids_and_refuses_repeats() -> None:
     # The finished list is kept as sorted numpy rows (issue 16): each value finds its own row.
     ids = [f"id-{i}" for i in range(300)]
-    first, second = PSIParty(ids, "job-16b", 2), PSIParty(ids[100:] + ["x"], "job-16b", 2)
+    first, second = PSIParty(ids, "job-16b", 2), PSIParty([*ids[100:], "x"], "job-16b", 2)
     first_list, second_list = first.start(), second.start()
     f_first = first.finish(second.relay(first_list))
     f_second = second.finish(first.relay(second_list))
