@@ -1,12 +1,13 @@
 """Private alignment at scale: every party in its own process, its peak memory measured.
 
-    python benchmarks/align_scale.py --json OUT.json [--customers 1000000 10000000]
+    python benchmarks/align_scale.py --json OUT.json [--customers 1000000 2000000] [--parquet]
 
 For each size: ``fedcredit.data.synthetic`` writes the three institutions' CSV files (80 %
 overlap); each party runs in a process of its own (``multiprocessing``, spawn): it loads its
 file with the nodes' loader (``load_party_csv``), then runs its side of the real three-party
 ring PSI (``PSIParty``: hash, blind with the mask, relay its peers' lists, unmask, resolve).
-This process plays the driver: it carries the lists (one bytes blob each, as the chunked
+With ``--parquet`` every file is first rewritten as Parquet in row groups of 65,536 rows
+(pyarrow), so the load measures the row-group reader. This process plays the driver: it carries the lists (one bytes blob each, as the chunked
 messages do) and intersects the F-sets. gRPC and TLS are left out: the nodes add the message
 copies (``benchmarks/scale.py`` and the alignment timings of a run include them).
 
@@ -84,14 +85,32 @@ def party_process(name: str, path: str, conn: Connection) -> None:
             return
 
 
-def run_size(customers: int, folder: Path) -> dict[str, Any]:
+def to_parquet(paths: dict[str, Path]) -> dict[str, Path]:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = {}
+    for name, path in paths.items():
+        # The id column stays text, as the CSV loader reads it.
+        options = pacsv.ConvertOptions(column_types={"id": "string"})
+        table = pacsv.read_csv(path, convert_options=options)
+        out[name] = path.with_suffix(".parquet")
+        pq.write_table(table, out[name], row_group_size=65_536)
+        path.unlink()
+    return out
+
+
+def run_size(customers: int, folder: Path, parquet: bool) -> dict[str, Any]:
     from fedcredit.data.synthetic import write_institutions
     from fedcredit.psi import intersect
 
     started = time.perf_counter()
     paths = write_institutions(folder, customers, seed=3)
+    if parquet:
+        paths = to_parquet(paths)
     out: dict[str, Any] = {
         "customers": customers,
+        "format": "parquet" if parquet else "csv",
         "write_s": round(time.perf_counter() - started, 1),
     }
     context = mp.get_context("spawn")
@@ -143,6 +162,7 @@ def main() -> int:
     )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--customers", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--parquet", action="store_true", help="load Parquet files, not CSV")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     results: dict[str, Any] = {
@@ -154,7 +174,7 @@ def main() -> int:
         log(f"align_scale: {customers:,} customers ...")
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="fedcredit-align-") as tmp:
-            size = run_size(customers, Path(tmp))
+            size = run_size(customers, Path(tmp), args.parquet)
         size["total_s"] = round(time.perf_counter() - started, 1)
         results["sizes"].append(size)
         log(json.dumps(size))
