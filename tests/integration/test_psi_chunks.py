@@ -156,3 +156,25 @@ def test_an_out_of_order_chunk_is_refused(
     )
 
     assert f"starts at point {2 * CHUNK}, {CHUNK} points had arrived" in skipped
+
+
+def test_a_list_sent_again_in_chunks_after_the_relay_is_refused(
+    recorded: tuple[InProcessFederation, list[Exchange]],
+) -> None:
+    nodes, _ = recorded
+    driver = nodes.driver
+    sizes: dict[str, int] = {}
+    driver.progress = lambda kind, info: sizes.update(info["sizes"]) if kind == "aligned" else None
+    driver.context.psi_chunk_points = CHUNK
+    driver.setup(driver.start_job(), False)
+    driver.align()  # payments relayed lender's list at hop 1, in chunks
+    total = sizes["lender"]
+    guesses = hash_ids([f"guess-{i}" for i in range(total)], nodes.job_id)
+
+    def again() -> None:
+        for offset in range(0, total, CHUNK):
+            send_chunk(nodes, "payments", "lender", guesses[offset : offset + CHUNK], offset, total)
+
+    refused = refusal(again)
+
+    assert "already applied its key to 'lender'" in refused
