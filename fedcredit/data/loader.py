@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,8 @@ class _Table:
 
     path: Path
     header: list[str]
-    columns: list[tuple[str, ...]]
+    columns: list[tuple[str, ...] | np.ndarray]
+    """Each column's cells as text; a typed numeric Parquet column as its numpy array."""
     n_rows: int
     has_lines: bool = True
     """CSV: errors name the line of the file. Parquet: the data row (1-based)."""
@@ -77,6 +79,11 @@ class _Table:
             place = f"line {self.line(row)}" if self.has_lines else f"row {row + 1}"
         where = f"{self.path}: {place}"
         return f"{where}, column {column!r}" if column is not None else where
+
+    def cell(self, index: int, row: int) -> str:
+        """Column ``index``'s cell in ``row`` as text (a Parquet value as a CSV cell holds it)."""
+        cells = self.columns[index]
+        return _parquet_cell(cells[row].item()) if isinstance(cells, np.ndarray) else cells[row]
 
     def place(self, row: int) -> str:
         """``line L`` or ``row R`` for data row ``row`` (0-based)."""
@@ -155,9 +162,10 @@ def _check_names(header: list[str], where: Callable[[str | None], str], part: st
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def _read_table(path: Path) -> _Table:
+def _read_table(path: Path, text: set[str]) -> _Table:
+    """The file's table; ``text`` names the columns always kept as text (id, categorical)."""
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        return _read_parquet(path)
+        return _read_parquet(path, text)
     with _reader(path) as rows:
         first = next(rows, None)
         if first is None:
@@ -176,7 +184,7 @@ def _read_table(path: Path) -> _Table:
             f"{_where(path, table.line(row))}: row has {len(body[row])} cells, "
             f"the header has {width}"
         )
-    columns: list[tuple[str, ...]] = list(zip(*body, strict=True)) if body else []
+    columns: list[tuple[str, ...] | np.ndarray] = list(zip(*body, strict=True)) if body else []
     return _Table(path=path, header=header, columns=columns, n_rows=len(body))
 
 
@@ -191,7 +199,24 @@ def _parquet_cell(value: object) -> str:
     return str(value)
 
 
-def _read_parquet(path: Path) -> _Table:
+def _group_cells(values: Any, typed: bool) -> np.ndarray | list[str]:
+    """One row group's column: a numpy array for a numeric column without nulls (8 bytes a
+    cell, not a string), else its cells as text."""
+    if typed and values.null_count == 0:
+        return np.asarray(values.to_numpy(zero_copy_only=False))
+    return list(map(_parquet_cell, values.to_pylist()))
+
+
+def _join_groups(groups: list[np.ndarray | list[str]]) -> tuple[str, ...] | np.ndarray:
+    if groups and all(isinstance(g, np.ndarray) for g in groups):
+        return np.concatenate(groups)
+    cells: list[str] = []
+    for group in groups:  # a null in some group: the whole column as text, as CSV reads it
+        cells.extend(map(_parquet_cell, group.tolist()) if isinstance(group, np.ndarray) else group)
+    return tuple(cells)
+
+
+def _read_parquet(path: Path, text: set[str]) -> _Table:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -203,14 +228,31 @@ def _read_parquet(path: Path) -> _Table:
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a Parquet file")
+    # Row group by row group (issue 16): only one group is ever held as Arrow data and as
+    # Python values, beside the cells' text the columns keep.
+    groups: list[list[np.ndarray | list[str]]] = []
     try:
-        data = pq.ParquetFile(path).read()
+        with pq.ParquetFile(path) as parquet:
+            schema = parquet.schema_arrow
+            names = schema.names
+            typed = [
+                str(name).strip() not in text
+                and (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                     or pa.types.is_boolean(kind))
+                for name, kind in zip(names, schema.types, strict=True)
+            ]  # fmt: skip
+            groups = [[] for _ in names]
+            for group in range(parquet.num_row_groups):
+                data = parquet.read_row_group(group)
+                for column, values, numeric in zip(groups, data.columns, typed, strict=True):
+                    column.append(_group_cells(values, numeric))
+                del data
     except PermissionError as exc:
         raise DataError(f"{path}: permission denied") from exc
     except (OSError, pa.ArrowException) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: not a readable Parquet file ({reason})") from exc
-    header = [str(name).strip() for name in data.column_names]
+    header = [str(name).strip() for name in names]
     if not header:
         raise DataError(f"{path}: empty file (no columns)")
     _check_names(
@@ -218,8 +260,9 @@ def _read_parquet(path: Path) -> _Table:
         lambda column: f"{path}: schema" + ("" if column is None else f", column {column!r}"),
         "schema",
     )
-    columns = [tuple(map(_parquet_cell, column.to_pylist())) for column in data.columns]
-    return _Table(path=path, header=header, columns=columns, n_rows=data.num_rows, has_lines=False)
+    columns = [_join_groups(groups.pop(0)) for _ in range(len(groups))]  # each freed as it goes
+    rows = len(columns[0]) if columns else 0
+    return _Table(path=path, header=header, columns=columns, n_rows=rows, has_lines=False)
 
 
 def _column_index(table: _Table, name: str, role: str) -> int:
@@ -269,6 +312,8 @@ def _bad_cell(table: _Table, row: int, name: str, cell: str) -> DataError:
 
 def _parse_numeric(table: _Table, index: int, name: str) -> np.ndarray:
     cells = table.columns[index]
+    if isinstance(cells, np.ndarray):
+        return _in_range(table, index, name, cells.astype(np.float64))
     try:
         values = np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
     except ValueError:
@@ -281,7 +326,7 @@ def _in_range(table: _Table, index: int, name: str, values: np.ndarray) -> np.nd
     bad = ~(np.abs(values) <= MAX_ABS_VALUE)  # NaN compares False, so NaN is caught too
     if bad.any():
         row = int(np.argmax(bad))
-        raise _bad_cell(table, row, name, table.columns[index][row])
+        raise _bad_cell(table, row, name, table.cell(index, row))
     return values
 
 
@@ -292,6 +337,8 @@ def _parse_feature(table: _Table, index: int, name: str) -> np.ndarray | None:
     cells that are not, naming the cell and the fix.
     """
     cells = table.columns[index]
+    if isinstance(cells, np.ndarray):
+        return _in_range(table, index, name, cells.astype(np.float64))
     try:
         values = np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
     except ValueError:
@@ -322,7 +369,7 @@ def _parse_label(table: _Table, index: int, name: str) -> np.ndarray:
     bad = (values != 0.0) & (values != 1.0)
     if bad.any():
         row = int(np.argmax(bad))
-        cell = table.columns[index][row]
+        cell = table.cell(index, row)
         raise DataError(f"{table.where(row, name)}: label must be 0 or 1, got {cell!r}")
     return values.astype(np.int8)
 
@@ -368,7 +415,7 @@ def load_party_csv(
     its cells go through the same checks as CSV text: a null is a missing value, a
     boolean is 1 or 0, an integer id becomes its decimal digits.
     """
-    table = _read_table(Path(path))
+    table = _read_table(Path(path), {id_column, *categorical})
     id_index = _column_index(table, id_column, "id")
     reserved = {id_column, *categorical}
     label_index: int | None = None

@@ -10,12 +10,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from fedcredit.driver.context import JobContext, StepClock
+from fedcredit.driver.context import JobContext, Rpc, StepClock
 from fedcredit.errors import ConfigError, ProtocolError
 from fedcredit.proto.v1 import psi_pb2
 from fedcredit.protocol.split import check_batch_rule
+from fedcredit.psi import POINT_BYTES, intersect
 from fedcredit.psi import SUITE as PSI_SUITE
-from fedcredit.psi import intersect
 
 
 def align(ctx: JobContext) -> dict[str, int]:
@@ -36,7 +36,9 @@ def align(ctx: JobContext) -> dict[str, int]:
     clock = StepClock(ctx.progress, "align_step", len(parties) * (len(parties) + 1))
     started = time.monotonic()
     blinded = ctx.call_all(
-        parties, lambda s: s.psi.PsiBlind, lambda p: psi_pb2.PsiRequest(env=ctx.env())
+        parties,
+        lambda s: s.psi.PsiBlind,
+        lambda p: psi_pb2.PsiRequest(env=ctx.env(), chunk=ctx.psi_chunk_points),
     )
     clock.advance(len(parties))
     for party, reply in blinded.items():
@@ -49,36 +51,29 @@ def align(ctx: JobContext) -> dict[str, int]:
     ctx.timings["align_blind"] = (now := time.monotonic()) - started
 
     def ring(owner: str) -> list[bytes]:
-        points = blinded[owner]
+        points = receive(ctx, owner, "PsiBlind", owner, blinded[owner])
         start = parties.index(owner)
         for hop in range(1, len(parties)):
             holder = parties[(start + hop) % len(parties)]
-            points = ctx.call(
-                holder,
-                lambda s: s.psi.PsiApply,
-                psi_pb2.PsiPoints(
-                    env=ctx.env(), owner=owner, points=points.points, count=points.count
-                ),
-            )
+            reply = send(ctx, holder, lambda s: s.psi.PsiApply, owner, points)
+            points = receive(ctx, holder, "PsiApply", owner, reply)
             clock.advance()
-        final = ctx.call(
-            owner,
-            lambda s: s.psi.PsiFinish,
-            psi_pb2.PsiPoints(env=ctx.env(), owner=owner, points=points.points, count=points.count),
-        )
+        reply = send(ctx, owner, lambda s: s.psi.PsiFinish, owner, points)
+        data = receive(ctx, owner, "PsiFinish", owner, reply)
         clock.advance()
-        data = final.points
-        return [data[i : i + 32] for i in range(0, len(data), 32)]
+        return [data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES)]
 
     f_sets = ctx.map(ring, parties)
     ctx.timings["align_rings"] = (started := time.monotonic()) - now
     common = intersect(f_sets)
     ctx.timings["align_intersect"] = (now := time.monotonic()) - started
     blob = b"".join(common)
-    replies = ctx.call_all(
-        parties,
-        lambda s: s.psi.PsiAlign,
-        lambda p: psi_pb2.PsiPoints(env=ctx.env(), owner=p, points=blob, count=len(common)),
+    replies = dict(
+        zip(
+            parties,
+            ctx.map(lambda p: send(ctx, p, lambda s: s.psi.PsiAlign, p, blob), parties),
+            strict=True,
+        )
     )
     ctx.timings["align_resolve"] = time.monotonic() - now
     ctx.aligned_features = {p: int(r.features) for p, r in replies.items()}
@@ -98,6 +93,49 @@ def align(ctx: JobContext) -> dict[str, int]:
         "validation": first.validation,
         "test": first.test,
     }
+
+
+def send(ctx: JobContext, party: str, rpc: Rpc, owner: str, blob: bytes) -> Any:
+    """Hand ``party`` ``owner``'s list (points concatenated): in one message when it fits in
+    ``ctx.psi_chunk_points``, else chunk by chunk; the reply to the last message."""
+    chunk, total = ctx.psi_chunk_points, len(blob) // POINT_BYTES
+    if total <= chunk:
+        message = psi_pb2.PsiPoints(
+            env=ctx.env(), owner=owner, points=blob, count=total, chunk=chunk
+        )
+        return ctx.call(party, rpc, message)
+    reply = None
+    for offset in range(0, total, chunk):
+        part = blob[offset * POINT_BYTES : (offset + chunk) * POINT_BYTES]
+        message = psi_pb2.PsiPoints(
+            env=ctx.env(),
+            owner=owner,
+            points=part,
+            count=len(part) // POINT_BYTES,
+            offset=offset,
+            total=total,
+            chunk=chunk,
+        )
+        reply = ctx.call(party, rpc, message)
+    return reply
+
+
+def receive(ctx: JobContext, party: str, step: str, owner: str, reply: Any) -> bytes:
+    """The whole list ``party`` answered ``step`` with: the reply's points, then every chunk
+    after them (``PsiFetch``) up to the reply's total."""
+    parts, got = [bytes(reply.points)], int(reply.count)
+    while got < reply.total:
+        request = psi_pb2.PsiFetchRequest(
+            env=ctx.env(), step=step, owner=owner, offset=got, chunk=ctx.psi_chunk_points
+        )
+        more = ctx.call(party, lambda s: s.psi.PsiFetch, request)
+        if more.count == 0 or more.offset != got or more.total != reply.total:
+            raise ProtocolError(
+                f"party {party!r} answered point {got} of {owner!r}'s {step} list out of order"
+            )
+        parts.append(bytes(more.points))
+        got += int(more.count)
+    return b"".join(parts)
 
 
 def check_sizes(ctx: JobContext, setup: Mapping[str, Any], aligned: Mapping[str, int]) -> None:

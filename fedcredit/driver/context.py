@@ -34,6 +34,10 @@ _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
+PSI_CHUNK_POINTS = 2 * 1024 * 1024
+"""64 MiB of points per PSI message: a quarter of the nodes' 256 MiB message limit."""
+
+
 class JobContext:
     """One job as the driver sees it: its id, the nodes, the envelope, calls and progress.
 
@@ -64,6 +68,8 @@ class JobContext:
         self._seq = itertools.count(1)
         self._pool = ThreadPoolExecutor(max_workers=max(4, len(self.peers.parties)))
         self.timings: dict[str, float] = {}
+        self.psi_chunk_points = PSI_CHUNK_POINTS
+        """Most points per PSI message either way (tests lower it to send lists in chunks)."""
         self.aligned_features: dict[str, int] = {}
 
     @property

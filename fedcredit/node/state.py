@@ -27,13 +27,8 @@ from fedcredit.model.logistic import sigmoid
 from fedcredit.model.scorecard import Scorecard
 from fedcredit.node.evaluation import EVALUATION_CSV, evaluation_csv, lender_evaluation
 from fedcredit.node.partner import PartnerScoring
-from fedcredit.node.results import (
-    Alignment,
-    EpochLosses,
-    Evaluation,
-    IncomingVector,
-    SetupSummary,
-)
+from fedcredit.node.psi_lists import PsiLists
+from fedcredit.node.results import Alignment, EpochLosses, Evaluation, IncomingVector, SetupSummary
 from fedcredit.node.serde import common, keys, psi
 from fedcredit.node.stability import StabilityQuery, columns_stability, load_reference
 from fedcredit.node.transport.peers import COORDINATOR, Peers, check_key
@@ -67,6 +62,7 @@ class JobState:
     psi: PSIParty | None = None
     ring: RingLedger | None = None
     """Which PSI lists this party may blind: its peers' commitments (security review F11)."""
+    lists: PsiLists = field(default_factory=PsiLists)
     partials: dict[tuple[str, int, int], dict[str, EncryptedVector]] = field(default_factory=dict)
     residuals: dict[tuple[int, int], EncryptedVector] = field(default_factory=dict)
     last_train_loss: float | None = None
@@ -213,6 +209,12 @@ class PartyNode:
         )
         job.peers.call(recipient, lambda s: s.psi.PsiCommit, message, PEER_TIMEOUT_S)
 
+    def psi_bound(self, step: str, owner: str) -> tuple[str, int]:
+        """Who announced the list ``step`` takes for ``owner``, and its size (chunks stop there)."""
+        if step == "PsiAlign":  # the common values: never more than this party's own ids
+            return self.name, self._psi().own_size
+        return self._ring().announced(owner)
+
     def psi_commit(self, caller: str, commitment: Commitment) -> None:
         """A peer's commitment to the list it hands this party next (caller from its cert)."""
         self._ring().record(caller, commitment)
@@ -247,9 +249,8 @@ class PartyNode:
         return self._psi().finish(points)
 
     def psi_align(self, points: list[bytes]) -> Alignment:
-        common = self._psi().resolve(points).ids
         party = self.job.party
-        stats = party.align(common)
+        stats = party.align(self._psi().resolve(points).ids)
         # Weights after alignment: one-hot text columns add some (the driver's batch-size check).
         return Alignment(
             common=stats.common,

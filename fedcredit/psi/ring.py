@@ -121,6 +121,19 @@ class RingLedger:
         if list_digest(points) != commitment.digest:
             raise ProtocolError(f"hop {hop} of {owner!r}'s PSI list is not the list committed to")
 
+    def announced(self, owner: str) -> tuple[str, int]:
+        """Who committed to the list of ``owner``'s this party processes next, and its size
+        (a list arriving in chunks is bounded by it); ProtocolError without a commitment."""
+        hop = len(self.parties) if owner == self.me else self._hop_of_me(owner)
+        with self._lock:
+            entry = self._commitments.get((owner, hop))
+        if entry is None:
+            raise ProtocolError(
+                f"no commitment from {self.holder(owner, hop - 1)!r} for hop {hop} of "
+                f"{owner!r}'s PSI list: only lists the parties made are processed"
+            )
+        return entry[0], entry[1].count
+
     def admit_relay(self, owner: str, points: Sequence[bytes]) -> int:
         """Reserve this party's one relay of ``owner``'s list for ``points``; its hop.
 

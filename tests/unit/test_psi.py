@@ -321,6 +321,32 @@ def test_resolve_refuses_a_value_the_party_never_sent() -> None:
     assert len(second_list) == 1
 
 
+def test_resolve_maps_common_values_back_to_ids_and_refuses_repeats() -> None:
+    # The finished list is kept as sorted numpy rows (issue 16): each value finds its own row.
+    ids = [f"id-{i}" for i in range(300)]
+    first, second = PSIParty(ids, "job-16b", 2), PSIParty([*ids[100:], "x"], "job-16b", 2)
+    first_list, second_list = first.start(), second.start()
+    f_first = first.finish(second.relay(first_list))
+    f_second = second.finish(first.relay(second_list))
+    common = intersect([f_first, f_second])
+
+    assert f_first == sorted(f_first) and len(set(f_first)) == 300
+    with pytest.raises(ProtocolError, match="twice"):
+        first.resolve([common[0], common[0]])
+    with pytest.raises(ProtocolError, match=r"never sent \(index 1\)"):
+        first.resolve([common[0], b"short"])
+    assert first.resolve(common).ids == sorted(ids[100:])
+    assert second.resolve(common).ids == sorted(ids[100:])
+
+
+def test_a_list_coming_back_with_a_repeated_point_is_refused() -> None:
+    first, second = PSIParty(["a", "b"], "job-16c", 2), PSIParty(["a"], "job-16c", 2)
+    back = second.relay(first.start())
+
+    with pytest.raises(ProtocolError, match="repeated points"):
+        first.finish([back[0], back[0]])
+
+
 def test_three_party_lists_leave_masked_so_the_last_relay_cannot_match_them() -> None:
     # Party 2 is the last to blind party 0's list; with the one-time mask its output
     # must not equal the final F value of the shared id, which party 2 also holds.

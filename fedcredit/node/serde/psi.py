@@ -10,19 +10,42 @@ from fedcredit.psi import SUITE as PSI_SUITE
 from fedcredit.psi.ring import Commitment
 
 
-def points_of(message: psi_pb2.PsiPoints) -> list[bytes]:
+def check_count(message: psi_pb2.PsiPoints) -> None:
     data = message.points
     if message.count * POINT_BYTES != len(data):
         raise CryptoError(f"PSI message holds {len(data)} bytes for {message.count} points")
+
+
+def points_of(message: psi_pb2.PsiPoints) -> list[bytes]:
+    check_count(message)
+    data = message.points
     # Each point is checked where it is used: PSIParty.relay/finish and the coordinator.
     return [data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES)]
 
 
-def points_message(
-    env: common_pb2.Envelope, owner: str, points: list[bytes], *, suite: bool = False
+def split(blob: bytes) -> list[bytes]:
+    """The points of a list assembled from chunks (``fedcredit.node.psi_lists``)."""
+    return [blob[i : i + POINT_BYTES] for i in range(0, len(blob), POINT_BYTES)]
+
+
+def chunk_message(
+    env: common_pb2.Envelope,
+    owner: str,
+    chunk: bytes,
+    total: int,
+    *,
+    offset: int = 0,
+    suite: bool = False,
 ) -> psi_pb2.PsiPoints:
-    """``points`` of ``owner``'s list; ``suite`` adds the party's PSI suite (PsiBlind replies)."""
-    message = psi_pb2.PsiPoints(env=env, owner=owner, points=b"".join(points), count=len(points))
+    """Points ``offset`` on of ``owner``'s ``total``-point list (``suite``: PsiBlind replies)."""
+    message = psi_pb2.PsiPoints(
+        env=env,
+        owner=owner,
+        points=chunk,
+        count=len(chunk) // POINT_BYTES,
+        offset=offset,
+        total=total,
+    )
     if suite:
         message.suite = PSI_SUITE
     return message

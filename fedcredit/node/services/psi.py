@@ -1,14 +1,23 @@
-"""The Psi service of a data party's node (psi.proto): its part of the PSI ring."""
+"""The Psi service of a data party's node (psi.proto): its part of the PSI ring.
+
+Lists travel whole or in chunks (``fedcredit.node.psi_lists``): a step runs on the whole list
+once its last chunk is in, and an answer above one chunk leaves through ``PsiFetch``. Every
+chunk is a step of its own for the sequence guard, so a retried chunk is not added twice.
+"""
 
 from __future__ import annotations
 
 import grpc
 
+from fedcredit.node.psi_lists import chunk_points
 from fedcredit.node.serde import common, psi
 from fedcredit.node.services.errors import rpc
 from fedcredit.node.services.steps import DriverSteps
 from fedcredit.node.transport.identity import caller_party
 from fedcredit.proto.v1 import common_pb2, psi_pb2, psi_pb2_grpc
+
+Answer = tuple[bytes, int]
+"""A step's reply: its first chunk of points, and the points in the whole answer."""
 
 
 class PsiServicer(psi_pb2_grpc.PsiServicer):
@@ -16,25 +25,52 @@ class PsiServicer(psi_pb2_grpc.PsiServicer):
         self.steps = steps
         self.node = steps.node
 
+    def _whole(self, step: str, owner: str, request: psi_pb2.PsiPoints) -> list[bytes] | None:
+        """The request's list, or None while chunks of it are still to come."""
+        if request.total == 0:  # the whole list in this message
+            return psi.points_of(request)
+        psi.check_count(request)
+        bound = self.node.psi_bound(step, owner)
+        lists = self.node.job.lists
+        blob = lists.receive(step, owner, request.offset, request.total, request.points, bound)
+        return None if blob is None else psi.split(blob)
+
+    def _answer(self, step: str, owner: str, points: list[bytes], chunk: int) -> Answer:
+        blob = b"".join(points)
+        return self.node.job.lists.hold(step, owner, blob, chunk_points(chunk)), len(points)
+
+    def _reply(self, env: common_pb2.Envelope, owner: str, answer: Answer) -> psi_pb2.PsiPoints:
+        return psi.chunk_message(env, owner, answer[0], answer[1])
+
     @rpc
     def PsiBlind(
         self, request: psi_pb2.PsiRequest, context: grpc.ServicerContext
     ) -> psi_pb2.PsiPoints:
-        points = self.steps.run(context, "PsiBlind", request.env, lambda _: self.node.psi_blind())
-        return psi.points_message(request.env, self.node.name, points, suite=True)
+        name = self.node.name
+        first, total = self.steps.run(
+            context,
+            "PsiBlind",
+            request.env,
+            lambda _: self._answer("PsiBlind", name, self.node.psi_blind(), request.chunk),
+        )
+        return psi.chunk_message(request.env, name, first, total, suite=True)
 
     @rpc
     def PsiApply(
         self, request: psi_pb2.PsiPoints, context: grpc.ServicerContext
     ) -> psi_pb2.PsiPoints:
         owner = request.owner
-        points = self.steps.run(
-            context,
-            f"PsiApply:{owner}",
-            request.env,
-            lambda _: self.node.psi_apply(owner, psi.points_of(request)),
-        )
-        return psi.points_message(request.env, owner, points)
+
+        def step() -> Answer:
+            points = self._whole("PsiApply", owner, request)
+            if points is None:
+                return b"", 0
+            return self._answer(
+                "PsiApply", owner, self.node.psi_apply(owner, points), request.chunk
+            )
+
+        answer = self.steps.run(context, f"PsiApply:{owner}", request.env, lambda _: step())
+        return self._reply(request.env, owner, answer)
 
     @rpc
     def PsiCommit(
@@ -50,19 +86,39 @@ class PsiServicer(psi_pb2_grpc.PsiServicer):
     def PsiFinish(
         self, request: psi_pb2.PsiPoints, context: grpc.ServicerContext
     ) -> psi_pb2.PsiPoints:
-        points = self.steps.run(
-            context,
-            "PsiFinish",
-            request.env,
-            lambda _: self.node.psi_finish(psi.points_of(request)),
-        )
-        return psi.points_message(request.env, self.node.name, points)
+        name = self.node.name
+
+        def step() -> Answer:
+            points = self._whole("PsiFinish", name, request)
+            if points is None:
+                return b"", 0
+            return self._answer("PsiFinish", name, self.node.psi_finish(points), request.chunk)
+
+        answer = self.steps.run(context, "PsiFinish", request.env, lambda _: step())
+        return self._reply(request.env, name, answer)
 
     @rpc
     def PsiAlign(
         self, request: psi_pb2.PsiPoints, context: grpc.ServicerContext
     ) -> psi_pb2.AlignReply:
-        alignment = self.steps.run(
-            context, "PsiAlign", request.env, lambda _: self.node.psi_align(psi.points_of(request))
+        def step() -> psi_pb2.AlignReply:
+            points = self._whole("PsiAlign", self.node.name, request)
+            if points is None:
+                return psi_pb2.AlignReply(env=request.env)  # more chunks to come
+            return psi.align_reply(request.env, self.node.psi_align(points))
+
+        return self.steps.run(context, "PsiAlign", request.env, lambda _: step())
+
+    @rpc
+    def PsiFetch(
+        self, request: psi_pb2.PsiFetchRequest, context: grpc.ServicerContext
+    ) -> psi_pb2.PsiPoints:
+        step, owner, offset = request.step, request.owner, request.offset
+
+        def fetch() -> tuple[bytes, int]:
+            return self.node.job.lists.fetch(step, owner, offset, chunk_points(request.chunk))
+
+        chunk, total = self.steps.run(
+            context, f"PsiFetch:{step}:{owner}", request.env, lambda _: fetch()
         )
-        return psi.align_reply(request.env, alignment)
+        return psi.chunk_message(request.env, owner, chunk, total, offset=offset)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from fedcredit.proto.v1 import common_pb2 as fedcredit_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64\x63redit/v1/psi.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"1\n\nPsiRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\"m\n\tPsiPoints\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\r\n\x05suite\x18\x05 \x01(\t\"o\n\rPsiCommitment\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\"\x84\x01\n\nAlignReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0e\n\x06\x63ommon\x18\x02 \x01(\r\x12\r\n\x05train\x18\x03 \x01(\r\x12\x12\n\nvalidation\x18\x04 \x01(\r\x12\x0c\n\x04test\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\r2\xbd\x02\n\x03Psi\x12=\n\x08PsiBlind\x12\x18.fedcredit.v1.PsiRequest\x1a\x17.fedcredit.v1.PsiPoints\x12<\n\x08PsiApply\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\tPsiFinish\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\x08PsiAlign\x12\x17.fedcredit.v1.PsiPoints\x1a\x18.fedcredit.v1.AlignReply\x12;\n\tPsiCommit\x12\x1b.fedcredit.v1.PsiCommitment\x1a\x11.fedcredit.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x66\x65\x64\x63redit/v1/psi.proto\x12\x0c\x66\x65\x64\x63redit.v1\x1a\x19\x66\x65\x64\x63redit/v1/common.proto\"@\n\nPsiRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05\x63hunk\x18\x02 \x01(\r\"\x9b\x01\n\tPsiPoints\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0e\n\x06points\x18\x03 \x01(\x0c\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\r\n\x05suite\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\r\x12\r\n\x05total\x18\x07 \x01(\r\x12\r\n\x05\x63hunk\x18\x08 \x01(\r\"r\n\x0fPsiFetchRequest\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0c\n\x04step\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0e\n\x06offset\x18\x04 \x01(\r\x12\r\n\x05\x63hunk\x18\x05 \x01(\r\"o\n\rPsiCommitment\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0b\n\x03hop\x18\x03 \x01(\r\x12\r\n\x05\x63ount\x18\x04 \x01(\r\x12\x0e\n\x06\x64igest\x18\x05 \x01(\x0c\"\x84\x01\n\nAlignReply\x12#\n\x03\x65nv\x18\x01 \x01(\x0b\x32\x16.fedcredit.v1.Envelope\x12\x0e\n\x06\x63ommon\x18\x02 \x01(\r\x12\r\n\x05train\x18\x03 \x01(\r\x12\x12\n\nvalidation\x18\x04 \x01(\r\x12\x0c\n\x04test\x18\x05 \x01(\r\x12\x10\n\x08\x66\x65\x61tures\x18\x06 \x01(\r2\x81\x03\n\x03Psi\x12=\n\x08PsiBlind\x12\x18.fedcredit.v1.PsiRequest\x1a\x17.fedcredit.v1.PsiPoints\x12<\n\x08PsiApply\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\tPsiFinish\x12\x17.fedcredit.v1.PsiPoints\x1a\x17.fedcredit.v1.PsiPoints\x12=\n\x08PsiAlign\x12\x17.fedcredit.v1.PsiPoints\x1a\x18.fedcredit.v1.AlignReply\x12\x42\n\x08PsiFetch\x12\x1d.fedcredit.v1.PsiFetchRequest\x1a\x17.fedcredit.v1.PsiPoints\x12;\n\tPsiCommit\x12\x1b.fedcredit.v1.PsiCommitment\x1a\x11.fedcredit.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,13 +33,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedcredit.proto.v1.psi_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PSIREQUEST']._serialized_start=67
-  _globals['_PSIREQUEST']._serialized_end=116
-  _globals['_PSIPOINTS']._serialized_start=118
-  _globals['_PSIPOINTS']._serialized_end=227
-  _globals['_PSICOMMITMENT']._serialized_start=229
-  _globals['_PSICOMMITMENT']._serialized_end=340
-  _globals['_ALIGNREPLY']._serialized_start=343
-  _globals['_ALIGNREPLY']._serialized_end=475
-  _globals['_PSI']._serialized_start=478
-  _globals['_PSI']._serialized_end=795
+  _globals['_PSIREQUEST']._serialized_end=131
+  _globals['_PSIPOINTS']._serialized_start=134
+  _globals['_PSIPOINTS']._serialized_end=289
+  _globals['_PSIFETCHREQUEST']._serialized_start=291
+  _globals['_PSIFETCHREQUEST']._serialized_end=405
+  _globals['_PSICOMMITMENT']._serialized_start=407
+  _globals['_PSICOMMITMENT']._serialized_end=518
+  _globals['_ALIGNREPLY']._serialized_start=521
+  _globals['_ALIGNREPLY']._serialized_end=653
+  _globals['_PSI']._serialized_start=656
+  _globals['_PSI']._serialized_end=1041
 # @@protoc_insertion_point(module_scope)

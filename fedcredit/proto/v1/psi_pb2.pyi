@@ -22,16 +22,20 @@ class PsiRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ENV_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.int
+    """most points per reply message (0: the node's default)"""
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     def __init__(
         self,
         *,
         env: _common_pb2.Envelope | None = ...,
+        chunk: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "env", b"env"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -46,6 +50,9 @@ class PsiPoints(_message.Message):
     POINTS_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     SUITE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """whose ids these points stand for"""
     points: _builtins.bytes
@@ -53,6 +60,14 @@ class PsiPoints(_message.Message):
     count: _builtins.int
     suite: _builtins.str
     """PsiBlind replies: the party's PSI group and hash (fedcredit.psi.SUITE)"""
+    offset: _builtins.int
+    """Lists above one message's limit travel in chunks of consecutive points: this message holds
+    points offset .. offset + count - 1 of a list of total (total 0: the whole list is here).
+    A step runs when its request's last chunk arrives; until then it answers an empty list.
+    """
+    total: _builtins.int
+    chunk: _builtins.int
+    """requests: most points per reply message (0: the default)"""
     @_builtins.property
     def env(self) -> _common_pb2.Envelope: ...
     def __init__(
@@ -63,14 +78,56 @@ class PsiPoints(_message.Message):
         points: _builtins.bytes = ...,
         count: _builtins.int = ...,
         suite: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        total: _builtins.int = ...,
+        chunk: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "env", b"env", "owner", b"owner", "points", b"points", "suite", b"suite"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "count", b"count", "env", b"env", "offset", b"offset", "owner", b"owner", "points", b"points", "suite", b"suite", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PsiPoints: _TypeAlias = PsiPoints  # noqa: Y015
+
+@_typing.final
+class PsiFetchRequest(_message.Message):
+    """The chunk of a step's answer from point offset on (the driver's follow-up of PsiBlind,
+    PsiApply and PsiFinish replies whose total exceeds their count).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENV_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    step: _builtins.str
+    """"PsiBlind", "PsiApply" or "PsiFinish" """
+    owner: _builtins.str
+    """whose list"""
+    offset: _builtins.int
+    chunk: _builtins.int
+    """most points in the reply (0: the node's default)"""
+    @_builtins.property
+    def env(self) -> _common_pb2.Envelope: ...
+    def __init__(
+        self,
+        *,
+        env: _common_pb2.Envelope | None = ...,
+        step: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        offset: _builtins.int = ...,
+        chunk: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["env", b"env"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "env", b"env", "offset", b"offset", "owner", b"owner", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PsiFetchRequest: _TypeAlias = PsiFetchRequest  # noqa: Y015
 
 @_typing.final
 class PsiCommitment(_message.Message):

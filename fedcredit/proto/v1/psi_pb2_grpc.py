@@ -57,6 +57,11 @@ class PsiStub:
                 request_serializer=fedcredit_dot_v1_dot_psi__pb2.PsiPoints.SerializeToString,
                 response_deserializer=fedcredit_dot_v1_dot_psi__pb2.AlignReply.FromString,
                 _registered_method=True)
+        self.PsiFetch = channel.unary_unary(
+                '/fedcredit.v1.Psi/PsiFetch',
+                request_serializer=fedcredit_dot_v1_dot_psi__pb2.PsiFetchRequest.SerializeToString,
+                response_deserializer=fedcredit_dot_v1_dot_psi__pb2.PsiPoints.FromString,
+                _registered_method=True)
         self.PsiCommit = channel.unary_unary(
                 '/fedcredit.v1.Psi/PsiCommit',
                 request_serializer=fedcredit_dot_v1_dot_psi__pb2.PsiCommitment.SerializeToString,
@@ -93,6 +98,13 @@ class PsiServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PsiFetch(self, request, context):
+        """The next chunk of a list a step above answered with (its reply's total above its count).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PsiCommit(self, request, context):
         """Party to party, never from the driver: the list the caller hands on next (security F11).
         """
@@ -122,6 +134,11 @@ def add_PsiServicer_to_server(servicer, server):
                     servicer.PsiAlign,
                     request_deserializer=fedcredit_dot_v1_dot_psi__pb2.PsiPoints.FromString,
                     response_serializer=fedcredit_dot_v1_dot_psi__pb2.AlignReply.SerializeToString,
+            ),
+            'PsiFetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PsiFetch,
+                    request_deserializer=fedcredit_dot_v1_dot_psi__pb2.PsiFetchRequest.FromString,
+                    response_serializer=fedcredit_dot_v1_dot_psi__pb2.PsiPoints.SerializeToString,
             ),
             'PsiCommit': grpc.unary_unary_rpc_method_handler(
                     servicer.PsiCommit,
@@ -239,6 +256,33 @@ class Psi:
             '/fedcredit.v1.Psi/PsiAlign',
             fedcredit_dot_v1_dot_psi__pb2.PsiPoints.SerializeToString,
             fedcredit_dot_v1_dot_psi__pb2.AlignReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PsiFetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedcredit.v1.Psi/PsiFetch',
+            fedcredit_dot_v1_dot_psi__pb2.PsiFetchRequest.SerializeToString,
+            fedcredit_dot_v1_dot_psi__pb2.PsiPoints.FromString,
             options,
             channel_credentials,
             insecure,

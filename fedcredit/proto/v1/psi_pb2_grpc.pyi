@@ -40,6 +40,8 @@ class PsiStub:
     PsiApply: _grpc.UnaryUnaryMultiCallable[_psi_pb2.PsiPoints, _psi_pb2.PsiPoints]
     PsiFinish: _grpc.UnaryUnaryMultiCallable[_psi_pb2.PsiPoints, _psi_pb2.PsiPoints]
     PsiAlign: _grpc.UnaryUnaryMultiCallable[_psi_pb2.PsiPoints, _psi_pb2.AlignReply]
+    PsiFetch: _grpc.UnaryUnaryMultiCallable[_psi_pb2.PsiFetchRequest, _psi_pb2.PsiPoints]
+    """The next chunk of a list a step above answered with (its reply's total above its count)."""
     PsiCommit: _grpc.UnaryUnaryMultiCallable[_psi_pb2.PsiCommitment, _common_pb2.Ack]
     """Party to party, never from the driver: the list the caller hands on next (security F11)."""
 
@@ -54,6 +56,8 @@ class PsiAsyncStub(PsiStub):
     PsiApply: _aio.UnaryUnaryMultiCallable[_psi_pb2.PsiPoints, _psi_pb2.PsiPoints]  # type: ignore[assignment]
     PsiFinish: _aio.UnaryUnaryMultiCallable[_psi_pb2.PsiPoints, _psi_pb2.PsiPoints]  # type: ignore[assignment]
     PsiAlign: _aio.UnaryUnaryMultiCallable[_psi_pb2.PsiPoints, _psi_pb2.AlignReply]  # type: ignore[assignment]
+    PsiFetch: _aio.UnaryUnaryMultiCallable[_psi_pb2.PsiFetchRequest, _psi_pb2.PsiPoints]  # type: ignore[assignment]
+    """The next chunk of a list a step above answered with (its reply's total above its count)."""
     PsiCommit: _aio.UnaryUnaryMultiCallable[_psi_pb2.PsiCommitment, _common_pb2.Ack]  # type: ignore[assignment]
     """Party to party, never from the driver: the list the caller hands on next (security F11)."""
 
@@ -89,6 +93,14 @@ class PsiServicer(metaclass=_abc_1.ABCMeta):
         request: _psi_pb2.PsiPoints,
         context: _ServicerContext,
     ) -> _typing.Union[_psi_pb2.AlignReply, _abc.Awaitable[_psi_pb2.AlignReply]]: ...
+
+    @_abc_1.abstractmethod
+    def PsiFetch(
+        self,
+        request: _psi_pb2.PsiFetchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_psi_pb2.PsiPoints, _abc.Awaitable[_psi_pb2.PsiPoints]]:
+        """The next chunk of a list a step above answered with (its reply's total above its count)."""
 
     @_abc_1.abstractmethod
     def PsiCommit(
