@@ -8,8 +8,9 @@ item of the batch on its own thread. At most ``max_running`` batches run at once
 batch keeps gathering calls until one ends (or it is full), so under load batches grow with the
 load instead of many small ones competing for the same cores, each paying the round's fixed
 cost. A call that finds nothing running starts at once, so a lone caller pays no wait; each
-caller gets exactly its own slice of the answers back, in its own order. A batch whose work fails raises that error to its own callers
-only; the next batch starts afresh. There is no background thread: nothing to start or stop.
+caller gets exactly its own slice of the answers back, in its own order. A batch whose work
+fails raises that error to its own callers only; the next batch starts afresh. There is no
+background thread: nothing to start or stop.
 
 What the batch reveals: the work sees the union of its callers' items, as it would one call
 after another (a partner sees the lender's applicants, the coordinator masked slots).

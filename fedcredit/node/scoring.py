@@ -2,10 +2,11 @@
 
 The lender asks each partner for its encrypted partial scores (packed into the slots of the
 masked decryption before encryption: one ciphertext per slots-per-ciphertext applicants), adds
-its own and a fresh mask per slot, and has the coordinator decrypt the masked slots. It learns the final score and so, per applicant,
-the partners' contribution as one aggregate, each partner's part rounded to the federation
-file's [scoring] precision_bits: with one partner, that partner's part (which is why a single
-partner answers only under ``allow_single_partner``). What a partner answers, for whom and how
+its own and a fresh mask per slot, and has the coordinator decrypt the masked slots. It learns
+the final score and so, per applicant, the partners' contribution as one aggregate, each
+partner's part rounded to the federation file's [scoring] precision_bits: with one partner,
+that partner's part (which is why a single partner answers only under
+``allow_single_partner``). What a partner answers, for whom and how
 often is its own policy (``fedcredit.node.partner``): by default an applicant it does not hold
 gets an answer the lender cannot tell from a customer's (``fedcredit.protocol.disclosure``).
 

@@ -180,6 +180,21 @@ def test_each_caller_of_a_packed_batch_gets_exactly_its_single_request_score(
     )
 
 
+def test_more_concurrent_callers_than_the_default_rpc_threads_share_one_batch(
+    batched: Batched,
+) -> None:
+    # A call waiting in a batch holds one of the lender's RPC threads: with 16 threads no batch
+    # could ever hold more than 16 callers.
+    ids = members(batched)[:30]
+    del batched.nodes.exchanges[:]
+
+    answers = concurrently(batched, [[i] for i in ids])
+
+    assert [a[0].id for a in answers] == ids  # type: ignore[index]
+    rounds = batched.nodes.calls("ecommerce", "PartialScore")
+    assert max(len(scoring_pb2.ScoreIds.FromString(e.request).ids) for e in rounds) > 16
+
+
 def test_a_batched_score_is_the_plain_sum_of_the_rounded_parts(batched: Batched) -> None:
     ids = members(batched)[40:70]
     answers = concurrently(batched, [ids[i : i + 3] for i in range(0, len(ids), 3)])
