@@ -25,7 +25,9 @@ JSON keys: ``throughput_ratio`` (batched over unbatched requests per second),
 ``requests``, ``errors`` (any gRPC error or applicant error; ``first_errors`` lists a few),
 ``throughput_per_s``, ``p50_ms``, ``p95_ms``, ``p99_ms``, ``rss_mib_before`` /
 ``rss_mib_after`` / ``rss_mib_peak`` {node: MiB} (VmRSS of each node process, before the load
-once every client is connected and after it), ``rss_growth_mib``, ``client_cpu_share``; and
+once every client is connected and after it), ``rss_growth_mib``, ``client_cpu_share``,
+``cpu_s`` and ``cpu_ms_per_request`` {node: ...} (CPU time, user and system, each node process
+used over the load window, and that over the requests answered); and
 ``clients``, ``seconds``, ``key_bits``, ``cores``, ``client_mode``, ``loadavg_before``.
 """
 
@@ -165,6 +167,16 @@ def node_pids(run_dir: Path) -> dict[str, int]:
     }
 
 
+def cpu_s(pid: int) -> float:
+    """CPU time (user + system, every thread) a process has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sample_cpu(pids: dict[str, int]) -> dict[str, float]:
+    return {name: cpu_s(pid) for name, pid in pids.items()}
+
+
 def sample_rss(pids: dict[str, int]) -> dict[str, float]:
     return {name: round(rss_mib(pid), 1) for name, pid in pids.items()}
 
@@ -211,6 +223,7 @@ def drive_load(spec: ClientSpec, clients: int, processes: int, pids: dict[str, i
         workers.append(worker)
     time.sleep(max(0.0, spec.start_at - time.time() - 0.2))
     before = sample_rss(pids)
+    cpu_before = sample_cpu(pids)
     peak = dict(before)
     while time.time() < spec.start_at + spec.seconds:
         time.sleep(1.0)
@@ -218,12 +231,13 @@ def drive_load(spec: ClientSpec, clients: int, processes: int, pids: dict[str, i
             peak[name] = max(peak[name], mib)
         elapsed = time.time() - spec.start_at
         progress(f"  {elapsed:4.0f}/{spec.seconds:g} s  {counter.value:,} requests")
+    cpu = {n: round(s - cpu_before[n], 2) for n, s in sample_cpu(pids).items()}
     if processes > 0:
         results = [queue.get() for _ in workers]
     for worker in workers:
         worker.join()
     progress("")
-    return results, before, sample_rss(pids), peak
+    return results, before, sample_rss(pids), peak, cpu
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
@@ -253,6 +267,10 @@ def table(report: dict[str, Any]) -> str:
                 f"{run['rss_mib_after'][name]:>10.1f}{run['rss_mib_peak'][name]:>10.1f}"
                 f"{run['rss_growth_mib'][name]:>+10.1f}"
             )
+        lines.append(
+            "    CPU ms per request: "
+            + "  ".join(f"{n} {ms}" for n, ms in run["cpu_ms_per_request"].items())
+        )
         for error in run["first_errors"]:
             lines.append(f"    error: {error}")
     lines.append(f"  throughput_ratio (batched / unbatched) {report['throughput_ratio']}")
@@ -290,7 +308,7 @@ def measure(
             start_at=time.time() + 5.0 + 0.1 * args.clients,
             seconds=args.seconds,
         )
-        results, before, after, peak = drive_load(
+        results, before, after, peak, cpu = drive_load(
             spec, args.clients, args.client_processes, node_pids(run_dir)
         )
     latencies = [ms for r in results for ms in r["latencies"]]
@@ -310,6 +328,10 @@ def measure(
             sum(r["cpu_s"] for r in results) / max(r["wall_s"] for r in results), 2
         ),
         "late_clients": sum(r["late"] for r in results),
+        "cpu_s": cpu,
+        "cpu_ms_per_request": {
+            n: round(1000 * s / max(1, len(latencies)), 2) for n, s in cpu.items()
+        },
     }
 
 

@@ -23,7 +23,15 @@ from fedcredit.crypto.keys import (
     save_private_key,
 )
 from fedcredit.crypto.multiexp import matvec_t, weighted_sum
-from fedcredit.crypto.packing import PackedCiphertexts, decrypt_packed, mask_and_pack, unmask
+from fedcredit.crypto.packing import (
+    PackedCiphertexts,
+    decrypt_packed,
+    encrypt_packed,
+    mask_and_pack,
+    mask_packed,
+    packed_count,
+    unmask,
+)
 from fedcredit.crypto.pool import get_workers, set_workers
 from fedcredit.crypto.serde import (
     packed_from_bytes,
@@ -55,13 +63,16 @@ __all__ = [
     "digits_to_bytes",
     "encode",
     "encrypt_ints_for_owner",
+    "encrypt_packed",
     "encrypt_vector",
     "generate_keypair",
     "get_workers",
     "load_private_key",
     "mask_and_pack",
     "mask_and_pack_digits",
+    "mask_packed",
     "matvec_t",
+    "packed_count",
     "packed_from_bytes",
     "packed_to_bytes",
     "save_private_key",

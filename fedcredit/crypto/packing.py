@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fedcredit.crypto.codec import from_fixed
+from fedcredit.crypto.codec import from_fixed, to_fixed
 from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.keys import PrivateKey, PublicKey, system_random
-from fedcredit.crypto.vector import EncryptedVector
+from fedcredit.crypto.vector import EncryptedVector, encrypt_ints
 from fedcredit.errors import CryptoError
 
 #: Statistical hiding of a masked value, in bits.
@@ -99,6 +99,11 @@ def mask_and_pack(
 def expected_ciphertexts(count: int, key_bits: int, slot_bits: int) -> int:
     per = slots_per_ciphertext(key_bits, slot_bits)
     return -(-count // per) if per else 0
+
+
+def packed_count(count: int, key_bits: int, value_bits: int) -> int:
+    """How many ciphertexts ``encrypt_packed`` makes of ``count`` values of ``value_bits``."""
+    return expected_ciphertexts(count, key_bits, value_bits + SLOT_EXTRA_BITS)
 
 
 def check_packed(packed: PackedCiphertexts, public_key: PublicKey) -> None:
@@ -192,3 +197,80 @@ def pack_for_owner(values: EncryptedVector, value_bits: int) -> PackedCiphertext
     return PackedCiphertexts(
         key.fingerprint, slot_bits, value_bits, len(values), tuple(packed.ciphertexts)
     )
+
+
+def _packed_plaintexts(
+    values: Sequence[int], value_bits: int, slot_bits: int, per: int
+) -> list[int]:
+    """Signed slot values ``|v| < 2**value_bits`` summed into integers in ``mask_and_pack``'s
+    layout (``per`` to an integer, first slot high); CryptoError naming a value past the bound."""
+    bound = 1 << value_bits
+    plains: list[int] = []
+    for start in range(0, len(values), per):
+        total = 0
+        for index in range(start, min(start + per, len(values))):
+            value = int(values[index])
+            if not -bound < value < bound:
+                raise CryptoError(
+                    f"value at index {index} is outside ±2**{value_bits}: it does not fit its slot"
+                )
+            total = (total << slot_bits) + value
+        plains.append(total)
+    return plains
+
+
+def encrypt_packed(
+    public_key: PublicKey, values: npt.ArrayLike, value_bits: int, scale_bits: int
+) -> EncryptedVector:
+    """Values at ``2**scale_bits`` (``|v| < 2**value_bits`` once scaled) packed into plaintexts
+    in ``mask_and_pack``'s layout and encrypted with fresh DJN randomness: one encryption per
+    ``slots_per_ciphertext`` values instead of one per value.
+
+    Packed this way, ciphertexts add slot by slot exactly (a negative slot borrows from the
+    one above it, and the masks ``mask_packed`` adds give every borrow back). The receiver
+    learns the count of ciphertexts, which follows from ``len(values)`` and the key alone.
+    """
+    _check_value_bits(value_bits, public_key.bits)
+    slot_bits = value_bits + SLOT_EXTRA_BITS
+    per = slots_per_ciphertext(public_key.bits, slot_bits)
+    n = int(public_key.n)
+    plains = _packed_plaintexts(to_fixed(values, scale_bits), value_bits, slot_bits, per)
+    return encrypt_ints(public_key, [p % n for p in plains], scale_bits)
+
+
+def mask_packed(
+    packed: EncryptedVector,
+    values: npt.ArrayLike,
+    value_bits: int,
+    *,
+    rng: random.Random | None = None,
+) -> tuple[PackedCiphertexts, list[int]]:
+    """Add ``values`` (at the ciphertexts' scale, ``|v| < 2**value_bits`` once scaled) and a
+    fresh mask per slot to ciphertexts packed by ``encrypt_packed`` (or sums of them), and
+    re-randomize: what ``mask_and_pack`` makes of one ciphertext per value, at one plaintext
+    addition per ciphertext.
+
+    Each slot then holds its sum plus a mask uniform on ``[2**(value_bits+40),
+    2**(value_bits+41))``, as with ``mask_and_pack``; as long as every slot's sum stays within
+    ±2**value_bits (``unmask`` checks it) no slot reaches into its neighbour. ``len(values)``
+    is the slot count. Returns the packed ciphertexts for the coordinator and the masks.
+    """
+    key = packed.public_key
+    _check_value_bits(value_bits, key.bits)
+    slot_bits = value_bits + SLOT_EXTRA_BITS
+    per = slots_per_ciphertext(key.bits, slot_bits)
+    own = to_fixed(values, packed.scale_bits)
+    count = len(own)
+    if len(packed) != expected_ciphertexts(count, key.bits, slot_bits):
+        raise CryptoError(
+            f"{count} slots need {expected_ciphertexts(count, key.bits, slot_bits)} packed "
+            f"ciphertexts, got {len(packed)}"
+        )
+    masks = draw_masks(count, value_bits, rng)
+    _packed_plaintexts(own, value_bits, slot_bits, per)  # Refuses a value past its slot.
+    shifted = [v + m for v, m in zip(own, masks, strict=True)]
+    plains = _packed_plaintexts(shifted, value_bits + SLOT_EXTRA_BITS, slot_bits, per)
+    # DJN's fast path, as in mask_and_pack: the coordinator made none of the ciphertexts.
+    summed = packed.add_plain_ints(plains).rerandomize(rng)
+    fresh = tuple(summed.ciphertexts)
+    return PackedCiphertexts(key.fingerprint, slot_bits, value_bits, count, fresh), masks

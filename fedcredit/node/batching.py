@@ -4,10 +4,13 @@ The lender's node answers each ``Score`` or ``Decide`` call with a round of part
 one masked decryption, whose cost hardly depends on how many applicants it carries. Calls that
 arrive while another batch is running share one round: the first call of a batch (its leader)
 waits up to ``max_wait_s``, or until the batch holds ``max_items``, then runs the work for every
-item of the batch on its own thread. A call that finds nothing running starts at once, so a
-lone caller pays no wait; each caller gets exactly its own slice of the
-answers back, in its own order. A batch whose work fails raises that error to its own callers
-only; the next batch starts afresh. There is no background thread: nothing to start or stop.
+item of the batch on its own thread. At most ``max_running`` batches run at once: past that, a
+batch keeps gathering calls until one ends (or it is full), so under load batches grow with the
+load instead of many small ones competing for the same cores, each paying the round's fixed
+cost. A call that finds nothing running starts at once, so a lone caller pays no wait; each
+caller gets exactly its own slice of the answers back, in its own order. A batch whose work
+fails raises that error to its own callers only; the next batch starts afresh. There is no
+background thread: nothing to start or stop.
 
 What the batch reveals: the work sees the union of its callers' items, as it would one call
 after another (a partner sees the lender's applicants, the coordinator masked slots).
@@ -22,6 +25,9 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from fedcredit.errors import ProtocolError
+
+MAX_RUNNING = 2
+"""Batches running at once: two let one batch's partner round overlap another's decryption."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -45,13 +51,22 @@ class MicroBatcher(Generic[T, R]):
     """
 
     def __init__(
-        self, work: Callable[[list[T]], list[R]], *, max_wait_s: float, max_items: int
+        self,
+        work: Callable[[list[T]], list[R]],
+        *,
+        max_wait_s: float,
+        max_items: int,
+        max_running: int = MAX_RUNNING,
     ) -> None:
-        if max_wait_s < 0 or max_items < 1:
-            raise ProtocolError("a batcher needs max_wait_s >= 0 and max_items >= 1")
+        if max_wait_s < 0 or max_items < 1 or max_running < 1:
+            raise ProtocolError(
+                "a batcher needs max_wait_s >= 0, max_items >= 1 and max_running >= 1"
+            )
         self._work = work
         self.max_wait_s = max_wait_s
         self.max_items = max_items
+        self.max_running = max_running
+        self._slots = threading.BoundedSemaphore(max_running)
         self._lock = threading.Lock()
         self._open: _Batch[T, R] | None = None
         self._running = 0
@@ -84,10 +99,12 @@ class MicroBatcher(Generic[T, R]):
         if leader:
             if wait:
                 batch.full.wait(wait)
-            with self._lock:
-                if self._open is batch:
-                    self._open = None  # Closed: later calls start a new batch.
-            self._run(batch)
+            # Still open while every slot is busy: calls arriving meanwhile join it.
+            with self._slots:
+                with self._lock:
+                    if self._open is batch:
+                        self._open = None  # Closed: later calls start a new batch.
+                self._run(batch)
         return future.result()
 
     @staticmethod

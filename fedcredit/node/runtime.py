@@ -55,6 +55,10 @@ from fedcredit.protocol.trees.lender import TreesLender
 log = logging.getLogger("fedcredit.node")
 
 GRACE_SECONDS = 5.0
+RPC_WORKERS = 16
+BATCHING_RPC_WORKERS = 128
+"""The lender's RPC threads when it micro-batches: a call waiting in a batch holds its thread,
+so with the default 16 no more than 16 concurrent calls could ever share batches."""
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,12 @@ def build_node(
         server_creds, channel_creds = credentials_for(fed, options.name, options.cert_dir)
     address = options.listen or fed.endpoint(options.name).address
     allowed = set(fed.all_names)
+    batching = options.name == fed.lender.name and fed.scoring.batch_wait_ms > 0
     server = build_server(
         address,
         credentials=server_creds,
         allowed_parties=allowed,
+        max_workers=BATCHING_RPC_WORKERS if batching else RPC_WORKERS,
         interceptors=interceptors,
         pins=fed.cert_pins(),
     )

@@ -1,10 +1,12 @@
 """Online and batch scoring at the lender: partners' encrypted parts, one masked decryption.
 
-The lender asks each partner for its encrypted partial scores, adds its own, masks the sum and
-has the coordinator decrypt the masked slots. It learns the final score and so, per applicant,
-the partners' contribution as one aggregate, each partner's part rounded to the federation
-file's [scoring] precision_bits: with one partner, that partner's part (which is why a single
-partner answers only under ``allow_single_partner``). What a partner answers, for whom and how
+The lender asks each partner for its encrypted partial scores (packed into the slots of the
+masked decryption before encryption: one ciphertext per slots-per-ciphertext applicants), adds
+its own and a fresh mask per slot, and has the coordinator decrypt the masked slots. It learns
+the final score and so, per applicant, the partners' contribution as one aggregate, each
+partner's part rounded to the federation file's [scoring] precision_bits: with one partner,
+that partner's part (which is why a single partner answers only under
+``allow_single_partner``). What a partner answers, for whom and how
 often is its own policy (``fedcredit.node.partner``): by default an applicant it does not hold
 gets an answer the lender cannot tell from a customer's (``fedcredit.protocol.disclosure``).
 
@@ -30,7 +32,6 @@ from fedcredit.node.serde import common, keys, scoring
 from fedcredit.node.state import PartyNode
 from fedcredit.node.transport.peers import COORDINATOR
 from fedcredit.node.trees_scoring import score_trees
-from fedcredit.protocol.fixedpoint import Z_SCALE_BITS
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.trees.lender import TreesLender
@@ -118,25 +119,26 @@ def _score(node: PartyNode, ids: list[str]) -> list[ApplicantScore]:
     key = peers.coordinator_key()
     lender.public_key = key
     # The lender's own part is added in the clear: the partners' fresh ciphertexts already hide
-    # the sum, and ``score_request`` re-randomizes it before the coordinator sees anything, so
-    # encrypting it (a third of the cost per applicant) would buy nothing.
+    # the sum, and ``packed_score_request`` re-randomizes it before the coordinator sees
+    # anything, so encrypting it would buy nothing.
     own, contributions, missing = lender.own_part_for_ids(ids)
     env = common.envelope(Header(peers.coordinator_job, 0, 0, 0))
     request = scoring.score_ids(env, ids)
     replies = peers.fan_out(
         peers.hosts, lambda s: s.scoring.PartialScore, lambda _: request, SCORE_TIMEOUT_S
     )
+    # Each partner packs its partial scores into the slots of the masked decryption, so one
+    # ciphertext carries as many applicants as one packed decryption does.
     partials = [
-        common.vector_from_proto(partial.vector, key, scale_bits=Z_SCALE_BITS, count=len(ids))
-        for partial in replies.values()
+        scoring.packed_partials(name, reply, key, len(ids))
+        for name, reply in sorted(replies.items())
     ]
     if not partials:
         raise ProtocolError("scoring needs at least one partner's partial scores")
     z_enc = partials[0]
     for vector in partials[1:]:
         z_enc = z_enc.add(vector)
-    z_enc = z_enc.add_plain(own)
-    packed, pending = LabelParty.score_request(z_enc)
+    packed, pending = LabelParty.packed_score_request(z_enc, own)
     decrypt = keys.decrypt_request(env, packed, key, "score")
     slots = peers.call(
         COORDINATOR, lambda s: s.coordinator.DecryptMasked, decrypt, DECRYPT_TIMEOUT_S

@@ -98,6 +98,47 @@ def test_a_full_batch_runs_without_waiting_and_the_rest_start_another() -> None:
     assert time.monotonic() - started < 5.0
 
 
+def test_while_every_slot_is_busy_a_batch_keeps_gathering_past_its_wait() -> None:
+    # Arrange: one batch may run at a time, and one is running for half a second.
+    work = Work()
+    batcher = MicroBatcher(work, max_wait_s=0.01, max_items=100, max_running=1)
+    answers: list[list[int]] = [[] for _ in range(3)]
+
+    def one(i: int) -> None:
+        answers[i] = batcher.submit([i + 1])
+
+    # Act: three calls 50 ms apart, each far past the 10 ms wait of the one before.
+    with busy(batcher):
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.05)
+        for thread in threads:
+            thread.join()
+
+    # Assert: one batch of all three ran after the busy one, and each got its own answer.
+    assert answers == [[10], [20], [30]]
+    assert work.runs == [[0], [1, 2, 3]]
+
+
+def test_with_two_slots_a_second_batch_runs_beside_a_busy_one() -> None:
+    work = Work()
+    batcher = MicroBatcher(work, max_wait_s=0.01, max_items=100, max_running=2)
+    started = time.monotonic()
+
+    with busy(batcher):
+        assert batcher.submit([7]) == [70]
+        elapsed = time.monotonic() - started
+
+    assert elapsed < 0.4  # It did not wait for the half-second run to end.
+    assert work.runs == [[0], [7]]
+
+
+def test_a_batcher_needs_at_least_one_running_slot() -> None:
+    with pytest.raises(ProtocolError, match="max_running >= 1"):
+        MicroBatcher(Work(), max_wait_s=0.1, max_items=9, max_running=0)
+
+
 def test_a_call_that_finds_nothing_running_does_not_wait() -> None:
     work = Work()
     batcher = MicroBatcher(work, max_wait_s=5.0, max_items=100)

@@ -5,12 +5,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fedcredit.crypto import EncryptedVector, PublicKey, packed_count
 from fedcredit.decision import Decision, Offer
 from fedcredit.decision.stability import FeatureStability, stability_status
-from fedcredit.errors import DataError
+from fedcredit.errors import CryptoError, DataError, ProtocolError
 from fedcredit.node.errors import InvalidRequest
 from fedcredit.node.results import ApplicantScore
+from fedcredit.node.serde import common
 from fedcredit.proto.v1 import common_pb2, scoring_pb2
+from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, score_value_bits
+
+PACKED_PARTIALS = "score-packed"
+"""The phase of a partner's ``PartialScore`` reply: partial scores packed before encryption."""
+
+
+def partial_reply(env: common_pb2.Envelope, vector: EncryptedVector) -> common_pb2.CipherMessage:
+    """A partner's packed partial scores (``FeatureParty.partial_for_ids``) for the lender."""
+    return common.cipher_message(env, PACKED_PARTIALS, vector)
+
+
+def packed_partials(
+    party: str, reply: common_pb2.CipherMessage, key: PublicKey, applicants: int
+) -> EncryptedVector:
+    """A partner's packed partial scores of ``applicants``, validated: the phase, the key,
+    the score scale and the one count of ciphertexts the key and the applicants give."""
+    if reply.phase != PACKED_PARTIALS:
+        raise ProtocolError(
+            f"party {party!r} answered partial scores as {reply.phase!r}, not "
+            f"{PACKED_PARTIALS!r} (a node of another fedcredit version?)"
+        )
+    count = packed_count(applicants, key.bits, score_value_bits())
+    try:
+        return common.vector_from_proto(reply.vector, key, scale_bits=Z_SCALE_BITS, count=count)
+    except CryptoError as exc:
+        raise CryptoError(f"party {party!r}'s partial scores: {exc}") from exc
 
 
 def score_ids(env: common_pb2.Envelope, ids: Sequence[str]) -> scoring_pb2.ScoreIds:

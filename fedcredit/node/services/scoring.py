@@ -19,7 +19,7 @@ from fedcredit.node.errors import CallerRefused, InvalidRequest
 from fedcredit.node.invitations import store_invitations
 from fedcredit.node.results import ApplicantScore
 from fedcredit.node.scoring import DebtCheck, common_customers, score_applicants
-from fedcredit.node.serde import common, scoring
+from fedcredit.node.serde import scoring
 from fedcredit.node.services.errors import rpc
 from fedcredit.node.state import PartyNode
 from fedcredit.node.transport.identity import caller_party
@@ -53,7 +53,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
         caller = caller_party(context)
         peers = self.node.scoring_peers()
         vector = self.node.partial_score(caller, list(request.ids), peers, request.env.job_id)
-        return common.cipher_message(request.env, "score", vector)
+        return scoring.partial_reply(request.env, vector)
 
     @rpc
     def Score(

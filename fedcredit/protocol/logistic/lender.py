@@ -18,6 +18,7 @@ from fedcredit.crypto import (
     EncryptedVector,
     PackedCiphertexts,
     mask_and_pack,
+    mask_packed,
     unmask,
     weighted_sum,
 )
@@ -213,6 +214,20 @@ class LabelParty(FeatureParty):
         """Mask and pack final scores for decryption; only the lender can unmask them."""
         packed, masks = mask_and_pack(z, score_value_bits())
         return packed, PendingMasks(masks, z.scale_bits, len(masks))
+
+    @staticmethod
+    def packed_score_request(
+        partials: EncryptedVector, own: np.ndarray
+    ) -> tuple[PackedCiphertexts, PendingMasks]:
+        """Add the lender's own parts (in the clear) and fresh masks, slot by slot, to the
+        partners' summed packed partial scores (``FeatureParty.partial_for_ids``), for the
+        coordinator: the same slots, widths and masks as ``score_request``."""
+        if partials.scale_bits != Z_SCALE_BITS:
+            raise ProtocolError(
+                f"partial scores at scale 2^{partials.scale_bits}, not 2^{Z_SCALE_BITS}"
+            )
+        packed, masks = mask_packed(partials, own, score_value_bits())
+        return packed, PendingMasks(masks, partials.scale_bits, len(masks))
 
     @staticmethod
     def finish_scores(slots: list[int], pending: PendingMasks) -> np.ndarray:

@@ -17,6 +17,8 @@ holder; each arrow is one message, ``B`` the batch's rows, ``f`` a party's desig
 After each epoch (validation rows), once per job (test rows) and per scoring request, the
 hosts send ``PartialScores`` again, L adds its own part and sends ``MaskedScores`` to C; it
 unmasks the answer and learns the final scores z of those rows, which it is meant to learn.
+For online scoring a host packs its partial scores into ``MaskedScores``' slots before
+encrypting (``FeatureParty.partial_for_ids``), and L adds its part and the masks slot by slot.
 Which caller may ask C for which decryption, how many values and how wide, is the schedule
 (``fedcredit.protocol.logistic.schedule``); C holds every caller to it.
 """

@@ -26,6 +26,7 @@ import numpy as np
 from fedcredit.crypto import (
     EncryptedVector,
     PackedCiphertexts,
+    encrypt_packed,
     encrypt_vector,
     mask_and_pack,
     matvec_t,
@@ -40,6 +41,7 @@ from fedcredit.protocol.fixedpoint import (
     Z_SCALE_BITS,
     job_gradient_value_bits,
     residual_scale_bits,
+    score_value_bits,
 )
 from fedcredit.protocol.isolation import check_batch
 from fedcredit.protocol.logistic.encoding import encoder_from_dict, fit_onehot
@@ -216,12 +218,19 @@ class FeatureParty(PartyColumns):
         self, ids: list[str], unknown: Callable[[list[str]], np.ndarray] | None = None
     ) -> tuple[EncryptedVector, list[int]]:
         """Encrypted partial scores for applicants, rounded to ``release_bits``, and the
-        positions of the ids this party lacks, which get ``unknown``'s answers (else zero)."""
+        positions of the ids this party lacks, which get ``unknown``'s answers (else zero).
+
+        The scores are packed before encryption, in the slots the lender's masked decryption
+        uses (``score_value_bits`` wide, ``fedcredit.crypto.encrypt_packed``): one encryption
+        per packed plaintext, not per applicant. The lender adds its own part and masks slot
+        by slot (``LabelParty.packed_score_request``).
+        """
         x, missing = self.rows_for_ids(ids)
         u = self.linear(x)
         u[missing] = unknown([ids[i] for i in missing]) if unknown and missing else 0.0
         u = round_partial(u, self.release_bits)
-        return encrypt_vector(self._require_key(), u, Z_SCALE_BITS), missing
+        key = self._require_key()
+        return encrypt_packed(key, u, score_value_bits(), Z_SCALE_BITS), missing
 
 
 __all__ = ["ColumnEncoder", "FeatureParty", "PendingMasks"]
