@@ -20,6 +20,7 @@ from fedcredit.model.trees import (
     grow_tree,
     log_loss,
 )
+from fedcredit.model.treeshap import node_cover
 from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.joint import JointLender
 from fedcredit.protocol.trees.messages import (
@@ -104,6 +105,7 @@ class TreesLender(JointLender):
             for j in np.flatnonzero(tree.exists).tolist():
                 if not grow.record.split_by[j]:
                     self._leaf(j)
+        grow.record.cover = node_cover(grow.node[split.train], tree.exists)
         self.margin = self.margin + tree.value[grow.node]
         self.model.append(grow.record)
         self.leaves.append(grow.node)
