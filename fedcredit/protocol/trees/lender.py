@@ -22,6 +22,7 @@ from fedcredit.model.trees import (
 )
 from fedcredit.model.treeshap import node_cover
 from fedcredit.protocol.trees import store
+from fedcredit.protocol.trees.importance import lender_csv, lender_importance, split_gains
 from fedcredit.protocol.trees.joint import JointLender
 from fedcredit.protocol.trees.messages import (
     Gradients,
@@ -106,6 +107,9 @@ class TreesLender(JointLender):
                 if not grow.record.split_by[j]:
                     self._leaf(j)
         grow.record.cover = node_cover(grow.node[split.train], tree.exists)
+        g, h = self._floats(np.arange(len(split.train)))
+        l2 = float(self.settings.l2)
+        grow.record.gain = split_gains(grow.record, grow.node[split.train], g, h, l2)
         self.margin = self.margin + tree.value[grow.node]
         self.model.append(grow.record)
         self.leaves.append(grow.node)
@@ -143,6 +147,13 @@ class TreesLender(JointLender):
     def load_model_part(self, part: Any) -> None:
         """The stored part back, for scoring (``store.load_lender_model_part``)."""
         store.load_lender_model_part(self, part)
+
+    def importance_csv(self) -> str:
+        """``importance.csv`` of the lender's own folder: its columns, one line per partner."""
+        rows = lender_importance(
+            self.model[: self.kept], self.name, self.feature_names, self.partners
+        )
+        return lender_csv(rows)
 
     def margins(self, raw: np.ndarray, answers: dict[str, LeafMasks | SplitBits]) -> FloatArray:
         """Margins of applicants from the lender's raw columns and the partners' answers."""

@@ -26,13 +26,15 @@ class LenderTree:
     which nodes exist; ``split_by[j]`` names the party whose split node j is ('' for a leaf);
     ``tokens[j]`` the partner's token (joint). ``owner``: mix, the party whose columns it uses.
     ``cover[j]``: the training rows that reached node j (None in a model stored before cover
-    was kept; ``fedcredit.model.treeshap.even_cover`` stands in)."""
+    was kept; ``fedcredit.model.treeshap.even_cover`` stands in); ``gain[j]`` split j's gain
+    (``fedcredit.protocol.trees.importance``)."""
 
     owner: str
     own: Tree
     split_by: list[str]
     tokens: dict[int, str] = field(default_factory=dict)
     cover: FloatArray | None = None
+    gain: FloatArray | None = None
 
 
 def goes_left(b: IntArray, n_regular: int, t: int, dl: bool) -> np.ndarray:

@@ -53,6 +53,7 @@ def lender_tree_to_dict(record: LenderTree) -> dict[str, Any]:
         "split_by": list(record.split_by),
         "tokens": {str(j): t for j, t in record.tokens.items()},
         **({} if record.cover is None else {"cover": record.cover.tolist()}),
+        **({} if record.gain is None else {"gain": record.gain.tolist()}),
     }
 
 
@@ -67,6 +68,7 @@ def lender_tree_from_dict(data: Mapping[str, Any]) -> LenderTree:
         [str(s) for s in data["split_by"]],
         {int(j): str(t) for j, t in data["tokens"].items()},
         cover,
+        None if "gain" not in data else np.asarray(data["gain"], dtype=np.float64),
     )
 
 
