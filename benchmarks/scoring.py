@@ -2,6 +2,7 @@
 RPCs over mutual TLS.
 
     python benchmarks/scoring.py --json OUT.json [--requests 300] [--key-bits 2048] [--no-loans]
+        [--no-trees]
 
 Trains a small model on synthetic institutions (real nodes, one epoch), starts the scoring
 nodes, then calls Score, and then Decide, for one applicant at a time from the lender's
@@ -9,8 +10,13 @@ operator: each call makes the partners encrypt their partial scores, the lender 
 coordinator decrypt one packed ciphertext; Decide also applies the federation file's [policy].
 Every party holds a synthetic loans book (unless ``--no-loans``), so the lender's node runs the
 loan-stacking check in parallel with each call (docs/DEBT.md): ``debt_check`` in the JSON.
-Targets: Score p99 under 50 ms without the debt check, Decide p99 under 100 ms with it, on
-127.0.0.1.
+Then the same federation is trained as boosted trees (the demo's ``[trees]``: 4 trees, depth 3,
+mix mode; ``fedcredit.cli.demo_trees``) and Score is called the same way: each partner walks its
+own splits and answers which leaves the applicant reaches, in one round of partner calls
+(docs/TREES.md, "Scoring"): ``trees_score`` in the JSON. The top-level ``p50_ms``/``p99_ms``
+stay the logistic Score's.
+Targets: Score p99 under 50 ms without the debt check (logistic and trees), Decide p99 under
+100 ms with it, on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from fedcredit.cli.demo import write_demo_federation
+from fedcredit.cli.demo_trees import DEMO_TREES, write_trees_federation
 from fedcredit.cli.jobs import run_job
 from fedcredit.config import load_federation
 from fedcredit.data.synthetic import write_institutions
@@ -75,6 +82,32 @@ def summary(ms: np.ndarray, errors: int) -> dict[str, Any]:
     }
 
 
+def trees_run(
+    folder: Path, path: Path, ids: list[str], requests: int, small: bool
+) -> dict[str, Any]:
+    """The same federation trained as trees (the demo's settings), then Score timed alike."""
+    fed = load_federation(write_trees_federation(path), allow_small_keys=small)
+    print("training a small trees model ...", file=sys.stderr)
+    metrics = run_job(fed, folder / "run-trees", resume=False, quiet=True, allow_small_keys=small)
+    with scoring_service(
+        fed, folder / "run-trees" / "model", folder / "scoring-trees", allow_small_keys=small
+    ) as stub:
+        for warm in ids[:5]:
+            stub.Score(scoring_pb2.ScoreRequest(ids=[warm]), timeout=120)
+
+        def score(pid: str) -> bool:
+            reply = stub.Score(scoring_pb2.ScoreRequest(ids=[pid]), timeout=30)
+            return not reply.applicants[0].error
+
+        ms, errors = timed(score, ids, requests)
+    return {
+        **summary(ms, errors),
+        "settings": dict(DEMO_TREES),
+        "trees_kept": metrics.get("trees_kept"),
+        "auc": metrics.get("auc"),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -85,6 +118,7 @@ def main() -> int:
     parser.add_argument(
         "--no-loans", action="store_true", help="no loans books: no debt check in either run"
     )
+    parser.add_argument("--no-trees", action="store_true", help="no trees run")
     args = parser.parse_args()
     small = args.key_bits < 2048
     with tempfile.TemporaryDirectory(prefix="fedcredit-scoring-") as tmp:
@@ -116,6 +150,7 @@ def main() -> int:
 
             score_ms, score_errors = timed(score, ids, args.requests)
             decide_ms, decide_errors = timed(decide, ids, args.requests)
+        trees = None if args.no_trees else trees_run(folder, path, ids, args.requests, small)
     report = {
         "benchmark": "online_scoring",
         "key_bits": args.key_bits,
@@ -123,6 +158,7 @@ def main() -> int:
         "debt_check": not args.no_loans,
         **summary(score_ms, score_errors),
         "decide": summary(decide_ms, decide_errors),
+        **({} if trees is None else {"trees_score": trees}),
         "cores": os.cpu_count(),
     }
     text = json.dumps(report, indent=2)

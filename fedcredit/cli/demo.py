@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fedcredit.cli.decisions import NodeRun, decide_batch
 from fedcredit.cli.demo_compare import compare_with_own_columns
+from fedcredit.cli.demo_trees import run_trees
 from fedcredit.cli.jobs import run_job, score_batch
 from fedcredit.cli.progress import say
 from fedcredit.config import Federation, load_federation
@@ -116,6 +117,9 @@ def run_demo(
         quiet=quiet,
     )
     comparison = _compare(fed, folder / "run", metrics, quiet=quiet)
+    trees = run_trees(
+        fed_path, folder / "run-trees", metrics, quiet=quiet, allow_small_keys=allow_small_keys
+    )
     say("4. scoring five applicants through the lender's online scoring RPC", quiet=quiet)
     ids_path = folder / "applicants.csv"
     with open(data["lender"], newline="", encoding="utf-8") as handle:
@@ -142,6 +146,7 @@ def run_demo(
         "folder": str(folder),
         "metrics": metrics,
         "comparison": comparison,
+        "trees": trees,
         "scores": scored,
     }
     debt = _debt_demo(folder, quiet=quiet)
@@ -154,6 +159,7 @@ def run_demo(
     if out is None and not as_json:
         say(f"(files kept in {folder}; remove with: rm -r {folder})", quiet=quiet)
     shutil.rmtree(folder / "run" / "state", ignore_errors=True)
+    shutil.rmtree(folder / "run-trees" / "state", ignore_errors=True)
     return result
 
 

@@ -32,7 +32,7 @@ from fedcredit.node.results import Alignment, EpochLosses, Evaluation, IncomingV
 from fedcredit.node.serde import common, keys, psi
 from fedcredit.node.stability import StabilityQuery, columns_stability, load_reference
 from fedcredit.node.transport.peers import COORDINATOR, Peers, check_key
-from fedcredit.protocol.checkpoint import write_json_atomic, write_text_atomic
+from fedcredit.protocol.checkpoint import write_importance, write_json_atomic, write_text_atomic
 from fedcredit.protocol.fixedpoint import Z_SCALE_BITS, residual_scale_bits
 from fedcredit.protocol.guard import Header
 from fedcredit.protocol.logistic.lender import LabelParty
@@ -432,6 +432,7 @@ class PartyNode:
             self.within_home(model_dir, "model folder") if model_dir else self.home / "model"
         )
         write_json_atomic(directory / f"{self.name}.json", part)
+        write_importance(self.job.party, self.job.state_dir)
         summary = {k: part[k] for k in ("party", "has_label", "public_key_fingerprint")}
         summary["data_hash"] = self.partner.fingerprint(self.job.job_id, part["data_hash"])
         summary["features"] = len(part["feature_names"])

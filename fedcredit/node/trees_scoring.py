@@ -11,8 +11,8 @@ scorecard's score and grade follow from it as for logistic regression. Nothing i
 the coordinator is not asked: what the lender learns is what the answers say (each applicant's
 leaf in every partner tree, or side at every partner split), which it needs for the margin.
 
-Reasons: the margin's path attribution, the lender's own columns by what its splits moved the
-margin along the applicant's path, every partner's splits as one figure (``"partners"``).
+Reasons: the margin's path-dependent TreeSHAP attribution over the training rows' cover (the
+lender's own columns each, every partner's splits summed into one figure, ``"partners"``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Atomic writes of a party's job state (checkpoints, model parts, evaluation files).
+"""Atomic writes of a party's job state (checkpoints, model parts, evaluation, importance).
 
 A write goes through a temporary file and a rename, so a crash leaves the old file whole.
 Moved here from the logistic participant, which never used them; their natural home is
@@ -20,6 +20,14 @@ from fedcredit.errors import StorageError
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a crash leaves the old file."""
     write_text_atomic(path, json.dumps(payload))
+
+
+def write_importance(role: object, folder: Path) -> None:
+    """``importance.csv`` in a party's own ``folder``, for a family role that reports feature
+    importance (``importance_csv``: its own columns only); nothing for any other role."""
+    importance = getattr(role, "importance_csv", None)
+    if callable(importance):
+        write_text_atomic(folder / "importance.csv", str(importance()))
 
 
 def write_text_atomic(path: Path, text: str) -> None:

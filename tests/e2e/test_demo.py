@@ -39,7 +39,7 @@ def test_json_mode_prints_one_json_document_and_no_progress(
     lines = stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0]) == summary
-    assert set(summary) >= {"folder", "metrics", "scores", "comparison", "decisions"}
+    assert set(summary) >= {"folder", "metrics", "scores", "comparison", "decisions", "trees"}
     assert summary["folder"] == str(out)
     assert [text for text in NARRATION if text in stderr] == []
     assert "Traceback" not in stderr
@@ -100,6 +100,21 @@ def test_the_federated_model_is_shown_next_to_the_lenders_own_columns_model(
     for row in (joined, own):
         assert 0.0 <= row["approval_rate"] <= 1.0
     assert joined["approval_rate"] >= joined["approval_rate_at_policy"]
+
+
+def test_a_tree_model_is_trained_over_the_same_customers_and_shown_beside_the_scorecard(
+    demo: tuple[dict[str, Any], Path, str, str],
+) -> None:
+    summary, out, _, _ = demo
+    trees = summary["trees"]
+    assert 0.55 < trees["auc"] <= 1.0 and 0.0 < trees["ks"] <= 1.0
+    assert trees["rows_test"] == summary["metrics"]["rows_test"]  # the same held-out customers
+    assert 1 <= trees["trees_kept"] <= trees["settings"]["trees"]
+    saved = json.loads((out / "run-trees" / "metrics.json").read_text())
+    assert round(saved["auc"], 4) == trees["auc"]
+    assert json.loads((out / "run-trees" / "model" / "lender.json").read_text())["family"] == (
+        "trees"
+    )
 
 
 def test_the_demo_ends_with_five_decisions_written_by_fedcredit_decides_path(

@@ -123,9 +123,38 @@ def test_the_path_attribution_adds_up_to_the_margin(trained: Trained) -> None:
     )
 
     np.testing.assert_allclose(
-        out.reference + out.own.sum(axis=1) + out.partners, out.margins, rtol=0, atol=1e-12
+        out.reference + out.own.sum(axis=1) + out.partners, out.margins, rtol=0, atol=1e-9
     )
-    assert np.array_equal(out.margins, lender.margins(raw, answers))
+    np.testing.assert_allclose(out.margins, lender.margins(raw, answers), rtol=0, atol=1e-12)
+    # The expected value is over the training rows' cover: their mean margin.
+    train = lender._require_split().train
+    assert out.reference == pytest.approx(float(lender.kept_margins(train).mean()), abs=1e-9)
+    assert np.any(out.own != 0.0) and np.any(out.partners != 0.0)
+
+
+def test_a_model_saved_without_cover_scores_the_same_with_even_cover_reasons(
+    trained: Trained, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lender, partners = local_run(trained.fed)
+    ids = trained.ids[:50]
+    answers = {p.name: p.answer_ids(ids) for p in partners}
+    raw, _ = lender.raw_for_ids(ids)
+    part = lender.model_part()
+    assert all(len(t["cover"]) == len(t["split_by"]) for t in part["trees"])
+    for t in part["trees"]:
+        del t["cover"]
+    old = local_run(trained.fed)[0]
+
+    with caplog.at_level("WARNING"):
+        old.load_model_part(part)
+
+    assert "saved without per-node cover" in caplog.text and "'lender'" in caplog.text
+    np.testing.assert_allclose(old.margins(raw, answers), lender.margins(raw, answers), atol=1e-12)
+    bins = old.bins_for(raw)
+    out = explain(old.model, old.name, old.base, bins, old.n_regular, answers)
+    np.testing.assert_allclose(
+        out.reference + out.own.sum(axis=1) + out.partners, out.margins, rtol=0, atol=1e-9
+    )
 
 
 def test_a_trees_partner_keeps_its_quota_and_audit_log(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import IntArray, Tree
 from fedcredit.protocol.trees import store
 from fedcredit.protocol.trees.columns import TreeColumns
+from fedcredit.protocol.trees.importance import partner_csv, partner_importance
 from fedcredit.protocol.trees.messages import (
     Gradients,
     Histograms,
@@ -297,6 +298,10 @@ class TreesPartner(TreeColumns):
                 for tok, (t, s) in self.tokens.items()
             },
         }
+
+    def importance_csv(self) -> str:
+        """``importance.csv`` of this partner's own folder: counts only, no gain."""
+        return partner_csv(*partner_importance(self))
 
     def load_model_part(self, part: Any) -> None:
         self.edges = [np.asarray(e, dtype=np.float64) for e in part["edges"]]

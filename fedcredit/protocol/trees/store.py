@@ -14,6 +14,7 @@ party's thresholds.
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ import numpy as np
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import IntArray, Tree
 from fedcredit.protocol.trees.scoring import LenderTree
+
+log = logging.getLogger("fedcredit.node")
 
 _ARRAYS = ("feature", "threshold", "default_left", "value", "exists")
 
@@ -49,15 +52,23 @@ def lender_tree_to_dict(record: LenderTree) -> dict[str, Any]:
         "own": tree_to_dict(record.own),
         "split_by": list(record.split_by),
         "tokens": {str(j): t for j, t in record.tokens.items()},
+        **({} if record.cover is None else {"cover": record.cover.tolist()}),
+        **({} if record.gain is None else {"gain": record.gain.tolist()}),
     }
 
 
 def lender_tree_from_dict(data: Mapping[str, Any]) -> LenderTree:
+    own = tree_from_dict(data["own"])
+    cover = None if "cover" not in data else np.asarray(data["cover"], dtype=np.float64)
+    if cover is not None and len(cover) != len(own.feature):
+        raise ProtocolError("a stored tree's cover differs in length from its nodes")
     return LenderTree(
         str(data["owner"]),
-        tree_from_dict(data["own"]),
+        own,
         [str(s) for s in data["split_by"]],
         {int(j): str(t) for j, t in data["tokens"].items()},
+        cover,
+        None if "gain" not in data else np.asarray(data["gain"], dtype=np.float64),
     )
 
 
@@ -133,6 +144,12 @@ def load_lender_model_part(lender: Any, part: Mapping[str, Any]) -> None:
     lender.base = float(part["base"])
     lender.model = [lender_tree_from_dict(r) for r in part["trees"]]
     lender.kept = len(lender.model)
+    if any(r.cover is None for r in lender.model):
+        log.warning(
+            "party %r: its trees model was saved without per-node cover; reasons weigh every "
+            "split's sides evenly (retrain for cover-weighted TreeSHAP reasons)",
+            lender.name,
+        )
     if int(part["kept"]) != lender.kept or len(lender.edges) != len(lender.feature_names):
         raise ProtocolError(f"party {lender.name!r}: its model part does not fit its columns")
 
