@@ -58,7 +58,14 @@ def test_each_party_writes_its_own_importance_and_no_partner_receives_a_gain(
     for p in partners:
         rows = _table(found[p.name])
         assert list(rows[0]) == ["column", "splits" if mode == "mix" else "picks"]
-        assert found[p.name].read_text(encoding="utf-8") == p.importance_csv()
+        if mode == "mix":
+            assert found[p.name].read_text(encoding="utf-8") == p.importance_csv()
+        # In joint, a partner's picks include decoys drawn from the system's randomness where it
+        # had no candidate (protocol/trees/joint.py), so only their count is fixed.
+        local_rows = list(csv.DictReader(io.StringIO(p.importance_csv())))
+        assert sum(int(r["picks" if mode == "joint" else "splits"]) for r in local_rows) == sum(
+            int(r[list(rows[0])[1]]) for r in rows
+        )
         told = sum(int(r[list(rows[0])[1]]) for r in rows)
         learned = next(int(r["splits"]) for r in lender_rows if r["party"] == p.name)
         assert told == learned if mode == "mix" else told >= learned
