@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fedcredit.crypto import PrivateKey, PublicKey, decrypt_packed, generate_keypair
-from fedcredit.crypto.vector import encrypt_ints
+from fedcredit.crypto.owner import encrypt_owned
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import (
     FloatArray,
@@ -183,7 +183,7 @@ class TreesLender(TreeColumns):
         grow, key = self._growing(), self._require_own_key()
         layout = SlotLayout(self.width, 2, 1)
         ints = encode_rows([grow.h, grow.g], np.zeros(len(grow.g), np.int64), layout)
-        values = encrypt_ints(key, ints, 0)
+        values = encrypt_owned(key, self._private, ints, 0)
         return Gradients(tree, 0, layout.width, int(self.settings.gh_scale_bits), 1, 1, values)
 
     def _open(self, message: Histograms, layout: SlotLayout) -> list[list[list[int]]]:
@@ -296,7 +296,7 @@ class TreesLender(TreeColumns):
             local = position - group * layout.nodes
             slot = np.where((position >= 0) & (local >= 0) & (local < layout.nodes), local, -1)
             ints.extend(encode_rows([ones, grow.h, grow.g], slot, layout))
-        values = encrypt_ints(key, ints, 0)
+        values = encrypt_owned(key, self._private, ints, 0)
         return Gradients(
             tree,
             level,
