@@ -14,7 +14,8 @@ at window 8 about 840/s, this path at window 8 about 1,130/s and at window 10 ab
 The two half tables share the memory budget of ``[[party]] table_mib`` (``djn.set_table_budget``);
 without one, each half has ``DEFAULT_WINDOW``, together the size of the public-key table.
 Only the thread executor takes this path: the key's factors stay in this process, and a Ray
-executor (or an enabled randomness stock) gets the public-key path unchanged.
+executor gets the public-key path unchanged. With ``[[party]] randomness_stock`` the values
+stocked while the party waited are used first, the rest computed here.
 """
 
 from __future__ import annotations
@@ -119,18 +120,23 @@ def encrypt_ints_as_owner(
     rng: random.Random | None = None,
 ) -> EncryptedVector:
     """``encrypt_ints(private_key.public_key, ints, scale_bits, rng=rng)``, the same bits,
-    about twice as fast: the randomness ``hs**x`` by the CRT (this module's docstring)."""
+    at about 1.4 times less CPU per value at 2048 bits (this module's docstring)."""
     key = private_key.public_key
-    if (rng is None and randomness_stock()) or current_executor().name != "threads":
+    if current_executor().name != "threads":
         return encrypt_ints(key, ints, scale_bits, rng=rng)
-    exponents = key.random_exponents(len(ints), rng)
-    tables = crt_tables(private_key)
     n, nsq = key.n, key.nsquare
+    # DJN randomness stocked while this party waited ([[party]] randomness_stock) goes first;
+    # the rest is computed here by the CRT. An injected rng never takes stocked values.
+    ready = key._djn_stock().take_ready(len(ints)) if rng is None and randomness_stock() else []
+    exponents = key.random_exponents(len(ints) - len(ready), rng)
+    tables = crt_tables(private_key)
 
-    def work(part: Sequence[tuple[int, int]]) -> list[Any]:
+    def work(part: Sequence[tuple[int, Any]]) -> list[Any]:
         return [(1 + n * (mpz(m) % n)) * tables.pow(x) % nsq for m, x in part]
 
-    cts = pool.map_chunked(work, list(zip(ints, exponents, strict=True)))
+    cts = [(1 + n * (mpz(m) % n)) * r % nsq for m, r in zip(ints, ready, strict=False)]
+    rest = list(zip(ints[len(ready) :], exponents, strict=True))
+    cts += pool.map_chunked(work, rest)
     return EncryptedVector(key, cts, scale_bits)
 
 

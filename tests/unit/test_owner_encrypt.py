@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -65,9 +66,7 @@ def test_the_halves_share_the_table_budget(keypairs: KeyPairs) -> None:
     assert CrtTables(private).window == 8
 
 
-def test_without_the_private_key_or_with_a_stock_the_public_path_decrypts_the_same(
-    keypair: KeyPair,
-) -> None:
+def test_without_the_private_key_the_public_path_decrypts_the_same(keypair: KeyPair) -> None:
     public, private = keypair
     values = [5, -7, 2**40]
     for ev in (
@@ -75,6 +74,25 @@ def test_without_the_private_key_or_with_a_stock_the_public_path_decrypts_the_sa
         encrypt_owned(public, private, values, 3),
     ):
         assert decrypt_vector(private, ev).tolist() == [v / 8 for v in values]
+
+
+def test_stocked_randomness_goes_first_and_the_rest_is_computed(keypairs: KeyPairs) -> None:
+    public, private = keypairs(1024, 9)  # a key of its own: a stock of its own
     set_randomness_stock(8)
-    ev = encrypt_ints_as_owner(private, values, 3)
-    assert decrypt_vector(private, ev).tolist() == [v / 8 for v in values]
+    stock = public._djn_stock()
+    deadline = time.monotonic() + 20
+    while len(stock) < 8 and time.monotonic() < deadline:  # a readiness wait, not a speed check
+        time.sleep(0.01)
+    assert len(stock) == 8
+    stocked = list(stock._values)
+    values = list(range(-10, 10))
+    try:
+        ev = encrypt_ints_as_owner(private, values, 0)
+    finally:
+        stock.stop()  # no refill thread left for other tests
+    n, nsq = public.n, public.nsquare
+    # The eight stocked values are the first eight ciphertexts' randomness; twelve computed.
+    assert ev.ciphertexts[:8] == [
+        (1 + n * (m % n)) * r % nsq for m, r in zip(values[:8], stocked, strict=True)
+    ]
+    assert decrypt_vector(private, ev).tolist() == [float(v) for v in values]
