@@ -1,4 +1,5 @@
-"""The key owner's CRT encryption (crypto/owner.py): the same bits as the public-key path."""
+"""For the key's owner: its CRT encryption (crypto/owner.py), the same bits as the public-key
+path, and ``pack_for_owner``'s Horner packing, the same bits as the weighted sum it replaced."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 
 from fedcredit.crypto import decrypt_vector, pool
 from fedcredit.crypto.djn import set_table_budget
+from fedcredit.crypto.executors.base import current_executor
+from fedcredit.crypto.multiexp import weighted_sum
 from fedcredit.crypto.owner import CrtTables, crt_tables, encrypt_ints_as_owner, encrypt_owned
+from fedcredit.crypto.packing import (
+    SLOT_EXTRA_BITS,
+    decrypt_packed,
+    pack_for_owner,
+    slots_per_ciphertext,
+)
 from fedcredit.crypto.stock import set_randomness_stock
 from fedcredit.crypto.vector import encrypt_ints
 from tests.support.keys import KeyPair, KeyPairs
@@ -96,3 +105,26 @@ def test_stocked_randomness_goes_first_and_the_rest_is_computed(keypairs: KeyPai
         (1 + n * (m % n)) * r % nsq for m, r in zip(values[:8], stocked, strict=True)
     ]
     assert decrypt_vector(private, ev).tolist() == [float(v) for v in values]
+
+
+@pytest.mark.parametrize("count", [1, 5, 23])
+def test_owner_packing_by_horner_equals_the_weighted_sum_and_decrypts(
+    keypair: KeyPair, count: int
+) -> None:
+    public, private = keypair
+    values = [random.Random(count).getrandbits(30) for _ in range(count)]
+    ev = encrypt_ints(public, values, 0, rng=random.Random(4))
+    slot_bits = 30 + SLOT_EXTRA_BITS
+    per = slots_per_ciphertext(public.bits, slot_bits)
+    groups = [ev.take(list(range(s, min(s + per, count)))) for s in range(0, count, per)]
+    horner = current_executor().pack(
+        public.n, public.nsquare, slot_bits, [(g.ciphertexts, [0] * len(g)) for g in groups]
+    )
+    weighted = [
+        weighted_sum(g, [1 << (slot_bits * (len(g) - 1 - i)) for i in range(len(g))]).ciphertexts[0]
+        for g in groups
+    ]
+    assert horner == weighted
+    packed = pack_for_owner(ev, 30)
+    assert len(packed.ciphertexts) == len(groups)
+    assert decrypt_packed(private, packed) == values
