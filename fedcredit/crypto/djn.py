@@ -58,6 +58,11 @@ def set_table_budget(mib: float | None) -> None:
     _budget_bytes = None if mib is None else int(mib * 2**20)
 
 
+def table_budget_bytes() -> int | None:
+    """The comb tables' memory budget of this process in bytes (``None``: none set)."""
+    return _budget_bytes
+
+
 def default_window(exponent_bits: int, modulus_bits: int) -> int:
     """The window a table gets when its key names none: from the budget, if one is set."""
     if _budget_bytes is None:

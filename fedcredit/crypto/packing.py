@@ -180,20 +180,26 @@ def pack_for_owner(values: EncryptedVector, value_bits: int) -> PackedCiphertext
     ``mask_and_pack``, so ``decrypt_packed`` reads them back. The owner knows its own key's
     ``hs`` base, so the packed ciphertexts get textbook randomness instead (review F6).
     """
-    # Imported here: this function was added at the end of the module, which otherwise
-    # needs neither (neither module imports this one).
-    from fedcredit.crypto.multiexp import weighted_sum
-    from fedcredit.crypto.vector import concat
-
     key = values.public_key
     slot_bits = value_bits + SLOT_EXTRA_BITS
     per = slots_per_ciphertext(key.bits, slot_bits)
-    parts = []
-    for start in range(0, len(values), per):
-        group = values.take(list(range(start, min(start + per, len(values)))))
-        weights = [1 << (slot_bits * (len(group) - 1 - i)) for i in range(len(group))]
-        parts.append(weighted_sum(group, weights))
-    packed = concat(parts[0], *parts[1:]).rerandomize_for_owner() if parts else values
+    # Horner (``acc**(2**slot_bits) * c``, the kernel of mask_and_pack, with no masks): about
+    # slot_bits squarings per slot, the same residue as the weighted sum with weights
+    # 2**(slot_bits * k) it replaces (a bucket multi-exponentiation): at 2048 bits, 10 packed
+    # ciphertexts of 16 slots took 0.06-0.15 s against 0.27-0.30 s on one loaded core.
+    groups = [
+        (
+            values.ciphertexts[start : start + per],
+            [0] * len(values.ciphertexts[start : start + per]),
+        )
+        for start in range(0, len(values), per)
+    ]
+    joined = current_executor().pack(key.n, key.nsquare, slot_bits, groups)
+    packed = (
+        EncryptedVector(key, joined, values.scale_bits).rerandomize_for_owner()
+        if groups
+        else values
+    )
     return PackedCiphertexts(
         key.fingerprint, slot_bits, value_bits, len(values), tuple(packed.ciphertexts)
     )

@@ -85,6 +85,13 @@ class Stock:
             self._values.clear()
         self._wanted.set()
 
+    def take_ready(self, count: int) -> list[Any]:
+        """Up to ``count`` stocked values (fewer, or none, if fewer are ready); makes none."""
+        with self._lock:
+            got = [self._values.popleft() for _ in range(min(count, len(self._values)))]
+        self._wanted.set()
+        return got
+
     def take(self, count: int) -> list[Any]:
         with self._lock:
             got = [self._values.popleft() for _ in range(min(count, len(self._values)))]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.crypto.vector import encrypt_ints
+from fedcredit.crypto.owner import encrypt_owned
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import (
     FloatArray,
@@ -62,7 +62,7 @@ class JointLender(GrowingLender):
             local = position - group * layout.nodes
             slot = np.where((position >= 0) & (local >= 0) & (local < layout.nodes), local, -1)
             ints.extend(encode_rows([ones, grow.h, grow.g], slot, layout))
-        values = encrypt_ints(key, ints, 0)
+        values = encrypt_owned(key, self._private, ints, 0)
         return Gradients(
             tree,
             level,

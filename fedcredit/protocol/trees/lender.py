@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.crypto.vector import encrypt_ints
+from fedcredit.crypto.owner import encrypt_owned
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import (
     FloatArray,
@@ -59,7 +59,7 @@ class TreesLender(JointLender):
         grow, key = self._growing(), self._require_own_key()
         layout = SlotLayout(self.width, 2, 1)
         ints = encode_rows([grow.h, grow.g], np.zeros(len(grow.g), np.int64), layout)
-        values = encrypt_ints(key, ints, 0)
+        values = encrypt_owned(key, self._private, ints, 0)
         return Gradients(tree, 0, layout.width, int(self.settings.gh_scale_bits), 1, 1, values)
 
     def mix_choose(self, message: Histograms) -> MixChoice:
