@@ -13,6 +13,11 @@ Plain numpy, for the lender's own trees, for the federated trees' split finding
   sum of at least ``min_child_weight`` and at least ``max(min_rows, 1)`` rows, and a node splits
   on its first best admissible candidate with a gain above ``MIN_GAIN`` (columns in order, ``t``
   ascending, ``default_left`` False first).
+- A categorical column of the lender's own (``groups``) splits by category groups: its candidates
+  are the prefixes of its non-empty bins sorted by ``G / (H + cat_smooth)`` (LightGBM's method,
+  ``fedcredit.model.tree_categories``), ``(t, default_left)`` meaning the first ``t + 1`` bins of
+  that order go left; the node keeps the left set (``Tree.left_set``), and a bin outside it goes
+  right. The other columns' bins (a partner's categories included) are cut in their order.
 - A leaf's value is ``-learning_rate * G / (H + l2)``; trees grow level by level to ``depth``.
 - With ``gh_scale_bits`` the gradients are rounded to multiples of ``2**-bits`` first: the
   federated encoding, so that a federated tree and this one see the very same sums.
@@ -20,7 +25,7 @@ Plain numpy, for the lender's own trees, for the federated trees' split finding
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +33,7 @@ import numpy.typing as npt
 
 from fedcredit.errors import DataError
 from fedcredit.model.logistic import sigmoid
+from fedcredit.model.tree_categories import group_order
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -49,6 +55,8 @@ class TreeParams:
     min_rows: int = 0
     learning_rate: float = 0.3
     gh_scale_bits: int | None = None
+    #: Added to a category's hessian sum when category groups are ordered (LightGBM's default).
+    cat_smooth: float = 10.0
 
 
 # -- bins -------------------------------------------------------------------------------------
@@ -167,6 +175,25 @@ def candidates(sums: Sums, n_regular: int, *, dedupe: bool = True) -> Candidates
     return select(out, keep)
 
 
+def group_candidates(sums: Sums, n_regular: int, cat_smooth: float) -> tuple[IntArray, Candidates]:
+    """A categorical column's group candidates over one node: the order of its non-empty bins
+    (``group_order``) and ``candidates`` of the bins taken in that order (``t``: the first
+    ``t + 1`` of the order go left)."""
+    order = group_order(sums.g, sums.h, sums.n, n_regular, cat_smooth)
+    at = np.append(order, n_regular)
+    return order, candidates(Sums(sums.g[at], sums.h[at], sums.n[at]), len(order))
+
+
+def split_left(
+    b: IntArray, n_regular: int, t: int, dl: bool, left_set: IntArray | None = None
+) -> BoolArray:
+    """Whether rows of bins ``b`` of one column go left at ``(t, dl)``, or, for a group split,
+    at the bins of ``left_set`` (missing: ``dl`` either way)."""
+    inside = b <= t if left_set is None else np.isin(b, left_set)
+    out: BoolArray = np.where(b >= n_regular, dl, inside)
+    return out
+
+
 def select(c: Candidates, keep: npt.NDArray[np.bool_] | IntArray) -> Candidates:
     """The candidates at ``keep`` (a mask or indices)."""
     return Candidates(c.threshold[keep], c.default_left[keep], c.g[keep], c.h[keep], c.n[keep])
@@ -217,7 +244,8 @@ def node_count(depth: int) -> int:
 class Tree:
     """One tree, heap-ordered: ``feature[j] = -1`` for a leaf or a node that does not exist.
 
-    ``exists[j]`` is whether node j is in the tree; ``value`` holds the leaves' values.
+    ``exists[j]`` is whether node j is in the tree; ``value`` holds the leaves' values;
+    ``left_set[j]`` the bins that go left at a split by category groups (else ``threshold``).
     """
 
     feature: IntArray
@@ -225,6 +253,7 @@ class Tree:
     default_left: BoolArray
     value: FloatArray
     exists: BoolArray
+    left_set: dict[int, IntArray] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, depth: int) -> Tree:
@@ -261,6 +290,9 @@ class Tree:
             left = np.where(
                 b >= regular, self.default_left[node[rows]], b <= self.threshold[node[rows]]
             )
+            for j, members in self.left_set.items():
+                at = node[rows] == j
+                left[at] = np.where(b[at] >= regular[at], left[at], np.isin(b[at], members))
             node[rows] = 2 * node[rows] + np.where(left, 1, 2)
         return node
 
@@ -275,8 +307,10 @@ def grow_tree(
     h: FloatArray,
     params: TreeParams,
     features: Sequence[int] | None = None,
+    groups: Collection[int] = (),
 ) -> Tree:
-    """One tree on the rows given (``bins``, ``g``, ``h`` aligned), using ``features`` only."""
+    """One tree on the rows given (``bins``, ``g``, ``h`` aligned), using ``features`` only;
+    the columns in ``groups`` split by category groups."""
     tree = Tree.empty(params.depth)
     cols = list(range(bins.shape[1])) if features is None else list(features)
     node = np.zeros(len(bins), dtype=np.int64)
@@ -289,16 +323,17 @@ def grow_tree(
             split = (
                 None
                 if level == params.depth
-                else best_split(bins, n_regular, g, h, rows, total, params, cols)
+                else best_split(bins, n_regular, g, h, rows, total, params, cols, groups)
             )
             if split is None:
                 tree.value[j] = leaf_value(total[0], total[1], params)
                 continue
-            f, t, dl = split
+            f, t, dl, members = split
             tree.feature[j], tree.threshold[j], tree.default_left[j] = f, t, dl
+            if members is not None:
+                tree.left_set[j] = members
             tree.exists[2 * j + 1] = tree.exists[2 * j + 2] = True
-            b = bins[rows, f]
-            left = np.where(b >= n_regular[f], dl, b <= t)
+            left = split_left(bins[rows, f], n_regular[f], t, dl, members)
             node[rows] = 2 * j + np.where(left, 1, 2)
     return tree
 
@@ -312,16 +347,44 @@ def best_split(
     total: tuple[float, float, int],
     params: TreeParams,
     cols: Sequence[int],
-) -> tuple[int, int, bool] | None:
-    best: tuple[float, int, int, bool] | None = None
+    groups: Collection[int] = (),
+) -> Split | None:
+    """The best split of node ``rows`` over ``cols``: ``(feature, t, default_left, left set)``
+    (the set for a column of ``groups``, else None)."""
+    best = best_gain_split(bins[rows], n_regular, g[rows], h[rows], total, params, cols, groups)
+    return None if best is None else best[1]
+
+
+#: A chosen split: feature, threshold, default_left and the left set of a group split.
+Split = tuple[int, int, bool, IntArray | None]
+
+
+def best_gain_split(
+    bins: IntArray,
+    n_regular: Sequence[int],
+    g: FloatArray,
+    h: FloatArray,
+    total: tuple[float, float, int],
+    params: TreeParams,
+    cols: Sequence[int],
+    groups: Collection[int] = (),
+) -> tuple[float, Split] | None:
+    """``best_split`` over all rows given (bins, g, h of the node's rows), with its gain."""
+    best: tuple[float, Split] | None = None
     for f in cols:
-        sums = histogram(bins[rows, f], g[rows], h[rows], n_regular[f] + 1)
-        c = candidates(sums, n_regular[f])
+        sums = histogram(bins[:, f], g, h, n_regular[f] + 1)
+        order: IntArray | None = None
+        if f in groups:
+            order, c = group_candidates(sums, n_regular[f], params.cat_smooth)
+        else:
+            c = candidates(sums, n_regular[f])
         gain = gains(c.g, c.h, c.n, total, params)
         k = best_index(gain)
         if k is not None and (best is None or gain[k] > best[0]):
-            best = (float(gain[k]), f, int(c.threshold[k]), bool(c.default_left[k]))
-    return None if best is None else best[1:]
+            t = int(c.threshold[k])
+            members = None if order is None else np.sort(order[: t + 1])
+            best = (float(gain[k]), (f, t, bool(c.default_left[k]), members))
+    return best
 
 
 # -- boosting ------------------------------------------------------------------------------------
@@ -349,6 +412,7 @@ class BoostPlan:
     early_stopping_rounds: int = 0
     features: Callable[[int], Sequence[int] | None] = lambda _: None
     sample: Callable[[int], BoolArray | None] = lambda _: None
+    groups: frozenset[int] = frozenset()  # columns split by category groups
 
 
 def log_loss(y: FloatArray, margin: FloatArray) -> float:
@@ -380,7 +444,7 @@ def fit(
         mask = plan.sample(t)
         if mask is not None:
             g, h = np.where(mask, g, 0.0), np.where(mask, h, 0.0)
-        tree = grow_tree(bins[train], n_regular, g, h, params, plan.features(t))
+        tree = grow_tree(bins[train], n_regular, g, h, params, plan.features(t), plan.groups)
         booster.trees.append(tree)
         margin += tree.predict(bins, n_regular)
         booster.kept = len(booster.trees)
@@ -403,10 +467,12 @@ __all__ = [
     "BoostPlan",
     "Booster",
     "Candidates",
+    "Split",
     "Sums",
     "Tree",
     "TreeParams",
     "base_margin",
+    "best_gain_split",
     "best_index",
     "best_split",
     "bin_column",
@@ -416,10 +482,12 @@ __all__ = [
     "fit_edges",
     "gains",
     "gradients",
+    "group_candidates",
     "grow_tree",
     "histogram",
     "leaf_value",
     "log_loss",
     "node_count",
     "select",
+    "split_left",
 ]

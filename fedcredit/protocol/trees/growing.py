@@ -84,6 +84,11 @@ class GrowingLender(TreeColumns):
         )
         self._grow: _Growing | None = None
 
+    @property
+    def group_columns(self) -> frozenset[int]:
+        """The lender's own categorical columns: split by category groups, in plain."""
+        return frozenset(self.category_columns)
+
     def labels(self, rows: np.ndarray) -> np.ndarray:
         """Labels of aligned rows (indices into the shared order)."""
         out: np.ndarray = self._y[self.aligned_rows[rows]]

@@ -18,10 +18,10 @@ from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import (
     FloatArray,
     IntArray,
+    Split,
+    best_gain_split,
     best_index,
-    candidates,
-    gains,
-    histogram,
+    split_left,
 )
 from fedcredit.protocol.trees.growing import GrowingLender
 from fedcredit.protocol.trees.messages import (
@@ -30,7 +30,6 @@ from fedcredit.protocol.trees.messages import (
     SideRequest,
     Sides,
 )
-from fedcredit.protocol.trees.scoring import goes_left
 from fedcredit.protocol.trees.slots import (
     SlotLayout,
     encode_rows,
@@ -90,7 +89,7 @@ class JointLender(GrowingLender):
             win: tuple[float, str, Any] | None = None
             own = self._own_best(rows, g, h, ftotal)
             if own is not None:
-                win = (own[0], self.name, own[1:])
+                win = (own[0], self.name, own[1])
             pos = j - (2**level - 1)
             group, within = divmod(pos, layout.nodes)
             for p in self.partners:
@@ -117,24 +116,23 @@ class JointLender(GrowingLender):
 
     def _own_best(
         self, rows: IntArray, g: FloatArray, h: FloatArray, total: tuple[float, float, int]
-    ) -> tuple[float, int, int, bool] | None:
-        """The lender's best split of its own columns over ``rows`` (gain first)."""
-        bins = self.train_bins
-        best: tuple[float, int, int, bool] | None = None
-        for f in range(bins.shape[1]):
-            c = candidates(histogram(bins[rows, f], g, h, self.n_regular[f] + 1), self.n_regular[f])
-            gain = gains(c.g, c.h, c.n, total, self.params)
-            k = best_index(gain)
-            if k is not None and (best is None or gain[k] > best[0]):
-                best = (float(gain[k]), f, int(c.threshold[k]), bool(c.default_left[k]))
-        return best
+    ) -> tuple[float, Split] | None:
+        """The lender's best split of its own columns over ``rows`` (gain first); its
+        categorical columns by category groups, as in its own trees."""
+        bins = self.train_bins[rows]
+        cols = range(bins.shape[1])
+        return best_gain_split(
+            bins, self.n_regular, g, h, total, self.params, cols, self.group_columns
+        )
 
-    def _own_split(self, j: int, f: int, t: int, dl: bool) -> None:
+    def _own_split(self, j: int, f: int, t: int, dl: bool, members: IntArray | None) -> None:
         grow, split = self._growing(), self._require_split()
         tree = grow.record.own
         tree.feature[j], tree.threshold[j], tree.default_left[j] = f, t, dl
+        if members is not None:
+            tree.left_set[j] = members
         rows = np.flatnonzero(grow.node == j)
-        left = goes_left(self.bins[rows, f], self.n_regular[f], t, dl)
+        left = split_left(self.bins[rows, f], self.n_regular[f], t, dl, members)
         grow.node[rows] = 2 * j + np.where(left, 1, 2)
         train_node = grow.node[split.train]
         self._set_children(j, train_node)

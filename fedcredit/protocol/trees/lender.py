@@ -48,7 +48,9 @@ class TreesLender(JointLender):
         grow = self._growing()
         split = self._require_split()
         g, h = self._floats(np.arange(len(split.train)))
-        tree = grow_tree(self.train_bins, self.n_regular, g, h, self.params)
+        tree = grow_tree(
+            self.train_bins, self.n_regular, g, h, self.params, groups=self.group_columns
+        )
         grow.record.own = tree
         grow.record.split_by = [self.name if f >= 0 else "" for f in tree.feature.tolist()]
         grow.node = tree.leaf_of(self.bins, self.n_regular)

@@ -284,8 +284,7 @@ class TreesPartner(TreeColumns):
             "has_label": False,
             "feature_names": list(self.feature_names),
             "data_hash": self.data_hash,
-            "edges": [e.tolist() for e in self.edges],
-            "fold_missing": self.fold_missing.tolist(),
+            **self.bin_maps(),
             "trees": {
                 str(t): {
                     k: getattr(tr, k).tolist()
@@ -304,9 +303,7 @@ class TreesPartner(TreeColumns):
         return partner_csv(*partner_importance(self))
 
     def load_model_part(self, part: Any) -> None:
-        self.edges = [np.asarray(e, dtype=np.float64) for e in part["edges"]]
-        self.fold_missing = np.asarray(part["fold_missing"], dtype=bool)
-        self.n_regular = [len(e) + 1 for e in self.edges]
+        self.load_bin_maps(part)
         self.trees = {}
         for t, arrays in part["trees"].items():
             size = len(arrays["feature"])

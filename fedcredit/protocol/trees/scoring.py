@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedcredit.model.trees import FloatArray, IntArray, Tree
+from fedcredit.model.trees import FloatArray, IntArray, Tree, split_left
 from fedcredit.model.treeshap import even_cover, tree_shap
 from fedcredit.protocol.trees.messages import LeafMasks, SplitBits
 
@@ -37,9 +37,12 @@ class LenderTree:
     gain: FloatArray | None = None
 
 
-def goes_left(b: IntArray, n_regular: int, t: int, dl: bool) -> np.ndarray:
-    """Whether rows of bins ``b`` of one column go left at ``(t, dl)``."""
-    return np.where(b >= n_regular, dl, b <= t)
+def goes_left(
+    b: IntArray, n_regular: int, t: int, dl: bool, left_set: IntArray | None = None
+) -> np.ndarray:
+    """Whether rows of bins ``b`` of one column go left at ``(t, dl)`` (or at the bins of a
+    group split's ``left_set``)."""
+    return split_left(b, n_regular, t, dl, left_set)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,11 @@ def _sides(
             f = int(tree.feature[j])
             feature[j] = f
             left[:, j] = goes_left(
-                bins[:, f], n_regular[f], int(tree.threshold[j]), bool(tree.default_left[j])
+                bins[:, f],
+                n_regular[f],
+                int(tree.threshold[j]),
+                bool(tree.default_left[j]),
+                tree.left_set.get(j),
             )
         else:
             feature[j] = n_own + partners.index(by)

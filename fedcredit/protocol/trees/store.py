@@ -29,8 +29,11 @@ log = logging.getLogger("fedcredit.node")
 _ARRAYS = ("feature", "threshold", "default_left", "value", "exists")
 
 
-def tree_to_dict(tree: Tree) -> dict[str, list[Any]]:
-    return {k: getattr(tree, k).tolist() for k in _ARRAYS}
+def tree_to_dict(tree: Tree) -> dict[str, Any]:
+    out: dict[str, Any] = {k: getattr(tree, k).tolist() for k in _ARRAYS}
+    if tree.left_set:
+        out["left_set"] = {str(j): m.tolist() for j, m in tree.left_set.items()}
+    return out
 
 
 def tree_from_dict(data: Mapping[str, Any]) -> Tree:
@@ -43,6 +46,10 @@ def tree_from_dict(data: Mapping[str, Any]) -> Tree:
         np.asarray(data["default_left"], dtype=bool),
         np.asarray(data.get("value", [0.0] * size), dtype=np.float64),
         np.asarray(data["exists"], dtype=bool),
+        {
+            int(j): np.asarray(m, dtype=np.int64)
+            for j, m in dict(data.get("left_set", {})).items()
+        },
     )
 
 
@@ -124,8 +131,7 @@ def lender_model_part(lender: Any) -> dict[str, Any]:
         "has_label": True,
         "feature_names": list(lender.feature_names),
         "data_hash": lender.data_hash,
-        "edges": [e.tolist() for e in lender.edges],
-        "fold_missing": lender.fold_missing.tolist(),
+        **lender.bin_maps(),
         "base": lender.base,
         "kept": lender.kept,
         "trees": [lender_tree_to_dict(r) for r in lender.model[: lender.kept]],
@@ -138,9 +144,7 @@ def load_lender_model_part(lender: Any, part: Mapping[str, Any]) -> None:
         raise ProtocolError(f"party {lender.name!r}: its model part is not a trees lender's")
     if list(part["feature_names"]) != list(lender.feature_names):
         raise ProtocolError(f"party {lender.name!r}: its model part names other columns")
-    lender.edges = [np.asarray(e, dtype=np.float64) for e in part["edges"]]
-    lender.fold_missing = np.asarray(part["fold_missing"], dtype=bool)
-    lender.n_regular = [len(e) + 1 for e in lender.edges]
+    lender.load_bin_maps(part)
     lender.base = float(part["base"])
     lender.model = [lender_tree_from_dict(r) for r in part["trees"]]
     lender.kept = len(lender.model)
