@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey
 from fedcredit.errors import CryptoError
 from fedcredit.model import trees as T
+from fedcredit.protocol.categories import category_code
 from fedcredit.protocol.trees.lender import TreesLender
 from fedcredit.protocol.trees.local import LocalTrees
 from fedcredit.protocol.trees.messages import Gradients, Histograms, SideRequest
@@ -21,19 +23,35 @@ N = 240
 COLUMNS = {"lender": [0, 1], "shop": [2, 3], "pay": [4, 5]}
 
 
-def _data(seed: int = 1) -> tuple[list[str], np.ndarray, np.ndarray]:
+#: Category codes of the categorical columns (``categorical=True``): the lender's "b" (its own,
+#: split by category groups) and the shop's "shop2" (cut in the shop's order); "r" is rare.
+CATEGORIES = [category_code(c) for c in ("p", "q", "s", "t", "u", "r")]
+RARE = CATEGORIES[-1]
+
+
+def _data(seed: int = 1, categorical: bool = False) -> tuple[list[str], np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(N, 6))
     x[rng.random((N, 6)) < 0.06] = np.nan
     z = np.nan_to_num(x[:, 0]) + np.nan_to_num(x[:, 3]) - 0.7 * np.nan_to_num(x[:, 5])
+    if categorical:
+        for col in (1, 2):
+            kind = rng.choice(5, size=N, p=[0.3, 0.25, 0.2, 0.15, 0.1])
+            kind[:3] = 5  # three rows of a rare category: below the floor of 5
+            x[:, col] = np.asarray(CATEGORIES)[kind]
+            x[rng.random(N) < 0.05, col] = 0.0  # empty cells
+            z = z + np.array([1.2, -1.0, 0.9, -1.3, 0.2, 0.0])[kind]
     y = (rng.random(N) < 1 / (1 + np.exp(-z))).astype(np.float64)
     return [f"c{i}" for i in range(N)], x, y
 
 
 def _federation(
-    settings: TreeSettings, y: np.ndarray | None = None, sample_seed: int = 0
+    settings: TreeSettings,
+    y: np.ndarray | None = None,
+    sample_seed: int = 0,
+    categorical: bool = False,
 ) -> tuple[LocalTrees, TreesLender, list[TreesPartner]]:
-    ids, x, labels = _data()
+    ids, x, labels = _data(categorical=categorical)
     labels = labels if y is None else y
     lender = TreesLender(
         "lender",
@@ -49,6 +67,8 @@ def _federation(
         for n, c in COLUMNS.items()
         if n != "lender"
     ]
+    if categorical:
+        lender.categorical, partners[0].categorical = ("b",), ("shop2",)
     for role in (lender, *partners):
         role.align(ids)
     return LocalTrees(lender, partners, key_bits=1024, allow_small=True), lender, partners
@@ -75,6 +95,7 @@ def _plain(
         trees=settings.trees,
         features=(lambda t: groups[t % 3]) if mix else (lambda t: None),
         sample=sample,
+        groups=lender.group_columns,  # the lender's categorical columns by category groups
     )
     y = lender.labels(np.arange(N))
     return (
@@ -84,10 +105,13 @@ def _plain(
     )
 
 
+@pytest.mark.parametrize("categorical", [False, True])
 @pytest.mark.parametrize("mode", ["mix", "joint"])
-def test_federated_trees_are_the_plaintext_trees_of_the_pooled_columns(mode: str) -> None:
+def test_federated_trees_are_the_plaintext_trees_of_the_pooled_columns(
+    mode: str, categorical: bool
+) -> None:
     settings = TreeSettings(trees=4 if mode == "mix" else 3, bins=8, min_rows=5, mode=mode)
-    local, lender, partners = _federation(settings)
+    local, lender, partners = _federation(settings, categorical=categorical)
     local.train()
     plain, bins, n_regular = _plain(lender, partners, settings, mode == "mix")
     assert np.array_equal(lender.margin, plain.margin(bins, n_regular))
@@ -95,6 +119,56 @@ def test_federated_trees_are_the_plaintext_trees_of_the_pooled_columns(mode: str
         assert np.array_equal(mine.own.exists, theirs.exists)
         assert np.array_equal(mine.own.value, theirs.value)
         assert [bool(s) for s in mine.split_by] == (theirs.feature >= 0).tolist()
+        assert {j: m.tolist() for j, m in mine.own.left_set.items()} == {
+            j: m.tolist() for j, m in theirs.left_set.items()
+        }
+    if categorical:
+        assert lender.group_columns == {1} and not partners[0].group_columns
+        assert any(r.own.left_set for r in lender.model)  # the groups were used
+
+
+def test_a_partners_rare_category_is_merged_into_other_and_every_bin_keeps_the_floor() -> None:
+    settings = TreeSettings(trees=1, bins=8, min_rows=5, mode="mix")
+    _, lender, partners = _federation(settings, categorical=True)
+    shop = partners[0]
+    assert shop.split is not None
+    kept = shop.categories[0].tolist()  # "shop2" is the shop's first column
+    # "r" (3 rows) alone would leave "other" below the floor: "u", the least frequent, joins it.
+    assert sorted(kept) == sorted(CATEGORIES[:4])
+    other = len(kept)
+    column = shop.raw[shop.aligned_rows, 0]
+    for code in (RARE, CATEGORIES[4]):
+        assert np.all(shop.bins[column == code, 0] == other)
+    assert np.sum(column == RARE) == 3
+    train = np.bincount(shop.train_bins[:, 0], minlength=other + 2)
+    assert np.all((train[: other + 1] == 0) | (train[: other + 1] >= 5))
+    assert np.array_equal(
+        shop.bins[:, 1], T.bin_column(shop.raw[shop.aligned_rows, 1], shop.edges[1])
+    )
+    assert lender.n_regular[1] == len(lender.categories[1]) + 1
+
+
+@pytest.mark.parametrize("mode", ["mix", "joint"])
+def test_an_unseen_category_scores_as_other_and_the_stored_part_scores_the_same(mode: str) -> None:
+    settings = TreeSettings(trees=3, bins=8, min_rows=5, mode=mode)
+    local, lender, partners = _federation(settings, categorical=True)
+    local.train()
+    assert lender.split is not None
+    ids = [f"c{i}" for i in lender.aligned_rows[lender.split.test]]
+    assert np.allclose(local.score(ids), lender.margin[lender.split.test], atol=1e-12)
+    answers = {p.name: p.answer_ids(ids) for p in partners}
+    raw, _ = lender.raw_for_ids(ids)
+    unseen, rare = raw.copy(), raw.copy()
+    unseen[:, 1], rare[:, 1] = category_code("never"), RARE
+    assert np.all(lender.bins_for(unseen)[:, 1] == len(lender.categories[1]))
+    assert np.array_equal(lender.margins(unseen, answers), lender.margins(rare, answers))
+    # The model part (its category map and left sets) scores as the trained lender does.
+    part = json.loads(json.dumps(lender.model_part()))
+    fresh = TreesLender("lender", *_data(categorical=True)[:1], np.zeros((0, 2)), ["a", "b"],
+                        np.zeros(0), settings)  # fmt: skip
+    fresh.load_model_part(part)
+    assert np.array_equal(fresh.margins(unseen, answers), lender.margins(unseen, answers))
+    assert np.array_equal(fresh.margins(raw, answers), lender.margins(raw, answers))
 
 
 def test_a_row_sample_gives_the_plaintext_trees_of_the_same_sample() -> None:
