@@ -17,6 +17,7 @@ from fedcredit.protocol.trees.lender import TreesLender
 from fedcredit.protocol.trees.local import LocalTrees
 from fedcredit.protocol.trees.messages import Gradients, Histograms, SideRequest
 from fedcredit.protocol.trees.partner import TreesPartner
+from fedcredit.protocol.trees.scoring import explain
 from fedcredit.protocol.trees.settings import TreeSettings
 
 N = 240
@@ -169,6 +170,33 @@ def test_an_unseen_category_scores_as_other_and_the_stored_part_scores_the_same(
     fresh.load_model_part(part)
     assert np.array_equal(fresh.margins(unseen, answers), lender.margins(unseen, answers))
     assert np.array_equal(fresh.margins(raw, answers), lender.margins(raw, answers))
+    # TreeSHAP reasons read the group splits' sides: they still add up to the margins.
+    out = explain(
+        lender.model, lender.name, lender.base, lender.bins_for(raw), lender.n_regular, answers
+    )
+    assert np.allclose(out.reference + out.own.sum(axis=1) + out.partners, out.margins, atol=1e-9)
+    assert np.any(out.own[:, 1] != 0)  # the categorical column has reasons of its own
+
+
+@pytest.mark.parametrize("mode", ["mix", "joint"])
+def test_resuming_from_a_checkpoint_with_group_splits_grows_the_same_trees(mode: str) -> None:
+    settings = TreeSettings(trees=4, bins=8, min_rows=5, mode=mode)
+    whole, lender, _ = _federation(settings, categorical=True)
+    whole.train()
+    first, before, before_partners = _federation(settings, categorical=True)
+    first.train(trees=3)
+    states = json.loads(json.dumps([before.state(), *(p.state() for p in before_partners)]))
+    resumed, after, after_partners = _federation(settings, categorical=True)
+    for role, state in zip([after, *after_partners], states, strict=True):
+        role.load_state(state)
+    resumed.setup()
+    resumed.tree(3)
+    assert np.array_equal(after.margin, lender.margin)
+    assert any(r.own.left_set for r in after.model)
+    for mine, theirs in zip(after.model, lender.model, strict=True):
+        assert {j: m.tolist() for j, m in mine.own.left_set.items()} == {
+            j: m.tolist() for j, m in theirs.own.left_set.items()
+        }
 
 
 def test_a_row_sample_gives_the_plaintext_trees_of_the_same_sample() -> None:

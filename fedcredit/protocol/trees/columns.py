@@ -90,7 +90,7 @@ class TreeColumns(PartyColumns):
 
     def _normalized(self, raw: np.ndarray) -> np.ndarray:
         x = np.array(raw, dtype=np.float64, copy=True)
-        for j in self.category_columns:
+        for j in sorted(set(self.category_columns) | set(self.categories)):
             x[is_missing(x[:, j]), j] = np.nan  # an empty cell's code is a missing value
         return x
 
