@@ -3,7 +3,9 @@ driven by the real driver, against the in-process ``LocalTrees`` run on the same
 
 from __future__ import annotations
 
+import csv
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,7 @@ def local_run(fed: Federation) -> tuple[TreesLender, list[TreesPartner]]:
             roles[party.name] = family.lender(columns, data.y, settings)  # type: ignore[assignment]
         else:
             roles[party.name] = family.partner(columns, settings)  # type: ignore[assignment]
+        roles[party.name].categorical = tuple(data.categorical)  # as make_party_node does
     common = sorted(set.intersection(*(set(r.ids) for r in roles.values())))
     for role in roles.values():
         role.align(common)
@@ -68,6 +71,42 @@ def local_run(fed: Federation) -> tuple[TreesLender, list[TreesPartner]]:
     assert isinstance(lender, TreesLender)
     LocalTrees(lender, partners, key_bits=1024, allow_small=True).train()  # type: ignore[arg-type]
     return lender, partners  # type: ignore[return-value]
+
+
+def with_text_column(fed_path: Path) -> None:
+    """A text column "region" in the lender's file, its default rate by region out of order."""
+    fed = load_federation(fed_path, allow_small_keys=True)
+    path = fed.lender.data
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    label = rows[0].index(fed.lender.label_column or "")
+    rng = random.Random(5)
+    regions = {"0": ["north", "south", "east"], "1": ["west", "south", "centre"]}
+    rows[0].append("region")
+    for row in rows[1:]:
+        row.append(rng.choice(regions[row[label]] + ["north", "west", "isles"]))
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+
+
+@pytest.mark.parametrize("mode", ["mix", "joint"])
+def test_a_lenders_text_column_splits_by_category_groups_on_nodes(
+    tmp_path: Path, mode: str
+) -> None:
+    fed_path = trees_federation(tmp_path, mode=mode, trees=4 if mode == "mix" else 2)
+    with_text_column(fed_path)
+    fed = load_federation(fed_path, allow_small_keys=True)
+
+    metrics, _ = run_on_nodes(tmp_path, fed_path)
+    lender, _ = local_run(fed)
+
+    assert "region" in lender.categorical and lender.group_columns
+    assert metrics["auc"] == pytest.approx(local_auc(lender), abs=1e-12)
+    part = json.loads((tmp_path / "nodes" / "out" / "model" / "lender.json").read_text())
+    region = str(lender.column_names.index("region"))
+    assert len(part["categories"][region]) >= 5
+    assert any(int(t["own"]["feature"][int(j)]) == int(region) for t in part["trees"]
+               for j in t["own"].get("left_set", {}))  # fmt: skip
 
 
 def local_auc(lender: TreesLender) -> float:
