@@ -454,3 +454,45 @@ def write_lender_numbers(path: Path, rows: int) -> Path:
         writer.writerow(["id", "age", "default"])
         writer.writerows([f"C{i:04d}", rng.randint(20, 70), rng.randint(0, 1)] for i in range(rows))
     return path
+
+
+@pytest.mark.slow
+def test_statlog_german_trains_trees_with_category_maps_at_every_party(tmp_path: Path) -> None:
+    if not GERMAN.is_file():
+        pytest.skip(f"Statlog German data not found at {GERMAN}")
+    fed = write_federation(tmp_path, write_german(tmp_path))
+    fed.write_text(
+        fed.read_text()
+        + '\n[model]\nfamily = "trees"\n\n[trees]\ntrees = 3\ndepth = 2\nmode = "mix"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+
+    result = fedcredit("run", str(fed), "--out", str(out), "--json", "--allow-small-keys")
+
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows_aligned"] == 997 and metrics["auc"] > 0.65
+    lender = json.loads((out / "model" / "lender.json").read_text())
+    # A1 (checking account) and A3 (credit history) are text: category maps, not edges.
+    names = lender["feature_names"]
+    assert {names[int(j)] for j in lender["categories"]} == {"A1", "A3"}
+    assert all(lender["edges"][int(j)] == [] for j in lender["categories"])
+    assert lender["trees"][0]["own"].get("left_set")  # the lender's own tree: category groups
+    partner = json.loads((out / "model" / "ecommerce.json").read_text())
+    plain = set(partner["feature_names"]) - {
+        partner["feature_names"][int(j)] for j in partner["categories"]
+    }
+    assert plain == {"A13"}  # every text column of the partner's ten has a category map, not age
+    assert "left_set" not in json.dumps(partner["trees"])  # a partner's cuts keep their order
+    ids = tmp_path / "ids.csv"
+    ids.write_text("id\nG0000\nG0001\nG0002\n", encoding="utf-8")
+    scores = tmp_path / "scores.csv"
+    scored = fedcredit(
+        "score", str(fed), "--model", str(out / "model"), "--ids", str(ids),
+        "--out", str(scores), "--json", "--allow-small-keys",
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    rows = list(csv.DictReader(scores.open(encoding="utf-8")))
+    assert [r["id"] for r in rows] == ["G0000", "G0001", "G0002"]
+    assert all(0 < float(r["probability"]) < 1 for r in rows)
