@@ -342,3 +342,18 @@ def test_histograms_of_a_mix_tree_come_only_from_its_owner() -> None:
     senders = {(m.tree, s) for s, _, m in run.messages if isinstance(m, Histograms)}
     assert senders == {(1, "shop"), (2, "pay")}
     assert [lender.owner_of(t) for t in range(3)] == ["lender", "shop", "pay"]
+
+
+def test_a_part_stored_before_category_maps_bins_codes_as_numbers() -> None:
+    settings = TreeSettings(trees=1, bins=8, min_rows=5, mode="mix")
+    _, lender, _ = _federation(settings, categorical=True)
+    part = json.loads(json.dumps(lender.model_part()))
+    del part["categories"]
+    part["edges"][1] = sorted(CATEGORIES[:3])  # what ordinal codes' edges were
+    old = TreesLender("lender", ["x"], np.zeros((1, 2)), ["a", "b"], np.zeros(1), settings)
+    old.categorical = ("b",)
+    old.load_model_part(part)
+    raw = np.array([[0.5, CATEGORIES[1]], [0.5, 0.0], [np.nan, CATEGORIES[4]]])
+    assert old.n_regular[1] == 4 and not old.categories
+    expected = T.bin_column(raw[:, 1], np.asarray(part["edges"][1]))
+    assert np.array_equal(old.bins_for(raw)[:, 1], expected)

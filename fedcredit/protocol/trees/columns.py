@@ -65,7 +65,7 @@ class TreeColumns(PartyColumns):
 
     def _aligned(self) -> None:
         split = self._require_split()
-        raw = self._normalized(self._raw[self.aligned_rows])
+        raw = self._normalized(self._raw[self.aligned_rows], self.category_columns)
         train = raw[split.train]
         floor = int(self.settings.min_rows)
         cats = self.category_columns
@@ -88,15 +88,17 @@ class TreeColumns(PartyColumns):
             for j, e in enumerate(self.edges)
         ]
 
-    def _normalized(self, raw: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _normalized(raw: np.ndarray, columns: list[int]) -> np.ndarray:
         x = np.array(raw, dtype=np.float64, copy=True)
-        for j in sorted(set(self.category_columns) | set(self.categories)):
+        for j in columns:
             x[is_missing(x[:, j]), j] = np.nan  # an empty cell's code is a missing value
         return x
 
     def bins_for(self, raw: np.ndarray) -> IntArray:
         """Bins of rows of this party's raw columns (its own file's units)."""
-        x = self._normalized(raw)
+        # The columns of the category maps (a part stored before them has none: codes as numbers).
+        x = self._normalized(raw, sorted(self.categories))
         if x.shape[1]:
             x[:, self.fold_missing] = np.where(
                 np.isnan(x[:, self.fold_missing]), -np.inf, x[:, self.fold_missing]
