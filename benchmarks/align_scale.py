@@ -53,7 +53,7 @@ def _split(blob: bytes) -> list[bytes]:
 def party_process(name: str, path: str, conn: Connection) -> None:
     """One party: load, then answer the driver's PSI steps over ``conn`` until 'resolve'."""
     from fedcredit.data.loader import load_party_csv
-    from fedcredit.psi import PSIParty
+    from fedcredit.psi import PointBuffer, PSIParty
 
     started = time.perf_counter()
     data = load_party_csv(
@@ -66,16 +66,16 @@ def party_process(name: str, path: str, conn: Connection) -> None:
     }
     cpu = time.process_time()
     psi = PSIParty(data.ids, "align-scale", len(PARTIES))
-    conn.send_bytes(b"".join(psi.start()))
+    conn.send_bytes(psi.start().data)
     while True:
         step = conn.recv()
         blob = conn.recv_bytes()
         if step == "relay":
-            conn.send_bytes(b"".join(psi.relay(_split(blob))))
+            conn.send_bytes(psi.relay(PointBuffer(blob)).data)
         elif step == "finish":
-            conn.send_bytes(b"".join(psi.finish(_split(blob))))
+            conn.send_bytes(psi.finish(PointBuffer(blob)).data)
         else:
-            common = psi.resolve(_split(blob)).ids
+            common = psi.resolve(PointBuffer(blob)).ids
             report.update(
                 common=len(common),
                 psi_cpu_s=round(time.process_time() - cpu, 1),
