@@ -12,7 +12,9 @@ messages do) and intersects the F-sets. gRPC and TLS are left out: the nodes add
 copies (``benchmarks/scale.py`` and the alignment timings of a run include them).
 
 Per size and party: ``load_s``, ``rss_after_load_mib``, ``psi_cpu_s`` (that party's CPU
-seconds in the PSI), ``peak_rss_mib`` (``ru_maxrss`` of its process); overall ``align_s``
+seconds in the PSI), ``peak_rss_mib`` (``ru_maxrss`` of its process), ``load_peak_rss_mib`` (the peak while
+loading) and ``psi_peak_rss_mib`` (the peak from the end of the load on: VmHWM reset through
+``/proc/self/clear_refs``); overall ``align_s``
 (wall, all parties sharing this machine's cores), ``us_per_id`` (wall over all ids), and
 ``psi_cpu_us_per_id`` (CPU of every party over all ids: what one party costs per id where it
 has its own cores). The three parties share the machine's cores here; deployed, each party
@@ -46,6 +48,25 @@ def _rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _hwm_mib() -> float:
+    """The process's peak resident memory since the last :func:`_reset_hwm` (VmHWM)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")  # pragma: no cover - not Linux
+
+
+def _reset_hwm() -> bool:
+    """Start VmHWM again from the current RSS (Linux >= 4.0: ``5 > clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
 def _split(blob: bytes) -> list[bytes]:
     return [blob[i : i + POINT] for i in range(0, len(blob), POINT)]
 
@@ -63,7 +84,9 @@ def party_process(name: str, path: str, conn: Connection) -> None:
         "rows": data.n_rows,
         "load_s": round(time.perf_counter() - started, 1),
         "rss_after_load_mib": round(_rss_mib(), 0),
+        "load_peak_rss_mib": round(_hwm_mib(), 0),
     }
+    reset = _reset_hwm()  # from here VmHWM is the PSI's own peak
     cpu = time.process_time()
     psi = PSIParty(data.ids, "align-scale", len(PARTIES))
     conn.send_bytes(psi.start().data)
@@ -80,6 +103,7 @@ def party_process(name: str, path: str, conn: Connection) -> None:
                 common=len(common),
                 psi_cpu_s=round(time.process_time() - cpu, 1),
                 peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+                psi_peak_rss_mib=round(_hwm_mib(), 0) if reset else None,
             )
             conn.send(report)
             return
