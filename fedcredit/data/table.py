@@ -20,7 +20,7 @@ import numpy as np
 
 from fedcredit.errors import DataError
 
-BLOCK_ROWS = 65_536
+BLOCK_ROWS = 16_384
 """Rows per block of a CSV file: a block's cells are text only while it is parsed."""
 
 Column = tuple[str, ...] | np.ndarray
