@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 PARTIES = ["ecommerce", "lender", "payments"]  # the ring order: sorted names
-POINT = 32
 
 
 def log(message: str) -> None:
@@ -66,10 +65,6 @@ def _reset_hwm() -> bool:
     except OSError:
         return False
     return True
-
-
-def _split(blob: bytes) -> list[bytes]:
-    return [blob[i : i + POINT] for i in range(0, len(blob), POINT)]
 
 
 def party_process(name: str, path: str, conn: Connection) -> None:
@@ -132,7 +127,7 @@ def to_parquet(paths: dict[str, Path]) -> dict[str, Path]:
 
 def run_size(customers: int, folder: Path, parquet: bool) -> dict[str, Any]:
     from fedcredit.data.synthetic import write_institutions
-    from fedcredit.psi import intersect
+    from fedcredit.psi import PointBuffer, intersect
 
     started = time.perf_counter()
     paths = write_institutions(folder, customers, seed=3)
@@ -165,8 +160,8 @@ def run_size(customers: int, folder: Path, parquet: bool) -> dict[str, Any]:
     for owner in PARTIES:
         conns[owner].send("finish")
         conns[owner].send_bytes(lists[owner])
-    f_sets = [_split(conns[owner].recv_bytes()) for owner in PARTIES]
-    common = b"".join(intersect(f_sets))
+    f_sets = [PointBuffer(conns[owner].recv_bytes()) for owner in PARTIES]  # as the driver
+    common = PointBuffer.of(intersect(f_sets)).tobytes()
     for owner in PARTIES:
         conns[owner].send("resolve")
         conns[owner].send_bytes(common)

@@ -69,7 +69,7 @@ def measure(ids: int) -> dict[str, Any]:
     lists[2] = blob_of(parties[1].relay(as_received(lists[2])))
     f_sets = [step("finish", parties[0].finish, lists[0])]
     f_sets += [blob_of(p.finish(as_received(lists[i]))) for i, p in enumerate(parties) if i]
-    common = b"".join(intersect([as_received(f) for f in f_sets]))
+    common = blob_of(intersect([as_received(f) for f in f_sets]))
     step("resolve", parties[0].resolve, common)
     tracemalloc.stop()
     return {"ids": ids, "common": len(common) // 32, "steps": steps}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fedcredit.errors import CryptoError
-from fedcredit.psi import PointBuffer, PSIKey, PSIParty, blind, hash_ids, hash_points
+from fedcredit.errors import CryptoError, ProtocolError
+from fedcredit.psi import PointBuffer, PSIKey, PSIParty, blind, hash_ids, hash_points, intersect
 from fedcredit.psi.ring import list_digest
 
 NON_CANONICAL = (2**255 - 1).to_bytes(32, "little")
@@ -56,3 +56,31 @@ def test_a_buffer_must_hold_whole_points() -> None:
         PointBuffer(b"x" * 33)
     with pytest.raises(IndexError):
         PointBuffer(b"").__getitem__(0)
+
+
+def test_intersecting_buffers_gives_the_lists_common_values_sorted() -> None:
+    sets = [sorted(hash_ids(ids(n), "job-b5")) for n in (300, 200, 250)]
+
+    common = intersect([PointBuffer.of(values) for values in sets])
+
+    assert isinstance(common, PointBuffer)
+    assert common == intersect(sets)
+    assert list(common) == sorted(hash_ids(ids(200), "job-b5"))
+
+
+def test_an_unsorted_or_repeating_buffer_is_refused_as_a_list_is() -> None:
+    points = sorted(hash_ids(ids(5), "job-b6"))
+    # Points equal in their first 8 bytes, told apart only in a later word.
+    low, high = b"\x01" * 8 + b"\x00" * 24, b"\x01" * 8 + b"\x00" * 23 + b"\x05"
+    cases = [
+        ([points, points[::-1]], "set 1 is not sorted at position 1"),
+        ([[points[0], points[0]], points], "set 0 repeats at position 1"),
+        ([points, [*points[:3], points[2], *points[4:]]], "set 1 repeats at position 3"),
+        ([[low, high], [high, low]], "set 1 is not sorted at position 1"),
+    ]
+    for sets, message in cases:
+        with pytest.raises(ProtocolError, match=message):
+            intersect(sets, validate=False)
+        with pytest.raises(ProtocolError, match=message):
+            intersect([PointBuffer.of(values) for values in sets], validate=False)
+    assert intersect([PointBuffer.of([low, high])] * 2, validate=False) == [low, high]
