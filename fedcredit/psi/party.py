@@ -149,11 +149,15 @@ class PSIParty:
         del final
         ranking = np.argsort(values, kind="stable")
         ranked = values[ranking]
+        del values  # the unmasked list: freed before the sorted copy below is made
         if len(ranked) > 1 and bool((ranked[1:] == ranked[:-1]).any()):
             raise ProtocolError("PSI list came back with repeated points")
-        self._ranked, self._rows = ranked, self._order[ranking]
+        # The sorted rows kept for resolve and the F-set sent are the same bytes (one copy).
+        blob = ranked.tobytes()
+        del ranked
+        self._ranked, self._rows = np.frombuffer(blob, dtype=_POINT), self._order[ranking]
         self._stage = _Stage.FINISHED
-        return PointBuffer(ranked.tobytes())
+        return PointBuffer(blob)
 
     def resolve(self, common: Sequence[bytes]) -> PSIResult:
         """Map the coordinator's common F values to own ids, sorted as strings."""
