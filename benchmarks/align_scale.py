@@ -12,8 +12,11 @@ messages do) and intersects the F-sets. gRPC and TLS are left out: the nodes add
 copies (``benchmarks/scale.py`` and the alignment timings of a run include them).
 
 Per size and party: ``load_s``, ``rss_after_load_mib``, ``psi_cpu_s`` (that party's CPU
-seconds in the PSI), ``peak_rss_mib`` (``ru_maxrss`` of its process); overall ``align_s``
-(wall, all parties sharing this machine's cores), ``us_per_id`` (wall over all ids), and
+seconds in the PSI), ``load_peak_rss_mib`` (VmHWM, the process's peak, at the end of the load),
+``psi_peak_rss_mib`` (the peak from the end of the load on: VmHWM reset through
+``/proc/self/clear_refs``), ``peak_rss_mib`` (the larger of the two) and ``ru_maxrss_mib``
+(which a spawned child inherits from the driver's RSS at the fork: not the party's own);
+overall ``align_s`` (wall, all parties sharing this machine's cores), ``us_per_id`` (wall over all ids), and
 ``psi_cpu_us_per_id`` (CPU of every party over all ids: what one party costs per id where it
 has its own cores). The three parties share the machine's cores here; deployed, each party
 has its own, so ``psi_cpu_us_per_id`` x own ids / cores is a party's alignment time.
@@ -34,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 PARTIES = ["ecommerce", "lender", "payments"]  # the ring order: sorted names
-POINT = 32
 
 
 def log(message: str) -> None:
@@ -46,14 +48,29 @@ def _rss_mib() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _split(blob: bytes) -> list[bytes]:
-    return [blob[i : i + POINT] for i in range(0, len(blob), POINT)]
+def _hwm_mib() -> float:
+    """The process's peak resident memory since the last :func:`_reset_hwm` (VmHWM)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")  # pragma: no cover - not Linux
+
+
+def _reset_hwm() -> bool:
+    """Start VmHWM again from the current RSS (Linux >= 4.0: ``5 > clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
 
 
 def party_process(name: str, path: str, conn: Connection) -> None:
     """One party: load, then answer the driver's PSI steps over ``conn`` until 'resolve'."""
     from fedcredit.data.loader import load_party_csv
-    from fedcredit.psi import PSIParty
+    from fedcredit.psi import PointBuffer, PSIParty
 
     started = time.perf_counter()
     data = load_party_csv(
@@ -63,23 +80,31 @@ def party_process(name: str, path: str, conn: Connection) -> None:
         "rows": data.n_rows,
         "load_s": round(time.perf_counter() - started, 1),
         "rss_after_load_mib": round(_rss_mib(), 0),
+        "load_peak_rss_mib": round(_hwm_mib(), 0),
     }
+    reset = _reset_hwm()  # from here VmHWM is the PSI's own peak
     cpu = time.process_time()
     psi = PSIParty(data.ids, "align-scale", len(PARTIES))
-    conn.send_bytes(b"".join(psi.start()))
+    conn.send_bytes(psi.start().data)
     while True:
         step = conn.recv()
         blob = conn.recv_bytes()
         if step == "relay":
-            conn.send_bytes(b"".join(psi.relay(_split(blob))))
+            conn.send_bytes(psi.relay(PointBuffer(blob)).data)
         elif step == "finish":
-            conn.send_bytes(b"".join(psi.finish(_split(blob))))
+            conn.send_bytes(psi.finish(PointBuffer(blob)).data)
         else:
-            common = psi.resolve(_split(blob)).ids
+            common = psi.resolve(PointBuffer(blob)).ids
             report.update(
                 common=len(common),
                 psi_cpu_s=round(time.process_time() - cpu, 1),
-                peak_rss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+                psi_peak_rss_mib=round(_hwm_mib(), 0) if reset else None,
+                # ru_maxrss, not VmHWM: a spawned child's includes the driver's RSS at the fork
+                # (this process's, with the synthetic files written): compare the two above.
+                ru_maxrss_mib=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
+            )
+            report["peak_rss_mib"] = max(
+                report["load_peak_rss_mib"], report["psi_peak_rss_mib"] or 0
             )
             conn.send(report)
             return
@@ -102,7 +127,7 @@ def to_parquet(paths: dict[str, Path]) -> dict[str, Path]:
 
 def run_size(customers: int, folder: Path, parquet: bool) -> dict[str, Any]:
     from fedcredit.data.synthetic import write_institutions
-    from fedcredit.psi import intersect
+    from fedcredit.psi import PointBuffer, intersect
 
     started = time.perf_counter()
     paths = write_institutions(folder, customers, seed=3)
@@ -135,8 +160,8 @@ def run_size(customers: int, folder: Path, parquet: bool) -> dict[str, Any]:
     for owner in PARTIES:
         conns[owner].send("finish")
         conns[owner].send_bytes(lists[owner])
-    f_sets = [_split(conns[owner].recv_bytes()) for owner in PARTIES]
-    common = b"".join(intersect(f_sets))
+    f_sets = [PointBuffer(conns[owner].recv_bytes()) for owner in PARTIES]  # as the driver
+    common = PointBuffer.of(intersect(f_sets)).tobytes()
     for owner in PARTIES:
         conns[owner].send("resolve")
         conns[owner].send_bytes(common)

@@ -19,16 +19,19 @@ column to be categories (numeric-coded ones such as 1/2/3, or a mixed column).
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedcredit.data.table import Table as _Table
+from fedcredit.data.table import parquet_cell as _parquet_cell
+from fedcredit.data.table import read_csv_body
+from fedcredit.data.table import reader as _reader
+from fedcredit.data.table import where_line as _where
 from fedcredit.errors import DataError
 
 MAX_ABS_VALUE = 1e300
@@ -57,83 +60,6 @@ class PartyData:
     def n_rows(self) -> int:
         """Number of data rows."""
         return len(self.ids)
-
-
-@dataclass(frozen=True)
-class _Table:
-    """The header and the data columns; line numbers are found again only for errors."""
-
-    path: Path
-    header: list[str]
-    columns: list[tuple[str, ...] | np.ndarray]
-    """Each column's cells as text; a typed numeric Parquet column as its numpy array."""
-    n_rows: int
-    has_lines: bool = True
-    """CSV: errors name the line of the file. Parquet: the data row (1-based)."""
-
-    def where(self, row: int | None, column: str | None = None) -> str:
-        """``path: line L, column 'C'`` (or ``row R`` in Parquet); ``row=None``: the header."""
-        if row is None:
-            place = "line 1" if self.has_lines else "schema"
-        else:
-            place = f"line {self.line(row)}" if self.has_lines else f"row {row + 1}"
-        where = f"{self.path}: {place}"
-        return f"{where}, column {column!r}" if column is not None else where
-
-    def cell(self, index: int, row: int) -> str:
-        """Column ``index``'s cell in ``row`` as text (a Parquet value as a CSV cell holds it)."""
-        cells = self.columns[index]
-        return _parquet_cell(cells[row].item()) if isinstance(cells, np.ndarray) else cells[row]
-
-    def place(self, row: int) -> str:
-        """``line L`` or ``row R`` for data row ``row`` (0-based)."""
-        return f"line {self.line(row)}" if self.has_lines else f"row {row + 1}"
-
-    def line(self, row: int) -> int:
-        """1-based line in the file where data row ``row`` (0-based) ends."""
-        # Rescanning costs a second read, but only when reporting an error; the fast
-        # path never tracks line numbers (quoted cells may span several lines).
-        seen = -1
-        with _reader(self.path) as rows:
-            for line, _ in rows:
-                if seen == row:
-                    return line
-                seen += 1
-        raise DataError(f"{self.path}: changed while being read")  # pragma: no cover
-
-
-def _where(path: Path, line: int, column: str | None = None) -> str:
-    where = f"{path}: line {line}"
-    return f"{where}, column {column!r}" if column is not None else where
-
-
-@contextmanager
-def _reader(path: Path) -> Iterator[Iterator[tuple[int, list[str]]]]:
-    """Yield an iterator of (line number, row) over non-blank rows, with file errors mapped."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-
-            def rows() -> Iterator[tuple[int, list[str]]]:
-                try:
-                    for row in reader:
-                        if row:
-                            yield reader.line_num, row
-                except csv.Error as exc:
-                    line = reader.line_num
-                    raise DataError(f"{_where(path, line)}: malformed CSV: {exc}") from exc
-
-            yield rows()
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: file not found") from exc
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    except IsADirectoryError as exc:
-        raise DataError(f"{path}: is a directory, not a CSV file") from exc
-    except PermissionError as exc:
-        raise DataError(f"{path}: permission denied") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _is_number(text: str) -> bool:
@@ -175,28 +101,7 @@ def _read_table(path: Path, text: set[str]) -> _Table:
             raise DataError(f"{_where(path, 1)}: missing header (line 1 is blank)")
         header = [name.strip() for name in raw_header]
         _check_header(path, header)
-        body = [row for _, row in rows]
-    width = len(header)
-    if any(len(row) != width for row in body):
-        row = next(i for i, cells in enumerate(body) if len(cells) != width)
-        table = _Table(path, header, [], len(body))
-        raise DataError(
-            f"{_where(path, table.line(row))}: row has {len(body[row])} cells, "
-            f"the header has {width}"
-        )
-    columns: list[tuple[str, ...] | np.ndarray] = list(zip(*body, strict=True)) if body else []
-    return _Table(path=path, header=header, columns=columns, n_rows=len(body))
-
-
-def _parquet_cell(value: object) -> str:
-    """A Parquet value as the text a CSV cell would hold (None: a missing cell)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+        return read_csv_body(path, header, rows, text)
 
 
 def _group_cells(values: Any, typed: bool) -> np.ndarray | list[str]:

@@ -14,7 +14,7 @@ from fedcredit.driver.context import JobContext, Rpc, StepClock
 from fedcredit.errors import ConfigError, ProtocolError
 from fedcredit.proto.v1 import psi_pb2
 from fedcredit.protocol.split import check_batch_rule
-from fedcredit.psi import POINT_BYTES, intersect
+from fedcredit.psi import POINT_BYTES, PointBuffer, intersect
 from fedcredit.psi import SUITE as PSI_SUITE
 
 
@@ -50,7 +50,7 @@ def align(ctx: JobContext) -> dict[str, int]:
             )
     ctx.timings["align_blind"] = (now := time.monotonic()) - started
 
-    def ring(owner: str) -> list[bytes]:
+    def ring(owner: str) -> PointBuffer:
         points = receive(ctx, owner, "PsiBlind", owner, blinded[owner])
         start = parties.index(owner)
         for hop in range(1, len(parties)):
@@ -61,13 +61,13 @@ def align(ctx: JobContext) -> dict[str, int]:
         reply = send(ctx, owner, lambda s: s.psi.PsiFinish, owner, points)
         data = receive(ctx, owner, "PsiFinish", owner, reply)
         clock.advance()
-        return [data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES)]
+        return PointBuffer(data)  # one buffer, not a bytes object a point (issue 16)
 
     f_sets = ctx.map(ring, parties)
     ctx.timings["align_rings"] = (started := time.monotonic()) - now
     common = intersect(f_sets)
     ctx.timings["align_intersect"] = (now := time.monotonic()) - started
-    blob = b"".join(common)
+    blob = PointBuffer.of(common).tobytes()
     replies = dict(
         zip(
             parties,

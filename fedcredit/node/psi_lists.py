@@ -33,7 +33,7 @@ class PsiLists:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._incoming: dict[tuple[str, str], bytearray] = {}
-        self._outgoing: dict[tuple[str, str], bytes] = {}
+        self._outgoing: dict[tuple[str, str], bytes | bytearray] = {}
 
     def receive(
         self,
@@ -43,7 +43,7 @@ class PsiLists:
         total: int,
         data: bytes,
         bound: tuple[str, int],
-    ) -> bytes | None:
+    ) -> bytearray | None:
         """Add a chunk of ``owner``'s list for ``step``; the whole list once it is complete.
 
         ``bound``: the party that announced the list and the size it announced (its commitment,
@@ -73,11 +73,13 @@ class PsiLists:
             if len(held) < total * POINT_BYTES:
                 return None
             del self._incoming[key]
-        return bytes(held)
+        return held  # no longer shared: handed on without a copy
 
-    def hold(self, step: str, owner: str, blob: bytes, chunk: int) -> bytes:
-        """Keep a step's answer for ``PsiFetch`` when it is above one chunk; its first chunk."""
-        first = blob[: chunk * POINT_BYTES]
+    def hold(self, step: str, owner: str, blob: bytes | bytearray, chunk: int) -> bytes:
+        """Keep a step's answer for ``PsiFetch`` when it is above one chunk; its first chunk.
+
+        ``blob`` is kept as it is (the step's own buffer, never changed after), not copied."""
+        first = bytes(blob[: chunk * POINT_BYTES])
         if len(first) < len(blob):
             with self._lock:
                 self._outgoing[(step, owner)] = blob
@@ -98,4 +100,4 @@ class PsiLists:
             end = min(total, offset + chunk)
             if end == total:
                 del self._outgoing[key]  # a retried last fetch is answered by the guard's cache
-        return blob[offset * POINT_BYTES : end * POINT_BYTES], total
+        return bytes(blob[offset * POINT_BYTES : end * POINT_BYTES]), total

@@ -39,7 +39,7 @@ from fedcredit.protocol.logistic.lender import LabelParty
 from fedcredit.protocol.logistic.partner import FeatureParty
 from fedcredit.protocol.reference import column_reference
 from fedcredit.protocol.trees.columns import TreeColumns
-from fedcredit.psi import PSIParty
+from fedcredit.psi import PointBuffer, PSIParty
 from fedcredit.psi.ring import Commitment, RingLedger
 
 log = logging.getLogger("fedcredit.node")
@@ -219,7 +219,7 @@ class PartyNode:
         """A peer's commitment to the list it hands this party next (caller from its cert)."""
         self._ring().record(caller, commitment)
 
-    def psi_blind(self) -> list[bytes]:
+    def psi_blind(self) -> PointBuffer:
         job, ring = self.job, self._ring()
         psi = PSIParty(job.party.ids, job.job_id, len(job.peers.parties))
         points = psi.start()
@@ -231,7 +231,7 @@ class PartyNode:
         job.psi = psi
         return points
 
-    def psi_apply(self, owner: str, points: list[bytes]) -> list[bytes]:
+    def psi_apply(self, owner: str, points: PointBuffer) -> PointBuffer:
         """Blind ``owner``'s list: once per owner of the job, and only the list its previous
         holder committed to (so never a list the driver made up)."""
         ring = self._ring()
@@ -244,11 +244,11 @@ class PartyNode:
             raise
         return relayed
 
-    def psi_finish(self, points: list[bytes]) -> list[bytes]:
+    def psi_finish(self, points: PointBuffer) -> PointBuffer:
         self._ring().admit_finish(points)
         return self._psi().finish(points)
 
-    def psi_align(self, points: list[bytes]) -> Alignment:
+    def psi_align(self, points: PointBuffer) -> Alignment:
         party = self.job.party
         stats = party.align(self._psi().resolve(points).ids)
         # Weights after alignment: one-hot text columns add some (the driver's batch-size check).

@@ -39,17 +39,18 @@ raises CryptoError.
 from fedcredit.psi.coordinator import IntersectionSummary, intersect, summarize
 from fedcredit.psi.group import (
     HASH_DOMAIN,
-    POINT_BYTES,
     SUITE,
     PSIKey,
     blind,
     check_points,
     hash_and_blind,
     hash_ids,
+    hash_points,
     worker_count,
 )
 from fedcredit.psi.local import run_local_psi
 from fedcredit.psi.party import PSIParty, PSIResult, next_holder
+from fedcredit.psi.points import POINT_BYTES, PointBuffer
 
 __all__ = [
     "HASH_DOMAIN",
@@ -59,10 +60,12 @@ __all__ = [
     "PSIKey",
     "PSIParty",
     "PSIResult",
+    "PointBuffer",
     "blind",
     "check_points",
     "hash_and_blind",
     "hash_ids",
+    "hash_points",
     "intersect",
     "next_holder",
     "run_local_psi",

@@ -49,7 +49,6 @@ import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import gmpy2
 import numpy as np
@@ -58,8 +57,8 @@ from nacl.bindings import crypto_scalarmult
 from nacl.exceptions import RuntimeError as SodiumError
 
 from fedcredit.errors import ConfigError, CryptoError, DataError
+from fedcredit.psi.points import POINT_BYTES, Buffer, PointBuffer, buffer_of
 
-POINT_BYTES = 32
 SCALAR_BYTES = 32
 HASH_DOMAIN = b"fedcredit/psi/v2/hash-to-curve25519-elligator2"
 """Domain-separation tag: a point hashed here is never a point hashed by
@@ -97,8 +96,6 @@ _LENGTH = struct.Struct(">I")
 _from_bytes = mpz.from_bytes
 _HASH_CHUNK = 1024
 _PARALLEL_MIN = 2048
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 def clamped_representative(residue: int) -> int | None:
@@ -195,21 +192,19 @@ def worker_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _map_chunks(
-    function: Callable[[Sequence[_T], int], list[_R]],
-    items: Sequence[_T],
-    workers: int | None,
-) -> list[_R]:
-    """Apply ``function(chunk, offset)`` to contiguous chunks in threads, keeping order."""
+def _map_ranges(function: Callable[[int, int], None], count: int, workers: int | None) -> None:
+    """Run ``function(start, end)`` over contiguous ranges of ``range(count)`` in threads.
+
+    An exception of the lowest range is raised, as a serial run would raise it first.
+    """
     threads = worker_count() if workers is None else max(1, workers)
-    if threads == 1 or len(items) < _PARALLEL_MIN:
-        return function(items, 0)
-    # A few chunks per thread keep both cores busy when one chunk runs slower.
-    size = max(_PARALLEL_MIN // 4, -(-len(items) // (threads * 4)))
-    offsets = range(0, len(items), size)
+    if threads == 1 or count < _PARALLEL_MIN:
+        function(0, count)
+        return
+    size = max(_PARALLEL_MIN // 4, -(-count // (threads * 4)))
+    starts = range(0, count, size)
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="psi") as pool:
-        parts = pool.map(lambda start: function(items[start : start + size], start), offsets)
-        return [value for part in parts for value in part]
+        list(pool.map(lambda start: function(start, min(count, start + size)), starts))
 
 
 def hash_to_field(message: bytes, tag: bytes = HASH_DOMAIN) -> int:
@@ -291,27 +286,36 @@ def hash_ids(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> 
 
     The job id separates jobs: points from one job say nothing about another job's.
     Equal ids give equal points; the caller refuses duplicate ids before this.
+    A list of ``bytes``; :func:`hash_points` gives the same points as one buffer.
+    """
+    return list(hash_points(ids, job_id, workers=workers))
+
+
+def hash_points(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> PointBuffer:
+    """:func:`hash_ids` as one buffer (32 bytes a point, issue 16).
+
     Hashing is Python holding the GIL, so it runs in the calling thread whatever
     ``workers`` says (threads would only contend); ``workers`` is accepted for
     symmetry with :func:`blind`.
     """
     del workers
     run = _hash_chunk(job_id)
-    out: list[bytes] = []
+    out = bytearray(POINT_BYTES * len(ids))
     for start in range(0, len(ids), _HASH_CHUNK):
-        out.extend(run(ids[start : start + _HASH_CHUNK], start))
-    return out
+        part = run(ids[start : start + _HASH_CHUNK], start)
+        out[start * POINT_BYTES : (start + len(part)) * POINT_BYTES] = b"".join(part)
+    return PointBuffer(out)
 
 
 def hash_and_blind(
     ids: Sequence[str], job_id: str, key: PSIKey, *, workers: int | None = None
-) -> list[bytes]:
+) -> PointBuffer:
     """``blind(hash_ids(ids, job_id), key)`` without re-checking the points just made.
 
     Hashing first and blinding after measured faster on two cores than hashing
     inside the blinding threads, where the two threads' hashing contends for the GIL.
     """
-    return blind(hash_ids(ids, job_id), key, workers=workers, checked=True)
+    return blind(hash_points(ids, job_id), key, workers=workers, checked=True)
 
 
 def _check(point: object, index: int) -> None:
@@ -336,29 +340,39 @@ def on_curve(point: bytes) -> bool:
 
 def blind(
     points: Sequence[bytes], key: PSIKey, *, workers: int | None = None, checked: bool = False
-) -> list[bytes]:
-    """Return ``[X25519(k, P) for P in points]`` in the same order.
+) -> PointBuffer:
+    """Return ``[X25519(k, P) for P in points]`` in the same order, as one buffer.
 
     Raises :class:`CryptoError` naming the first index whose input is not a valid
     point (see the module docstring); ``checked`` skips that check for points this
     party has just made itself. The receiver of the output learns nothing about
     ``k`` (discrete logarithm) and, without ``k``, cannot tell which inputs the
-    outputs came from beyond their order.
+    outputs came from beyond their order. The output is written into one buffer
+    (32 bytes a point), never a list of ``bytes`` objects (issue 16).
     """
     if not checked:
         check_points(points)
-    scalar = key.scalar
+    data = buffer_of(points)
+    if data is None:
+        data = PointBuffer.of(points).data
+    return PointBuffer(_blind_buffer(data, key.scalar, workers))
 
-    def run(chunk: Sequence[bytes], offset: int) -> list[bytes]:
-        out: list[bytes] = []
-        for index, point in enumerate(chunk):
+
+def _blind_buffer(data: Buffer, scalar: bytes, workers: int | None) -> bytearray:
+    out = bytearray(len(data))
+
+    def run(start: int, end: int) -> None:
+        for index in range(start, end):
+            at = index * POINT_BYTES
             try:
-                out.append(crypto_scalarmult(scalar, point))
+                out[at : at + POINT_BYTES] = crypto_scalarmult(
+                    scalar, bytes(data[at : at + POINT_BYTES])
+                )
             except SodiumError:  # the identity: only a point of small order gives it
-                raise _invalid(offset + index, "a point of small order") from None
-        return out
+                raise _invalid(index, "a point of small order") from None
 
-    return _map_chunks(run, points, workers)
+    _map_ranges(run, len(data) // POINT_BYTES, workers)
+    return out
 
 
 def check_points(points: Sequence[bytes]) -> None:
@@ -367,6 +381,10 @@ def check_points(points: Sequence[bytes]) -> None:
     The whole list is checked at once with numpy (about 0.1 us a point), so the
     blinding threads hold the GIL only around their libsodium calls.
     """
+    held = buffer_of(points)
+    if held is not None:
+        _check_buffer(held, points)
+        return
     try:
         blob = b"".join(points)
     except TypeError:
@@ -375,7 +393,12 @@ def check_points(points: Sequence[bytes]) -> None:
         for index, point in enumerate(points):
             _check(point, index)
         raise AssertionError("unreachable: a malformed entry was not found")  # pragma: no cover
-    if not points:
+    _check_buffer(blob, points)
+
+
+def _check_buffer(blob: Buffer, points: Sequence[bytes]) -> None:
+    """check_points on the points back to back in ``blob``."""
+    if not blob:
         return
     octets = np.frombuffer(blob, dtype=np.uint8).reshape(-1, POINT_BYTES)
     top = octets[:, -1]

@@ -19,7 +19,8 @@ from enum import Enum
 import numpy as np
 
 from fedcredit.errors import DataError, ProtocolError
-from fedcredit.psi.group import POINT_BYTES, PSIKey, blind, check_points, hash_and_blind
+from fedcredit.psi.group import PSIKey, blind, check_points, hash_and_blind
+from fedcredit.psi.points import POINT_BYTES, PointBuffer, buffer_of
 
 _POINT = np.dtype(f"V{POINT_BYTES}")
 """A point as numpy sees it: 32 raw bytes, ordered as ``bytes`` are (memcmp)."""
@@ -103,7 +104,7 @@ class PSIParty:
         """How many ids this party brings."""
         return len(self._ids)
 
-    def start(self) -> list[bytes]:
+    def start(self) -> PointBuffer:
         """Hash and blind the own ids in a fresh random order: the list for the next party.
 
         The next party sees only points blinded by a scalar it does not know, so it
@@ -120,13 +121,13 @@ class PSIParty:
         self._stage = _Stage.STARTED
         return blinded
 
-    def relay(self, points: Sequence[bytes]) -> list[bytes]:
+    def relay(self, points: Sequence[bytes]) -> PointBuffer:
         """Blind a peer's list with the own key, same order; invalid points raise CryptoError."""
         if self._stage is _Stage.RESOLVED:
             raise ProtocolError("PSI relay after the job was resolved")
         return blind(points, self._key, workers=self._workers)
 
-    def finish(self, points: Sequence[bytes]) -> list[bytes]:
+    def finish(self, points: Sequence[bytes]) -> PointBuffer:
         """Take back the own list after the ring; return the sorted F-set for the coordinator.
 
         Sorting removes the order, so the coordinator cannot tie a value to a row.
@@ -136,30 +137,36 @@ class PSIParty:
             raise ProtocolError(
                 f"PSI list came back with {len(points)} points, {len(self._ids)} were sent"
             )
-        final: Sequence[bytes]
         if self._mask is not None:
             final = blind(points, self._mask.inverse(), workers=self._workers)
         else:
             # These values are only compared, never multiplied; the structural check
             # (32 bytes, canonical, not of small order) is one vectorized pass.
             check_points(points)
-            final = points
+            final = PointBuffer.of(points)
         # Sorted as numpy rows, not a dict of point -> row (issue 16): 40 bytes a point.
-        values = np.frombuffer(b"".join(final), dtype=_POINT)
+        values = np.frombuffer(final.data, dtype=_POINT)
         del final
         ranking = np.argsort(values, kind="stable")
         ranked = values[ranking]
+        del values  # the unmasked list: freed before the sorted copy below is made
         if len(ranked) > 1 and bool((ranked[1:] == ranked[:-1]).any()):
             raise ProtocolError("PSI list came back with repeated points")
-        self._ranked, self._rows = ranked, self._order[ranking]
-        self._stage = _Stage.FINISHED
+        # The sorted rows kept for resolve and the F-set sent are the same bytes (one copy).
         blob = ranked.tobytes()
-        return [blob[i : i + POINT_BYTES] for i in range(0, len(blob), POINT_BYTES)]
+        del ranked
+        self._ranked, self._rows = np.frombuffer(blob, dtype=_POINT), self._order[ranking]
+        self._stage = _Stage.FINISHED
+        return PointBuffer(blob)
 
     def resolve(self, common: Sequence[bytes]) -> PSIResult:
         """Map the coordinator's common F values to own ids, sorted as strings."""
         self._expect(_Stage.FINISHED, "resolve")
-        blob = b"".join(common) if all(type(v) is bytes for v in common) else b""
+        held = buffer_of(common)
+        if held is not None:
+            blob: bytes | bytearray = held
+        else:
+            blob = b"".join(common) if all(type(v) is bytes for v in common) else b""
         if len(blob) != POINT_BYTES * len(common):
             index = next(
                 (i for i, v in enumerate(common) if type(v) is not bytes or len(v) != POINT_BYTES),

@@ -25,11 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fedcredit.errors import ProtocolError
+from fedcredit.psi.points import buffer_of
 
 
 def list_digest(points: Sequence[bytes]) -> bytes:
     """SHA-256 of a PSI list: its points concatenated, in order."""
     digest = hashlib.sha256(b"fedcredit/psi/v2/ring-list\x00")
+    held = buffer_of(points)
+    if held is not None:  # the same bytes, without making a bytes object a point
+        digest.update(held)
+        return digest.digest()
     for point in points:
         digest.update(point)
     return digest.digest()

@@ -7,6 +7,7 @@ from fedcredit.node.results import Alignment
 from fedcredit.proto.v1 import common_pb2, psi_pb2
 from fedcredit.psi import POINT_BYTES
 from fedcredit.psi import SUITE as PSI_SUITE
+from fedcredit.psi.points import PointBuffer
 from fedcredit.psi.ring import Commitment
 
 
@@ -16,16 +17,16 @@ def check_count(message: psi_pb2.PsiPoints) -> None:
         raise CryptoError(f"PSI message holds {len(data)} bytes for {message.count} points")
 
 
-def points_of(message: psi_pb2.PsiPoints) -> list[bytes]:
+def points_of(message: psi_pb2.PsiPoints) -> PointBuffer:
+    """The message's points as one buffer over its bytes (no list of 32-byte objects)."""
     check_count(message)
-    data = message.points
     # Each point is checked where it is used: PSIParty.relay/finish and the coordinator.
-    return [data[i : i + POINT_BYTES] for i in range(0, len(data), POINT_BYTES)]
+    return PointBuffer(message.points)
 
 
-def split(blob: bytes) -> list[bytes]:
-    """The points of a list assembled from chunks (``fedcredit.node.psi_lists``)."""
-    return [blob[i : i + POINT_BYTES] for i in range(0, len(blob), POINT_BYTES)]
+def split(blob: bytes | bytearray) -> PointBuffer:
+    """The points of a list assembled from chunks (``fedcredit.node.psi_lists``), not copied."""
+    return PointBuffer(blob)
 
 
 def chunk_message(

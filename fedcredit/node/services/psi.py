@@ -15,6 +15,7 @@ from fedcredit.node.services.errors import rpc
 from fedcredit.node.services.steps import DriverSteps
 from fedcredit.node.transport.identity import caller_party
 from fedcredit.proto.v1 import common_pb2, psi_pb2, psi_pb2_grpc
+from fedcredit.psi import PointBuffer
 
 Answer = tuple[bytes, int]
 """A step's reply: its first chunk of points, and the points in the whole answer."""
@@ -25,7 +26,7 @@ class PsiServicer(psi_pb2_grpc.PsiServicer):
         self.steps = steps
         self.node = steps.node
 
-    def _whole(self, step: str, owner: str, request: psi_pb2.PsiPoints) -> list[bytes] | None:
+    def _whole(self, step: str, owner: str, request: psi_pb2.PsiPoints) -> PointBuffer | None:
         """The request's list, or None while chunks of it are still to come."""
         if request.total == 0:  # the whole list in this message
             return psi.points_of(request)
@@ -35,8 +36,8 @@ class PsiServicer(psi_pb2_grpc.PsiServicer):
         blob = lists.receive(step, owner, request.offset, request.total, request.points, bound)
         return None if blob is None else psi.split(blob)
 
-    def _answer(self, step: str, owner: str, points: list[bytes], chunk: int) -> Answer:
-        blob = b"".join(points)
+    def _answer(self, step: str, owner: str, points: PointBuffer, chunk: int) -> Answer:
+        blob = points.data  # one buffer already: held as it is (issue 16)
         return self.node.job.lists.hold(step, owner, blob, chunk_points(chunk)), len(points)
 
     def _reply(self, env: common_pb2.Envelope, owner: str, answer: Answer) -> psi_pb2.PsiPoints:
