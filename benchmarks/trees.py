@@ -41,6 +41,7 @@ from trees_local import _floats, _pooled, _xgboost
 from trees_phe import phe_tree_seconds, tree_counts
 
 from fedcredit.crypto.djn import set_table_budget
+from fedcredit.crypto.executors import use_executor
 from fedcredit.model import trees as T
 from fedcredit.model.metrics import auc
 from fedcredit.protocol.trees.lender import TreesLender
@@ -157,6 +158,8 @@ def federation_file(data: Dataset, folder: Path, mode: str, trees: int) -> Path:
         ]
         if ARGS.table_mib:
             lines.append(f"table_mib = {ARGS.table_mib}")
+        if ARGS.executor != "threads":
+            lines.append(f"executor = {json.dumps(ARGS.executor)}")
         if party is data.lender:
             lines.append(f"label_column = {json.dumps(data.label)}")
         lines.append("")
@@ -371,6 +374,12 @@ def main() -> None:
         default=64,
         help="comb tables' memory per party ([[party]] table_mib; 0: the default window)",
     )
+    parser.add_argument(
+        "--executor",
+        choices=("threads", "processes"),
+        default="processes",
+        help="[[party]] executor of every party (processes: encryption on every core, no GIL)",
+    )
     parser.add_argument("--splits", default="uci,fate", help="uci, fate or both")
     parser.add_argument("--growth", default="10000,100000", help="synthetic sizes")
     parser.add_argument("--phe-rows", type=int, default=300)
@@ -384,10 +393,13 @@ def main() -> None:
     if ARGS.table_mib:
         # What [[party]] table_mib does in a node, for the parties of this process.
         set_table_budget(ARGS.table_mib)
+    # What [[party]] executor does in a node, for the parties of this process.
+    use_executor(ARGS.executor)
     started = time.time()
     out: dict[str, Any] = {
         "command": " ".join(sys.argv),
         "table_mib": ARGS.table_mib or None,
+        "executor": ARGS.executor,
         "key_bits": ARGS.key_bits,
         "cores": os.cpu_count(),
         "settings": TreeSettings().__dict__.copy(),

@@ -84,7 +84,7 @@ class PartyConfig:
     randomness_stock: int = 0
     # The loan file's own names for ``id`` and ``outstanding_balance`` (fedcredit.data.loans).
     loans_columns: tuple[tuple[str, str], ...] = ()
-    executor: str = "threads"  # where its heavy crypto runs: "threads" or "ray"
+    executor: str = "threads"  # where its heavy crypto runs: "threads", "processes" or "ray"
     ray_address: str | None = None  # with executor = "ray": "local", "auto" or the cluster's
 
     @property

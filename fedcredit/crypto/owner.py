@@ -13,7 +13,8 @@ at window 8 about 840/s, this path at window 8 about 1,130/s and at window 10 ab
 
 The two half tables share the memory budget of ``[[party]] table_mib`` (``djn.set_table_budget``);
 without one, each half has ``DEFAULT_WINDOW``, together the size of the public-key table.
-Only the thread executor takes this path: the key's factors stay in this process, and a Ray
+The thread executor takes this path in this process, and the ``processes`` executor on the
+party's own worker processes (they get the key's factors, as its own processes); a Ray
 executor gets the public-key path unchanged. With ``[[party]] randomness_stock`` the values
 stocked while the party waited are used first, the rest computed here.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gmpy2
 from gmpy2 import mpz
@@ -122,7 +123,16 @@ def encrypt_ints_as_owner(
     """``encrypt_ints(private_key.public_key, ints, scale_bits, rng=rng)``, the same bits,
     at about 1.4 times less CPU per value at 2048 bits (this module's docstring)."""
     key = private_key.public_key
-    if current_executor().name != "threads":
+    executor = current_executor()
+    if executor.name == "processes":
+        # The party's own worker processes, each with the half tables (executors/processes.py).
+        exponents = key.random_exponents(len(ints), rng)
+        window = _half_window(key.exponent_bits, int((mpz(private_key.p) ** 2).bit_length()))
+        cts = cast(Any, executor).encrypt_owned(private_key, window, ints, exponents)
+        if cts is not None:
+            return EncryptedVector(key, cts, scale_bits)
+        return encrypt_ints(key, ints, scale_bits, rng=rng)
+    if executor.name != "threads":
         return encrypt_ints(key, ints, scale_bits, rng=rng)
     n, nsq = key.n, key.nsquare
     # DJN randomness stocked while this party waited ([[party]] randomness_stock) goes first;

@@ -1,4 +1,5 @@
-"""Where the heavy crypto kernels run: this process's threads (default) or a Ray cluster.
+"""Where the heavy crypto kernels run: this process's threads (default), worker processes of
+this machine (``processes``: encryption on every core, no GIL shared) or a Ray cluster.
 
 ``use_executor(kind, address)`` is what a node calls at start-up with its ``[[party]]``
 ``executor`` and ``ray_address`` keys; ``current_executor()`` is what the kernels ask.
@@ -14,11 +15,11 @@ from fedcredit.crypto.executors.threads import ThreadExecutor
 from fedcredit.errors import ConfigError
 
 #: The values of ``[[party]] executor``.
-EXECUTORS = ("threads", "ray")
+EXECUTORS = ("threads", "processes", "ray")
 
 
 def use_executor(kind: str, address: str | None = None) -> Executor:
-    """Make ``kind`` (``"threads"`` or ``"ray"``) the executor of this process and return it.
+    """Make ``kind`` (``"threads"``, ``"processes"`` or ``"ray"``) the executor of this process and return it.
 
     ``"ray"`` joins the cluster at ``address`` (``"local"`` starts one on this machine); a
     missing Ray installation or an unreachable cluster is a ConfigError naming the key.
@@ -26,6 +27,10 @@ def use_executor(kind: str, address: str | None = None) -> Executor:
     executor: Executor
     if kind == "threads":
         executor = ThreadExecutor()
+    elif kind == "processes":
+        from fedcredit.crypto.executors.processes import ProcessExecutor
+
+        executor = ProcessExecutor()
     elif kind == "ray":
         if not address:
             raise ConfigError("executor = 'ray' needs a ray_address ('local' or the cluster's)")

@@ -1,0 +1,139 @@
+"""The encryption kernel on worker processes of this machine; everything else on the threads.
+
+Why: the DJN comb (``FixedBaseTable.pow``) is a Python loop around gmpy2 multiplications, and
+the thread holds the GIL between them, so two crypto threads encrypt only about 1.2-1.3 times
+as fast as one (``benchmarks/crypto.py``; docs/TREES.md, "Where the lender's g/h encryption time
+went"). Worker processes have no GIL to share: a party's large encryptions (the trees lender's
+g and h, a logistic party's residuals) run on every core.
+
+What travels and what stays is the Ray executor's (``ray_executor``): plaintexts, exponents and
+ciphertexts as fixed-width bytes, and each worker builds a key's table once, on its first block,
+with the same code, so the ciphertexts are the same bits as the threads'. The exponents are drawn
+in the caller's thread as for every executor. Workers are spawned (never forked from a process
+that runs gRPC threads) when the executor is made, and live as long as it does. Calls under
+``min_block`` values per worker run on the local threads, where a process round trip would cost
+more than it saves.
+
+Who sees what: the workers are this party's own processes; they see what the thread pool sees.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from gmpy2 import mpz
+
+from fedcredit.crypto.djn import FixedBaseTable
+from fedcredit.crypto.executors.ray_executor import (
+    KeySpec,
+    TableSpec,
+    _cached,
+    encrypt_task,
+    from_bytes,
+    noop_task,
+    to_bytes,
+    width_of,
+    worker_key,
+)
+from fedcredit.crypto.executors.threads import ThreadExecutor
+
+#: Values per block below which a call stays on the local threads.
+MIN_BLOCK = 128
+
+_crt_tables: dict[Any, Any] = {}
+
+
+def encrypt_owned_task(spec: KeySpec, window: int, plain: bytes, exps: bytes) -> bytes:
+    """One block of the key owner's encryption by the CRT (``fedcredit.crypto.owner``), in a
+    worker that keeps the key's half tables after its first block."""
+    from fedcredit.crypto.owner import CrtTables
+
+    key = worker_key(spec)
+    tables = _cached(_crt_tables, (spec, window), lambda: CrtTables(key, window))
+    n, nsq = key.public_key.n, key.public_key.nsquare
+    ms = from_bytes(plain, width_of(n))
+    xs = from_bytes(exps, -(-tables.exponent_bits // 8))
+    cts = [(1 + n * m) * tables.pow(x) % nsq for m, x in zip(ms, xs, strict=True)]
+    return to_bytes(cts, width_of(nsq))
+
+
+class ProcessExecutor(ThreadExecutor):
+    """``encrypt`` on ``workers`` spawned processes (default: one per core); the other kernels
+    on this process's thread pool (they are short or already GIL-free)."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, *, min_block: int = MIN_BLOCK) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.min_block = min_block
+        context = multiprocessing.get_context("spawn")
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        # Start every worker now (spawning one takes about a second), not on the first call.
+        list(self._pool.map(noop_task, [b""] * self.workers))
+
+    def encrypt(
+        self, table: FixedBaseTable, n: Any, plaintexts: Sequence[int], exponents: Sequence[int]
+    ) -> list[Any]:
+        count = len(plaintexts)
+        blocks = min(self.workers * 2, count // self.min_block)
+        if blocks < 2:
+            return super().encrypt(table, n, plaintexts, exponents)
+        nsq = table.modulus
+        spec: TableSpec = (to_bytes([table.base], width_of(nsq)), to_bytes([nsq], width_of(nsq)),
+                           table.exponent_bits, table.window)  # fmt: skip
+        n_width, x_width = width_of(n), -(-table.exponent_bits // 8)
+        n_bytes = to_bytes([n], n_width)
+        bounds = [count * i // blocks for i in range(blocks + 1)]
+        futures = [
+            self._pool.submit(
+                encrypt_task,
+                spec,
+                n_bytes,
+                to_bytes([mpz(m) % n for m in plaintexts[a:b]], n_width),
+                to_bytes(exponents[a:b], x_width),
+            )
+            for a, b in itertools.pairwise(bounds)
+        ]
+        width = width_of(nsq)
+        return [c for future in futures for c in from_bytes(future.result(), width)]
+
+    def encrypt_owned(
+        self, private_key: Any, window: int, plaintexts: Sequence[int], exponents: Sequence[int]
+    ) -> list[Any] | None:
+        """The key owner's CRT encryption on the workers (they see the key's factors, as the
+        owner's own processes); ``None`` when the call is too small for them."""
+        count = len(plaintexts)
+        blocks = min(self.workers * 2, count // self.min_block)
+        if blocks < 2:
+            return None
+        key = private_key.public_key
+        n, nsq = key.n, key.nsquare
+        spec: KeySpec = (to_bytes([n], width_of(n)), to_bytes([key.hs], width_of(nsq)),
+                         to_bytes([private_key.p], width_of(n)),
+                         to_bytes([private_key.q], width_of(n)))  # fmt: skip
+        n_width, x_width = width_of(n), -(-key.exponent_bits // 8)
+        bounds = [count * i // blocks for i in range(blocks + 1)]
+        futures = [
+            self._pool.submit(
+                encrypt_owned_task,
+                spec,
+                window,
+                to_bytes([mpz(m) % n for m in plaintexts[a:b]], n_width),
+                to_bytes(exponents[a:b], x_width),
+            )
+            for a, b in itertools.pairwise(bounds)
+        ]
+        width = width_of(nsq)
+        return [c for future in futures for c in from_bytes(future.result(), width)]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        super().close()
+
+
+__all__ = ["MIN_BLOCK", "ProcessExecutor", "encrypt_owned_task"]
