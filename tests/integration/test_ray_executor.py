@@ -220,7 +220,7 @@ def test_the_executor_keys_are_read_from_a_party_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        ('executor = "spark"', "'lender' executor: must be one of threads, ray"),
+        ('executor = "spark"', "'lender' executor: must be one of threads, processes, ray"),
         ('executor = "ray"', "'lender' ray_address: is required with executor = 'ray'"),
         ('ray_address = "local"', "'lender' ray_address: is only read with executor = 'ray'"),
         ('executor = "ray"\nray_address = "head"', "'lender' ray_address: must be 'local'"),
