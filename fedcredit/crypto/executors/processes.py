@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -76,24 +76,28 @@ class ProcessExecutor(ThreadExecutor):
         # Start every worker now (spawning one takes about a second), not on the first call.
         list(self._pool.map(noop_task, [b""] * self.workers))
 
-    def encrypt(
-        self, table: FixedBaseTable, n: Any, plaintexts: Sequence[int], exponents: Sequence[int]
-    ) -> list[Any]:
-        count = len(plaintexts)
+    def _blocks(self, count: int) -> list[int] | None:
+        """Block bounds for ``count`` values, or ``None`` when the call stays local."""
         blocks = min(self.workers * 2, count // self.min_block)
-        if blocks < 2:
-            return super().encrypt(table, n, plaintexts, exponents)
-        nsq = table.modulus
-        spec: TableSpec = (to_bytes([table.base], width_of(nsq)), to_bytes([nsq], width_of(nsq)),
-                           table.exponent_bits, table.window)  # fmt: skip
-        n_width, x_width = width_of(n), -(-table.exponent_bits // 8)
-        n_bytes = to_bytes([n], n_width)
-        bounds = [count * i // blocks for i in range(blocks + 1)]
+        return None if blocks < 2 else [count * i // blocks for i in range(blocks + 1)]
+
+    def _run(
+        self,
+        task: Callable[..., bytes],
+        head: tuple[Any, ...],
+        n: Any,
+        nsq: Any,
+        exponent_bits: int,
+        bounds: list[int],
+        plaintexts: Sequence[int],
+        exponents: Sequence[int],
+    ) -> list[Any]:
+        """``task(*head, plaintexts, exponents)`` per block as fixed-width bytes, in order."""
+        n_width, x_width = width_of(n), -(-exponent_bits // 8)
         futures = [
             self._pool.submit(
-                encrypt_task,
-                spec,
-                n_bytes,
+                task,
+                *head,
                 to_bytes([mpz(m) % n for m in plaintexts[a:b]], n_width),
                 to_bytes(exponents[a:b], x_width),
             )
@@ -102,34 +106,37 @@ class ProcessExecutor(ThreadExecutor):
         width = width_of(nsq)
         return [c for future in futures for c in from_bytes(future.result(), width)]
 
+    def encrypt(
+        self, table: FixedBaseTable, n: Any, plaintexts: Sequence[int], exponents: Sequence[int]
+    ) -> list[Any]:
+        bounds = self._blocks(len(plaintexts))
+        if bounds is None:
+            return super().encrypt(table, n, plaintexts, exponents)
+        nsq = table.modulus
+        spec: TableSpec = (to_bytes([table.base], width_of(nsq)), to_bytes([nsq], width_of(nsq)),
+                           table.exponent_bits, table.window)  # fmt: skip
+        head = (spec, to_bytes([n], width_of(n)))
+        return self._run(
+            encrypt_task, head, n, nsq, table.exponent_bits, bounds, plaintexts, exponents
+        )
+
     def encrypt_owned(
         self, private_key: Any, window: int, plaintexts: Sequence[int], exponents: Sequence[int]
     ) -> list[Any] | None:
         """The key owner's CRT encryption on the workers (they see the key's factors, as the
         owner's own processes); ``None`` when the call is too small for them."""
-        count = len(plaintexts)
-        blocks = min(self.workers * 2, count // self.min_block)
-        if blocks < 2:
+        bounds = self._blocks(len(plaintexts))
+        if bounds is None:
             return None
         key = private_key.public_key
         n, nsq = key.n, key.nsquare
         spec: KeySpec = (to_bytes([n], width_of(n)), to_bytes([key.hs], width_of(nsq)),
                          to_bytes([private_key.p], width_of(n)),
                          to_bytes([private_key.q], width_of(n)))  # fmt: skip
-        n_width, x_width = width_of(n), -(-key.exponent_bits // 8)
-        bounds = [count * i // blocks for i in range(blocks + 1)]
-        futures = [
-            self._pool.submit(
-                encrypt_owned_task,
-                spec,
-                window,
-                to_bytes([mpz(m) % n for m in plaintexts[a:b]], n_width),
-                to_bytes(exponents[a:b], x_width),
-            )
-            for a, b in itertools.pairwise(bounds)
-        ]
-        width = width_of(nsq)
-        return [c for future in futures for c in from_bytes(future.result(), width)]
+        return self._run(
+            encrypt_owned_task, (spec, window), n, nsq, key.exponent_bits, bounds,
+            plaintexts, exponents,
+        )  # fmt: skip
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
