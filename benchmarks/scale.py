@@ -22,7 +22,8 @@ batches on the Ray executor (two workers); per-row costs measured there give ``m
 alignment plus one epoch for 1,000,000 customers, extrapolated (both are linear in the rows:
 benchmarks/results/psi.json has 176 us per id at 100k and at 1M). Peak memory is this process's
 ``resource.getrusage`` maximum resident set (all three parties and the coordinator live in it);
-``rss_per_customer_bytes`` is the growth of the resident set while the parties' data loaded.
+memory per party, each in its own process, is ``benchmarks/align_scale.py``'s (the growth of
+this process's resident set while the data loads says little: it reuses part 1's memory).
 """
 
 from __future__ import annotations
@@ -61,10 +62,6 @@ def log(message: str) -> None:
 def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
-
-def rss_bytes() -> int:
-    with open("/proc/self/statm", encoding="ascii") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def uci_parties(settings: TrainSettings) -> tuple[LabelParty, list[FeatureParty]]:
@@ -187,11 +184,10 @@ def synthetic_part(customers: int, public: Any, keys: KeyHolder, batches: int) -
         started = time.perf_counter()
         paths = write_institutions(Path(tmp), customers, seed=3)
         out["write_s"] = round(time.perf_counter() - started, 1)
-        before, started = rss_bytes(), time.perf_counter()
+        started = time.perf_counter()
         lender_data = load_party_csv(paths["lender"], id_column="id", label_column="default")
         data = {n: load_party_csv(paths[n], id_column="id") for n in ("ecommerce", "payments")}
         out["load_s"] = round(time.perf_counter() - started, 1)
-        out["rss_per_customer_bytes"] = round((rss_bytes() - before) / customers)
     sets = [list(lender_data.ids), *(list(d.ids) for d in data.values())]
     log(f"synthetic {customers:,}: three-party PSI on {sum(map(len, sets)):,} ids ...")
     started = time.perf_counter()
@@ -248,7 +244,6 @@ def million(synthetic: dict[str, Any]) -> dict[str, Any]:
         "rows_train": int(rows),
         "epoch_s": round(epoch, 0),
         "align_plus_epoch_min": round((align + epoch) / 60, 1),
-        "data_rss_mib": round(synthetic["rss_per_customer_bytes"] * 1_000_000 / 2**20, 0),
     }
 
 

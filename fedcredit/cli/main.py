@@ -24,7 +24,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--insecure", action="store_true", help="plaintext gRPC (local debugging only)"
     )
-    parser.add_argument("--allow-small-keys", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--allow-small-keys",
+        action="store_true",
+        help="accept Paillier keys below 2048 bits (tests and quick trials only)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

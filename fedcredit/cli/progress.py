@@ -19,10 +19,12 @@ class Progress:
     def __call__(self, kind: str, info: Mapping[str, Any]) -> None:
         if self.quiet:
             return
+        epoch_word, batch_word = info.get("units", ("epoch", "batch"))
         if kind == "batch":
             if self.tty:
                 self._write(
-                    f"\r  epoch {info['epoch']}/{info['epochs']}  batch {info['batch']}/{info['batches']}",
+                    f"\r  {epoch_word} {info['epoch']}/{info['epochs']}"
+                    f"  {batch_word} {info['batch']}/{info['batches']}",
                     newline=False,
                 )
             return
@@ -38,7 +40,7 @@ class Progress:
         if kind == "epoch":
             loss = info.get("train_taylor_loss")
             val = info.get("validation_log_loss")
-            parts = [f"epoch {info['epoch']}/{info['epochs']}"]
+            parts = [f"{epoch_word} {info['epoch']}/{info['epochs']}"]
             if val is not None:
                 parts.append(f"validation log-loss {val:.4f}")
             if loss is not None:

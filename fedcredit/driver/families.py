@@ -43,6 +43,8 @@ class FamilyDriver:
     evaluation: tuple[tuple[Who, Rpc], ...] = ()
     """The RPCs that score the test rows, in order; the last one's reply (the lender's) holds
     the metrics and files (``fedcredit.driver.evaluate``)."""
+    units: tuple[str, str] = ("epoch", "batch")
+    """What the progress lines call an epoch and a batch of this family."""
 
 
 LOGISTIC = FamilyDriver(
@@ -74,6 +76,7 @@ TREES = FamilyDriver(
     batches=lambda fed, _: _trees(fed).depth,
     own_stopping=True,
     evaluation=((Who.LENDER, lambda s: s.trees.Evaluate),),
+    units=("tree", "level"),
 )
 
 DRIVERS: Mapping[str, FamilyDriver] = {"logistic": LOGISTIC, "trees": TREES}

@@ -188,7 +188,8 @@ def train(ctx: JobContext, state: TrainingState, aligned: Mapping[str, int], out
             last = batch == batches - 1
             for round_, carries in rounds:
                 _run_round(ctx, driver, round_, epoch, batch, "train", want_loss=carries and last)
-            progress = {"epoch": epoch + 1, "epochs": epochs, "batch": batch + 1}
+            progress = {"epoch": epoch + 1, "epochs": epochs, "batch": batch + 1,
+                        "units": driver.units}  # fmt: skip
             ctx.progress("batch", {**progress, "batches": batches})
         for round_ in after:
             _run_epoch_round(ctx, state, driver, phase, round_, aligned, epoch, batches)
@@ -262,7 +263,8 @@ def _record_epoch(
     ctx: JobContext, state: TrainingState, reply: Any, out_dir: Path, seconds: float
 ) -> None:
     settings = ctx.fed.train
-    epochs = family_driver(ctx.fed)[1].epochs(ctx.fed)
+    driver = family_driver(ctx.fed)[1]
+    epochs = driver.epochs(ctx.fed)
     state.epoch += 1
     # The Taylor loss of the training batches is recorded but drives nothing: it grows
     # with |z| even while the true log-loss falls. Stopping acts on the validation log-loss.
@@ -290,5 +292,6 @@ def _record_epoch(
             "validation_log_loss": state.validation_loss[-1] if state.validation_loss else None,
             "seconds": seconds,
             "seconds_left": seconds * (epochs - state.epoch),
+            "units": driver.units,
         },
     )

@@ -123,8 +123,11 @@ def job(metrics: Mapping[str, Any]) -> list[str]:
         "rows for validation": metrics.get("rows_validation"),
         "rows held out for evaluation": metrics.get("rows_test"),
         "Paillier key size (bits)": str(metrics["key_bits"]) if "key_bits" in metrics else None,
-        "epochs run": metrics.get("epochs"),
-        "epoch kept": metrics.get("kept_epoch"),
+        **(
+            {"trees grown": metrics["trees_grown"], "trees kept": metrics.get("trees_kept")}
+            if "trees_grown" in metrics
+            else {"epochs run": metrics.get("epochs"), "epoch kept": metrics.get("kept_epoch")}
+        ),
         "stopped by": metrics.get("stopped"),
         "seconds, whole job": round(number(metrics.get("seconds", math.nan)), 1)
         if "seconds" in metrics

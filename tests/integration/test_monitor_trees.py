@@ -13,6 +13,7 @@ headless Chromium, when it is installed.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 
 from fedcredit.cli.monitor import link_from_report
+from fedcredit.cli.progress import Progress
 from fedcredit.config import Federation, load_federation
 from fedcredit.decision.monitoring import MONITOR_HTML, Population, write_monitor
 from fedcredit.decision.stability import (
@@ -67,6 +69,7 @@ class Trained:
     fed: Federation
     run: Path
     data: dict[str, dict[str, dict[str, float]]]  # party -> id -> column -> value
+    events: list[tuple[str, dict[str, object]]]  # the driver's progress, in order
 
     def part(self, party: str) -> dict[str, object]:
         return dict(json.loads((self.run / "model" / f"{party}.json").read_text()))
@@ -91,14 +94,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trained]:
     path.write_text(path.read_text() + TREES.format(approve=560, refer=520))
     fed = load_federation(path, allow_small_keys=True)
     nodes = start_nodes(fed, folder / "train")
+    events: list[tuple[str, dict[str, object]]] = []
     try:
-        driver = nodes.new_driver()
+        driver = nodes.new_driver(progress=lambda kind, info: events.append((kind, dict(info))))
         driver.run(folder / "train" / "run")
         driver.peers.close()
     finally:
         nodes.close()
     data = {p: read_party(folder / "data" / f"{p}.csv") for p in PARTIES}
-    yield Trained(fed, folder / "train" / "run", data)
+    yield Trained(fed, folder / "train" / "run", data, events)
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +220,27 @@ def test_the_trees_report_shows_the_policys_decision_mix_of_the_held_out_rows(
     assert "decisions" in Page(text).values("id") and "all grades" in text
     assert "No decision policy" not in text
     assert broken_references(page) == []
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_trees_run_counts_trees_and_levels_not_epochs_and_batches(trained: Trained) -> None:
+    terminal = Terminal()
+    show = Progress(quiet=False, stream=terminal)
+    for kind, info in trained.events:
+        show(kind, info)
+    shown = terminal.getvalue()
+    text = (trained.run / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((trained.run / "metrics.json").read_text())
+
+    assert "tree 1/3  level 1/2" in shown and "tree 3/3" in shown
+    assert "epoch" not in shown and "batch" not in shown
+    assert metrics["trees_grown"] == 3
+    assert "trees grown" in text and "trees kept" in text
+    assert "epochs run" not in text and "epoch kept" not in text
 
 
 @pytest.fixture(scope="module")
