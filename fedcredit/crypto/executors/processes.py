@@ -54,12 +54,11 @@ def encrypt_owned_task(spec: KeySpec, window: int, plain: bytes, exps: bytes) ->
     from fedcredit.crypto.owner import CrtTables
 
     key = worker_key(spec)
-    tables = _cached(_crt_tables, (spec, window), lambda: CrtTables(key, window))
+    tables = _cached(_crt_tables, (spec, window), lambda: CrtTables(key, window).build())
     n, nsq = key.public_key.n, key.public_key.nsquare
     ms = from_bytes(plain, width_of(n))
     xs = from_bytes(exps, -(-tables.exponent_bits // 8))
-    cts = [(1 + n * m) * tables.pow(x) % nsq for m, x in zip(ms, xs, strict=True)]
-    return to_bytes(cts, width_of(nsq))
+    return to_bytes(tables.encrypt(ms, xs), width_of(nsq))
 
 
 class ProcessExecutor(ThreadExecutor):
