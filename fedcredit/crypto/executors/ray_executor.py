@@ -196,8 +196,7 @@ def bin_sums_calls(
     nsq: Any, ciphertexts: Sequence[Any], codes: npt.NDArray[np.int64], n_bins: Sequence[int],
     counts: Sequence[int],
 ) -> list[tuple[bytes, bytes, npt.NDArray[np.int64], list[int]]]:  # fmt: skip
-    """The arguments of :func:`bin_sums_task` for blocks of ``counts`` rows (the Ray and the
-    ``processes`` executors send the same)."""
+    """The arguments of :func:`bin_sums_task` for consecutive blocks of ``counts`` rows."""
     width = width_of(nsq)
     nsq_bytes, sizes = to_bytes([nsq], width), [int(b) for b in n_bins]
     calls, start = [], 0
