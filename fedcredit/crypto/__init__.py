@@ -14,6 +14,7 @@ from fedcredit.crypto.digits import (
     digits_to_bytes,
     mask_and_pack_digits,
 )
+from fedcredit.crypto.histograms import bin_sums
 from fedcredit.crypto.keys import (
     PrivateKey,
     PublicKey,
@@ -52,6 +53,7 @@ __all__ = [
     "PackedCiphertexts",
     "PrivateKey",
     "PublicKey",
+    "bin_sums",
     "check_peer_key",
     "decode",
     "decrypt_digit_numbers",

@@ -37,30 +37,52 @@ from fedcredit.crypto.vector import EncryptedVector, encrypt_ints
 
 
 class CrtTables:
-    """Comb tables of ``hs`` modulo ``p**2`` and ``q**2`` and the CRT constant joining them."""
+    """Comb tables of ``hs`` modulo ``p**2`` and ``q**2`` and the CRT constant joining them.
+
+    The window is fixed when the object is made; the tables are built on first use (once, even
+    under concurrent callers), so a caller that only needs the window builds nothing.
+    """
 
     def __init__(self, private_key: PrivateKey, window: int | None = None) -> None:
         key = private_key.public_key
         p, q = mpz(private_key.p), mpz(private_key.q)
-        self.p2, self.q2, self.nsq = p * p, q * q, key.nsquare
+        self.p2, self.q2, self.nsq, self.n = p * p, q * q, key.nsquare, key.n
         bits = key.exponent_bits
         if window is None:
             window = _half_window(bits, int(self.p2.bit_length()))
         self.window = window
         self.exponent_bits = bits
-        tp = djn.FixedBaseTable(key.hs % self.p2, self.p2, bits, window)
-        tq = djn.FixedBaseTable(key.hs % self.q2, self.q2, bits, window)
-        self._rows_p, self._rows_q = tp._rows, tq._rows
+        self.windows = -(-bits // window)
+        self._hs = key.hs
+        self._halves: tuple[list[list[Any]], list[list[Any]]] | None = None
+        self._lock = threading.Lock()
         self._q2_inv = gmpy2.invert(self.q2, self.p2)
+
+    def build(self) -> CrtTables:
+        """Build both half tables now if they are not yet (``pow`` would on its first call)."""
+        self._tables()
+        return self
+
+    def _tables(self) -> tuple[list[list[Any]], list[list[Any]]]:
+        halves = self._halves
+        if halves is None:
+            with self._lock:
+                if self._halves is None:
+                    bits, window = self.exponent_bits, self.window
+                    tp = djn.FixedBaseTable(self._hs % self.p2, self.p2, bits, window)
+                    tq = djn.FixedBaseTable(self._hs % self.q2, self.q2, bits, window)
+                    self._halves = (tp._rows, tq._rows)
+                halves = self._halves
+        return halves
 
     def digits(self, exponent: int) -> Sequence[int]:
         """Base ``2**window`` digits of ``exponent``, lowest first (one per table row)."""
         if exponent < 0 or int(exponent).bit_length() > self.exponent_bits:
             raise ValueError("exponent outside the table range")
         if self.window == 8:
-            return int(exponent).to_bytes(len(self._rows_p), "little")
+            return int(exponent).to_bytes(self.windows, "little")
         mask, value, out = (1 << self.window) - 1, int(exponent), []
-        for _ in range(len(self._rows_p)):
+        for _ in range(self.windows):
             out.append(value & mask)
             value >>= self.window
         return out
@@ -68,15 +90,25 @@ class CrtTables:
     def pow(self, exponent: int) -> Any:
         """``hs ** exponent mod n**2``, bit-identical to the public table's ``pow``."""
         ds = self.digits(exponent)
+        rows_p, rows_q = self._tables()
         p2, q2 = self.p2, self.q2
         a = b = mpz(1)
         # One loop over both halves: the interpreter's share per multiplication is what keeps
         # two threads from running twice as fast (the GIL is held between gmpy2 calls).
-        for row_p, row_q, d in zip(self._rows_p, self._rows_q, ds, strict=True):
+        for row_p, row_q, d in zip(rows_p, rows_q, ds, strict=True):
             if d:
                 a = a * row_p[d] % p2
                 b = b * row_q[d] % q2
         return b + q2 * ((a - b) * self._q2_inv % p2)
+
+    def encrypt(self, plaintexts: Sequence[int], exponents: Sequence[int]) -> list[Any]:
+        """DJN ciphertexts ``(1 + n (m mod n)) * hs**x mod n**2``, the same bits as
+        ``executors.threads.encrypt_block`` with the public table."""
+        n, nsq = self.n, self.nsq
+        return [
+            (1 + n * (mpz(m) % n)) * self.pow(x) % nsq
+            for m, x in zip(plaintexts, exponents, strict=True)
+        ]
 
 
 def _half_window(exponent_bits: int, half_bits: int) -> int:
@@ -92,8 +124,9 @@ _tables: dict[int, CrtTables] = {}
 MAX_KEYS = 2
 
 
-def crt_tables(private_key: PrivateKey) -> CrtTables:
-    """The tables of ``private_key``, built on first use and kept for the last few keys."""
+def crt_tables(private_key: PrivateKey, *, build: bool = True) -> CrtTables:
+    """The tables of ``private_key``, kept for the last few keys; built unless ``build`` is
+    false (the window alone, for the ``processes`` executor whose workers hold the tables)."""
     n = int(private_key.public_key.n)
     with _lock:
         held = _tables.get(n)
@@ -101,7 +134,8 @@ def crt_tables(private_key: PrivateKey) -> CrtTables:
             while len(_tables) >= MAX_KEYS:
                 _tables.pop(next(iter(_tables)))
             held = _tables[n] = CrtTables(private_key)
-        return held
+    # Built outside the lock, on the pool's threads; CrtTables builds once under its own lock.
+    return held.build() if build else held
 
 
 def encrypt_owned(
@@ -127,7 +161,7 @@ def encrypt_ints_as_owner(
     if executor.name == "processes":
         # The party's own worker processes, each with the half tables (executors/processes.py).
         exponents = key.random_exponents(len(ints), rng)
-        window = _half_window(key.exponent_bits, int((mpz(private_key.p) ** 2).bit_length()))
+        window = crt_tables(private_key, build=False).window
         cts = cast(Any, executor).encrypt_owned(private_key, window, ints, exponents)
         if cts is not None:
             return EncryptedVector(key, cts, scale_bits)
@@ -142,7 +176,7 @@ def encrypt_ints_as_owner(
     tables = crt_tables(private_key)
 
     def work(part: Sequence[tuple[int, Any]]) -> list[Any]:
-        return [(1 + n * (mpz(m) % n)) * tables.pow(x) % nsq for m, x in part]
+        return tables.encrypt([m for m, _ in part], [x for _, x in part])
 
     cts = [(1 + n * (mpz(m) % n)) * r % nsq for m, r in zip(ints, ready, strict=False)]
     rest = list(zip(ints[len(ready) :], exponents, strict=True))

@@ -1,7 +1,8 @@
 """The executor seam: who runs the heavy kernels, and the one this process uses now.
 
 Five kernels carry almost all of an epoch's work: DJN encryption, ``X.T @ [[d]]``, weighted
-sums, the Horner packing of ``mask_and_pack`` and CRT decryption. ``fedcredit.crypto`` hands
+sums, the Horner packing of ``mask_and_pack`` and CRT decryption; a sixth, the encrypted bin
+sums, carries the trees' and the binning's histograms. ``fedcredit.crypto`` hands
 each of them, as plain numbers, to the current :class:`Executor`: the thread pool
 (:class:`~fedcredit.crypto.executors.threads.ThreadExecutor`, the default) or a Ray cluster
 (:class:`~fedcredit.crypto.executors.ray_executor.RayExecutor`). Every executor runs the same
@@ -80,6 +81,14 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor holds (threads, cluster connection)."""
+        ...
+
+    def bin_sums(
+        self, nsq: Any, ciphertexts: Sequence[Any], codes: npt.NDArray[np.int64],
+        n_bins: Sequence[int],
+    ) -> list[list[Any]]:  # fmt: skip
+        """Per column j, per bin ``b < n_bins[j]``: ``prod of c_i with codes[i, j] == b mod
+        nsq`` (1 for an empty bin); ``codes`` has one row per ciphertext, each in range."""
         ...
 
 

@@ -139,3 +139,52 @@ class ThreadExecutor:
 
     def close(self) -> None:
         """Nothing to release: the pool belongs to ``fedcredit.crypto.pool``."""
+
+    def bin_sums(
+        self, nsq: Any, ciphertexts: Sequence[Any], codes: npt.NDArray[np.int64],
+        n_bins: Sequence[int],
+    ) -> list[list[Any]]:  # fmt: skip
+        """Per column j and bin b: the product of the ciphertexts with ``codes[:, j] == b``."""
+        # One task per column over all the rows; the pool spreads the columns.
+        inline = len(ciphertexts) * codes.shape[1] < pool.INLINE_BELOW or codes.shape[1] < 2
+        return pool.map_tasks(
+            lambda j: column_bin_products(nsq, ciphertexts, codes[:, j], n_bins[j]),
+            list(range(codes.shape[1])),
+            inline=inline,
+        )
+
+
+def column_bin_products(
+    nsq: Any, cts: Sequence[Any], column: npt.NDArray[np.int64], n_bins: int
+) -> list[Any]:
+    """``[prod of cts[i] with column[i] == b, mod nsq, for b < n_bins]``: 1 for an empty bin
+    (the encryption of 0 with no randomness, as ``EncryptedVector.sum`` of nothing)."""
+    acc = [mpz(1)] * n_bins
+    for c, b in zip(cts, column.tolist(), strict=True):
+        acc[b] = acc[b] * c % nsq
+    return acc
+
+
+def bin_products(
+    nsq: Any, cts: Sequence[Any], codes: npt.NDArray[np.int64], n_bins: Sequence[int]
+) -> list[Any]:
+    """Every column's :func:`column_bin_products` of one block of rows, column after column."""
+    return [
+        v
+        for j in range(codes.shape[1])
+        for v in column_bin_products(nsq, cts, codes[:, j], n_bins[j])
+    ]
+
+
+def combine_bin_products(
+    nsq: Any, blocks: Sequence[Sequence[Any]], n_bins: Sequence[int]
+) -> list[list[Any]]:
+    """The blocks' :func:`bin_products` multiplied together, split into one list per column."""
+    total = list(blocks[0])
+    for block in blocks[1:]:
+        total = [a * b % nsq for a, b in zip(total, block, strict=True)]
+    out, start = [], 0
+    for size in n_bins:
+        out.append(total[start : start + size])
+        start += size
+    return out

@@ -1,7 +1,7 @@
 """A partner's side of federated binning: encrypted per-bin label sums, then the lender's plan.
 
 A partner sums the lender's encrypted labels per fine bin of each of its columns
-(``X_onehot.T @ [[y]]``), adds exact two-sided geometric noise (on by default), packs the sums
+(``fedcredit.crypto.bin_sums``, the same sums as ``X_onehot.T @ [[y]]``), adds exact two-sided geometric noise (on by default), packs the sums
 several to a ciphertext, re-randomizes them and sends them back with its per-bin row counts.
 It then applies the lender's plan: its kept columns, merged, encoded one-hot for training.
 What each side learns is stated in docs/BINNING.md.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.crypto import EncryptedVector, PublicKey, matvec_t
+from fedcredit.crypto import EncryptedVector, PublicKey, bin_sums
 from fedcredit.crypto.keys import MIN_KEY_BITS, check_peer_key
 from fedcredit.crypto.packing import pack_for_owner
 from fedcredit.errors import ConfigError, ProtocolError
@@ -76,13 +76,13 @@ def compute_bin_sums(
         raise ProtocolError("encrypted labels must be at scale 0")
     index = bin_matrix(raw, columns)
     sizes = [c.binning.n_bins for c in columns]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    onehot = np.zeros((len(raw), sum(sizes)), dtype=np.int64)
-    rows_at = np.arange(len(raw))
-    for j, start in enumerate(starts.tolist()):
-        onehot[rows_at, start + index[:, j]] = 1
-    rows = onehot.sum(axis=0).astype(np.int64)
-    sums = matvec_t(onehot, 0, labels)
+    rows = np.concatenate(
+        [np.bincount(index[:, j], minlength=size) for j, size in enumerate(sizes)]
+    ).astype(np.int64)
+    # One product of label ciphertexts per fine bin, on this party's executor (the same residues
+    # as the one-hot ``X.T @ [[y]]`` it replaces, at one multiplication a row and column).
+    per_bin = bin_sums(labels, None, index, sizes)
+    sums = per_bin[0].concat(*per_bin[1:])
     extra = np.zeros(len(rows), dtype=np.int64)
     noisy = noise_epsilon > 0
     if noisy:

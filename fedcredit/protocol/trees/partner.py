@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.crypto import EncryptedVector, PackedCiphertexts, PublicKey, check_peer_key, pool
+from fedcredit.crypto import (
+    EncryptedVector,
+    PackedCiphertexts,
+    PublicKey,
+    bin_sums,
+    check_peer_key,
+)
 from fedcredit.crypto.packing import pack_for_owner
 from fedcredit.errors import ProtocolError
 from fedcredit.model.trees import IntArray, Tree
@@ -44,24 +50,13 @@ class Split:
     default_left: bool
 
 
-def bin_sums(
-    values: EncryptedVector, rows: IntArray, column: IntArray, n_bins: int
-) -> EncryptedVector:
-    """``[[sum of values]]`` per bin of ``column`` over ``rows`` (one product per bin)."""
-    order = rows[np.argsort(column[rows], kind="stable")]
-    bounds = np.searchsorted(column[order], np.arange(n_bins + 1), side="left")
-    parts = [values.take(order[bounds[b] : bounds[b + 1]]).sum() for b in range(n_bins)]
-    return parts[0].concat(*parts[1:])
-
-
 def column_sums(
     values: EncryptedVector, rows: IntArray, bins: IntArray, n_regular: Sequence[int]
 ) -> list[EncryptedVector]:
-    """``bin_sums`` of every column, the columns spread over the crypto pool's threads."""
-    tasks = list(range(bins.shape[1]))
-    return pool.map_tasks(
-        lambda j: bin_sums(values, rows, bins[:, j], n_regular[j] + 1), tasks, inline=len(tasks) < 2
-    )
+    """Per column ``[[sum of values]]`` over ``rows`` in each bin (the regular ones, then the
+    missing bin), on this party's executor (``fedcredit.crypto.bin_sums``: threads, processes
+    or its Ray cluster; the same bits on each)."""
+    return bin_sums(values, rows, bins, [n + 1 for n in n_regular])
 
 
 def prefix_candidates(
@@ -371,7 +366,6 @@ __all__ = [
     "Split",
     "TreesPartner",
     "admissible",
-    "bin_sums",
     "column_sums",
     "pack",
     "prefix_candidates",
