@@ -1,4 +1,4 @@
-"""The encryption kernel on worker processes of this machine; everything else on the threads.
+"""Encryption and the PSI's blocks on worker processes of this machine; the rest on the threads.
 
 Why: the DJN comb (``FixedBaseTable.pow``) is a Python loop around gmpy2 multiplications, and
 the thread holds the GIL between them, so two crypto threads encrypt only about 1.2-1.3 times
@@ -14,7 +14,11 @@ that runs gRPC threads) when the executor is made, and live as long as it does. 
 ``min_block`` values per worker run on the local threads, where a process round trip would cost
 more than it saves.
 
-Who sees what: the workers are this party's own processes; they see what the thread pool sees.
+The PSI's hashing and blinding (``map_blocks``, blocks of ``fedcredit.psi.group``) run there
+too: the hashing is Python holding the GIL, so on the threads it is serial.
+
+Who sees what: the workers are this party's own processes; they see what the thread pool sees
+(for the PSI, the ids and the scalar of each block, kept no longer than the task).
 """
 
 from __future__ import annotations
@@ -65,8 +69,8 @@ def encrypt_owned_task(spec: KeySpec, window: int, plain: bytes, exps: bytes) ->
 
 
 class ProcessExecutor(ThreadExecutor):
-    """``encrypt`` on ``workers`` spawned processes (default: one per core); the other kernels
-    on this process's thread pool (they are short or already GIL-free)."""
+    """``encrypt`` and ``map_blocks`` on ``workers`` spawned processes (default: one per core);
+    the other kernels on this process's thread pool (they are short or already GIL-free)."""
 
     name = "processes"
 

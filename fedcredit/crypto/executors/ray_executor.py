@@ -16,6 +16,8 @@ to, the lost one. Errors raised by the arithmetic itself are not retried.
 Who sees what: the Ray cluster is part of the party. Its workers and object store see the
 plaintexts being encrypted with their DJN exponents, and for ``decrypt`` the key's factors: run
 it on the party's own machines, with Ray's TLS between them (docs/SCALING.md, "A party on a Ray cluster").
+``map_blocks`` (the PSI's hashing and blinding) sends the party's ids and its PSI scalar with
+each task; a worker keeps neither after the task.
 """
 
 from __future__ import annotations
