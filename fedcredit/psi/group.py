@@ -300,9 +300,9 @@ def hash_ids(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> 
 def hash_points(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> PointBuffer:
     """:func:`hash_ids` as one buffer (32 bytes a point, issue 16).
 
-    Hashing is Python holding the GIL, so it runs in the calling thread whatever
-    ``workers`` says (threads would only contend); ``workers`` is accepted for
-    symmetry with :func:`blind`.
+    On the thread pool hashing, Python holding the GIL, runs in the calling thread
+    whatever ``workers`` says (threads would only contend); on the ``processes`` and
+    ``ray`` executors it runs in blocks on their workers (the same points).
     """
     del workers
     run = _hash_chunk(job_id)
@@ -366,7 +366,9 @@ def blind(
     party has just made itself. The receiver of the output learns nothing about
     ``k`` (discrete logarithm) and, without ``k``, cannot tell which inputs the
     outputs came from beyond their order. The output is written into one buffer
-    (32 bytes a point), never a list of ``bytes`` objects (issue 16).
+    (32 bytes a point), never a list of ``bytes`` objects (issue 16). The check runs
+    here; the X25519 calls on ``workers`` threads, or in blocks on the current
+    executor's workers (``processes``, ``ray``), which get ``k`` with each block.
     """
     if not checked:
         check_points(points)
