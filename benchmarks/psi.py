@@ -25,6 +25,16 @@ many times; ``median_seconds`` summarizes them.
 ``scalar_mult_us``: one thread's microseconds per X25519 call (libsodium through
 PyNaCl) and per ``crypto_scalarmult_ristretto255`` (libsodium through rbcl, the
 group of version 1), measured on the same machine in this run.
+
+``--executor threads processes ray``: the executors (``[[party]] executor``) the in-process
+runs use, each in turn (``executor`` in each run; ``ray`` is a local cluster of every core).
+``--kernels N``: instead of the runs, the two PSI kernels alone on N ids on each executor:
+``kernels[executor]`` has ``hash_s_per_100k`` (``hash_points``), ``blind_s_per_100k``
+(``blind`` of those points, checked), ``hash_and_blind_s_per_100k`` (one party's own list:
+``hash_and_blind``), each the best of ``--repeat``, and ``*_node_cpu_s_per_100k``, the CPU
+of this process (every thread) in each: on a shared machine the steadier figure, and on the
+``processes`` and ``ray`` executors the part that does not spread over the workers. Every
+executor's points are checked to be the threads' to the bit.
 """
 
 from __future__ import annotations
@@ -198,6 +208,47 @@ def node_run(n: int, seed: int = 1) -> dict[str, Any]:
     }
 
 
+def kernels(executors: list[str], n: int, repeat: int) -> dict[str, dict[str, float]]:
+    """Seconds per 100,000 ids of hashing and blinding on each executor (best of ``repeat``)."""
+    from fedcredit.crypto.executors import use_executor
+    from fedcredit.psi import hash_and_blind, hash_points
+
+    ids = [f"K{i:09d}" for i in range(n)]
+    key = PSIKey.generate()
+    out: dict[str, dict[str, float]] = {}
+    reference: list[bytes] | None = None
+    for name in executors:
+        use_executor(name, "local" if name == "ray" else None)
+        walls: dict[str, list[float]] = {"hash": [], "blind": [], "hash_and_blind": []}
+        cpus: dict[str, list[float]] = {kind: [] for kind in walls}
+        got: dict[str, bytes] = {}
+        steps: dict[str, Any] = {
+            "hash": lambda: hash_points(ids, "bench-kernels"),
+            "blind": lambda held=got: blind(held["hash"], key),
+            "hash_and_blind": lambda: hash_and_blind(ids, "bench-kernels", key),
+        }
+        for _ in range(max(1, repeat)):
+            for kind, step in steps.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                got[kind] = step()
+                walls[kind].append(time.perf_counter() - wall)
+                cpus[kind].append(time.process_time() - cpu)
+        points = [got[kind].tobytes() for kind in steps]
+        if reference is None:
+            reference = points
+        elif points != reference:
+            raise SystemExit(f"executor {name!r}: points differ from {executors[0]!r}'s")
+        per = 100_000 / n
+        out[name] = {f"{kind}_s_per_100k": round(min(v) * per, 3) for kind, v in walls.items()}
+        # The node process's own CPU (all its threads): what does not spread over the workers.
+        out[name] |= {f"{kind}_node_cpu_s_per_100k": round(min(v) * per, 3)
+                      for kind, v in cpus.items()}  # fmt: skip
+        out[name]["load_average_after"] = round(os.getloadavg()[0], 2)
+        log(f"kernels on {name}, n={n}: {out[name]}")
+    use_executor("threads")
+    return out
+
+
 def largest_fitting(per_id_seconds: float, wanted: int, budget: float) -> int:
     """``wanted``, or the largest multiple of 100,000 predicted to run within ``budget``."""
     # 20 % headroom: sorting and dictionaries grow a little faster than linearly.
@@ -212,23 +263,44 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="budget of the big run")
     parser.add_argument("--repeat", type=int, default=3, help="runs through nodes")
+    parser.add_argument(
+        "--executor",
+        nargs="+",
+        choices=["threads", "processes", "ray"],
+        default=["threads"],
+        help="the executors of the in-process runs (or of --kernels), each in turn",
+    )
+    parser.add_argument("--kernels", type=int, default=0, help="only hash and blind N ids")
     args = parser.parse_args()
+    if args.kernels:
+        report_kernels = {
+            "benchmark": "psi-kernels",
+            "n": args.kernels,
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": round(os.getloadavg()[0], 2),
+            "kernels": kernels(args.executor, args.kernels, args.repeat),
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report_kernels, indent=2) + "\n", encoding="utf-8")
+        log(f"wrote {args.json}")
+        return
 
     runs: list[dict[str, Any]] = []
-    if args.quick:
-        plan = [(1_000, 2), (10_000, 2), (10_000, 3)]
+    # n = 0: the largest size the budget allows, predicted from the run before.
+    quick = [(1_000, 2), (10_000, 2), (10_000, 3)]
+    plan = quick if args.quick else [(100_000, 2), (0, 2), (100_000, 3)]
+    from fedcredit.crypto.executors import use_executor
+
+    for executor in args.executor:
+        use_executor(executor, "local" if executor == "ray" else None)
         for n, parties in plan:
-            log(f"run n={n} parties={parties}")
-            runs.append(run(n, parties))
-    else:
-        log("run n=100000 parties=2")
-        runs.append(run(100_000, 2))
-        per_id = runs[-1]["seconds"] / 100_000
-        big = largest_fitting(per_id, 1_000_000, args.max_seconds)
-        log(f"run n={big} parties=2 (predicted {per_id * big:.0f} s)")
-        runs.append(run(big, 2))
-        log("run n=100000 parties=3")
-        runs.append(run(100_000, 3))
+            if n == 0:
+                per_id = runs[-1]["seconds"] / runs[-1]["n"]
+                n = largest_fitting(per_id, 1_000_000, args.max_seconds)
+            log(f"run n={n} parties={parties} executor={executor}")
+            runs.append(run(n, parties) | {"executor": executor})
+    use_executor("threads")
     for entry in runs:
         log(f"n={entry['n']} parties={entry['parties']}: {entry['seconds']} s wall")
     node_n = 10_000 if args.quick else 100_000

@@ -35,9 +35,14 @@ that does not give the identity. A u of the twist is harmless (Curve25519 is
 twist-secure) and matches nothing; :func:`on_curve` tells the two apart for
 tests. Anything else raises :class:`~fedcredit.errors.CryptoError` naming the index.
 
-PyNaCl releases the GIL around libsodium calls, so blinding is split across a
-thread pool (one thread per available core). Hashing is Python and gmpy2 holding
-the GIL, so it runs in one thread, with one field inversion per 1,024 ids.
+Where the work runs: the current executor's (``fedcredit.crypto.executors``). On the
+default thread pool, PyNaCl releases the GIL around libsodium calls, so blinding is split
+across threads (one per available core), and hashing, Python and gmpy2 holding the GIL,
+runs in the calling thread with one field inversion per 1,024 ids. On the ``processes`` and
+``ray`` executors both run as blocks (:func:`hash_block`, :func:`blind_block`,
+:func:`hash_blind_block`) on the party's worker processes: no GIL is shared, and a party
+aligns on as many cores as its cluster has. Those workers are the party's own; they get the
+scalar with each block and keep nothing after it.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from gmpy2 import mpz
 from nacl.bindings import crypto_scalarmult
 from nacl.exceptions import RuntimeError as SodiumError
 
+from fedcredit.crypto.executors import current_executor
 from fedcredit.errors import ConfigError, CryptoError, DataError
 from fedcredit.psi.points import POINT_BYTES, Buffer, PointBuffer, buffer_of
 
@@ -294,12 +300,17 @@ def hash_ids(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> 
 def hash_points(ids: Sequence[str], job_id: str, *, workers: int | None = None) -> PointBuffer:
     """:func:`hash_ids` as one buffer (32 bytes a point, issue 16).
 
-    Hashing is Python holding the GIL, so it runs in the calling thread whatever
-    ``workers`` says (threads would only contend); ``workers`` is accepted for
-    symmetry with :func:`blind`.
+    On the thread pool hashing, Python holding the GIL, runs in the calling thread
+    whatever ``workers`` says (threads would only contend); on the ``processes`` and
+    ``ray`` executors it runs in blocks on their workers (the same points).
     """
     del workers
     run = _hash_chunk(job_id)
+    blocks = current_executor().map_blocks(
+        hash_block, len(ids), lambda a, b: (job_id, list(ids[a:b]), a)
+    )
+    if blocks is not None:
+        return PointBuffer(b"".join(blocks))
     out = bytearray(POINT_BYTES * len(ids))
     for start in range(0, len(ids), _HASH_CHUNK):
         part = run(ids[start : start + _HASH_CHUNK], start)
@@ -313,8 +324,15 @@ def hash_and_blind(
     """``blind(hash_ids(ids, job_id), key)`` without re-checking the points just made.
 
     Hashing first and blinding after measured faster on two cores than hashing
-    inside the blinding threads, where the two threads' hashing contends for the GIL.
+    inside the blinding threads, where the two threads' hashing contends for the GIL. On
+    worker processes (``processes``, ``ray``) each block is hashed and blinded by one task.
     """
+    _hash_chunk(job_id)  # an empty job id is refused here, before any block is sent
+    blocks = current_executor().map_blocks(
+        hash_blind_block, len(ids), lambda a, b: (job_id, list(ids[a:b]), a, key.scalar)
+    )
+    if blocks is not None:
+        return PointBuffer(b"".join(blocks))
     return blind(hash_points(ids, job_id), key, workers=workers, checked=True)
 
 
@@ -348,31 +366,71 @@ def blind(
     party has just made itself. The receiver of the output learns nothing about
     ``k`` (discrete logarithm) and, without ``k``, cannot tell which inputs the
     outputs came from beyond their order. The output is written into one buffer
-    (32 bytes a point), never a list of ``bytes`` objects (issue 16).
+    (32 bytes a point), never a list of ``bytes`` objects (issue 16). The check runs
+    here; the X25519 calls on ``workers`` threads, or in blocks on the current
+    executor's workers (``processes``, ``ray``), which get ``k`` with each block.
     """
     if not checked:
         check_points(points)
     data = buffer_of(points)
     if data is None:
         data = PointBuffer.of(points).data
+    held = data
+    blocks = current_executor().map_blocks(
+        blind_block,
+        len(data) // POINT_BYTES,
+        lambda a, b: (bytes(held[a * POINT_BYTES : b * POINT_BYTES]), key.scalar, a),
+    )
+    if blocks is not None:
+        return PointBuffer(b"".join(blocks))
     return PointBuffer(_blind_buffer(data, key.scalar, workers))
 
 
 def _blind_buffer(data: Buffer, scalar: bytes, workers: int | None) -> bytearray:
     out = bytearray(len(data))
-
-    def run(start: int, end: int) -> None:
-        for index in range(start, end):
-            at = index * POINT_BYTES
-            try:
-                out[at : at + POINT_BYTES] = crypto_scalarmult(
-                    scalar, bytes(data[at : at + POINT_BYTES])
-                )
-            except SodiumError:  # the identity: only a point of small order gives it
-                raise _invalid(index, "a point of small order") from None
-
-    _map_ranges(run, len(data) // POINT_BYTES, workers)
+    _map_ranges(lambda start, end: _blind_range(out, data, scalar, start, end, 0),
+                len(data) // POINT_BYTES, workers)  # fmt: skip
     return out
+
+
+def _blind_range(
+    out: bytearray, data: Buffer, scalar: bytes, start: int, end: int, offset: int
+) -> None:
+    """X25519 of the points ``start .. end`` of ``data`` into ``out``; the error names
+    ``offset + index``, the point's index in the whole list."""
+    for index in range(start, end):
+        at = index * POINT_BYTES
+        try:
+            out[at : at + POINT_BYTES] = crypto_scalarmult(
+                scalar, bytes(data[at : at + POINT_BYTES])
+            )
+        except SodiumError:  # the identity: only a point of small order gives it
+            raise _invalid(offset + index, "a point of small order") from None
+
+
+# -- blocks for the executors' workers (module-level: a worker loads them by name) ----------
+def hash_block(job_id: str, ids: Sequence[str], offset: int) -> bytes:
+    """:func:`hash_points` of one block of ids, whose first is id ``offset`` of the list
+    (errors name the index in the whole list), as 32 bytes a point."""
+    run = _hash_chunk(job_id)
+    return b"".join(
+        b"".join(run(ids[start : start + _HASH_CHUNK], offset + start))
+        for start in range(0, len(ids), _HASH_CHUNK)
+    )
+
+
+def blind_block(data: bytes, scalar: bytes, offset: int) -> bytes:
+    """X25519 with ``scalar`` of one block of points, in one thread; a point of small order
+    raises the CryptoError naming its index in the whole list (``offset`` added)."""
+    out = bytearray(len(data))
+    _blind_range(out, data, scalar, 0, len(data) // POINT_BYTES, offset)
+    return bytes(out)
+
+
+def hash_blind_block(job_id: str, ids: Sequence[str], offset: int, scalar: bytes) -> bytes:
+    """:func:`blind_block` of :func:`hash_block`: one task, and the points never travel
+    unblinded."""
+    return blind_block(hash_block(job_id, ids, offset), scalar, offset)
 
 
 def check_points(points: Sequence[bytes]) -> None:

@@ -35,20 +35,14 @@ from tests.support.keys import KeyPair
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 
 from fedcredit.crypto.executors.ray_executor import BlockSizes, RayExecutor  # noqa: E402
+from tests.support.ray_cluster import local_cluster, task_pids  # noqa: E402
 
-#: Blocks small enough that the tests' short inputs really go to the Ray workers.
-SMALL = BlockSizes(encrypt=16, matvec=16, weighted=16, pack=1, decrypt=8, per_worker=2)
 ROWS = 96
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RayExecutor]:
-    if ray.is_initialized():
-        ray.shutdown()
-    executor = RayExecutor("local", workers=2, blocks=SMALL)
-    yield executor
-    set_executor(None)
-    executor.close()
+    yield from local_cluster()
 
 
 def on(executor: Any, fn: Any) -> Any:
@@ -132,21 +126,6 @@ def test_decryption_on_ray_is_bit_identical_to_threads(
     assert on(cluster, lambda: decrypt_packed(sk, packed)) == decrypt_packed(sk, packed)
 
 
-def _task_pids(name: str) -> list[int]:
-    """Processes whose title Ray set to ``ray::<name>``: workers running that task now."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
-        except OSError:
-            continue
-        if title.startswith(f"ray::{name}".encode()):
-            pids.append(int(entry.name))
-    return pids
-
-
 def test_a_worker_killed_mid_task_is_retried_without_a_wrong_or_doubled_result(
     cluster: RayExecutor, keypair: KeyPair
 ) -> None:
@@ -165,7 +144,7 @@ def test_a_worker_killed_mid_task_is_retried_without_a_wrong_or_doubled_result(
     killed = None
     deadline = time.monotonic() + 30
     while killed is None and time.monotonic() < deadline and worker.is_alive():
-        running = _task_pids("encrypt_task")
+        running = task_pids("encrypt_task")
         if running:
             killed = running[0]
             os.kill(killed, signal.SIGKILL)

@@ -10,12 +10,16 @@ functions on the same numbers (``fedcredit.crypto.executors.threads``' block fun
 every result is the unique residue in ``[0, modulus)``, so the choice never changes a bit of a
 ciphertext. Randomness is never drawn by an executor: exponents and masks come from the caller,
 so an injected rng gives the same ciphertexts everywhere.
+
+Light per-item work of another package (the PSI's hashing and X25519 blinding, 10 to 50 us an
+id) goes through :meth:`Executor.map_blocks`: the caller owns the block functions (module-level,
+so a worker process loads them by name) and its own local path; the executor only ships blocks.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,6 +30,10 @@ from fedcredit.crypto.executors.threads import ThreadExecutor
 
 #: A packing group: ciphertexts and their masks, first slot high.
 Group = tuple[Sequence[Any], Sequence[int]]
+#: A block function: ``fn(*args) -> bytes`` for one block, defined at module level.
+BlockFunction = Callable[..., bytes]
+#: ``args(start, end)``: the block function's arguments for items ``start .. end`` of a call.
+BlockArgs = Callable[[int, int], tuple[Any, ...]]
 
 
 class PublicNumbers(Protocol):
@@ -89,6 +97,12 @@ class Executor(Protocol):
     ) -> list[list[Any]]:  # fmt: skip
         """Per column j, per bin ``b < n_bins[j]``: ``prod of c_i with codes[i, j] == b mod
         nsq`` (1 for an empty bin); ``codes`` has one row per ciphertext, each in range."""
+
+    def map_blocks(self, fn: BlockFunction, count: int, args: BlockArgs) -> list[bytes] | None:
+        """``[fn(*args(a, b)) for each block a .. b of range(count)]``, in order, on the
+        executor's workers; ``None`` when the caller should run the work itself in this process
+        (always on the thread pool; on the others, calls too small for a worker). An error
+        ``fn`` raises is raised here as it is, the one of the lowest block first."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""The encryption kernel on worker processes of this machine; everything else on the threads.
+"""Encryption and the PSI's blocks on worker processes of this machine; the rest on the threads.
 
 Why: the DJN comb (``FixedBaseTable.pow``) is a Python loop around gmpy2 multiplications, and
 the thread holds the GIL between them, so two crypto threads encrypt only about 1.2-1.3 times
@@ -14,22 +14,27 @@ that runs gRPC threads) when the executor is made, and live as long as it does. 
 ``min_block`` values per worker run on the local threads, where a process round trip would cost
 more than it saves.
 
-Who sees what: the workers are this party's own processes; they see what the thread pool sees.
+The PSI's hashing and blinding (``map_blocks``, blocks of ``fedcredit.psi.group``) run there
+too: the hashing is Python holding the GIL, so on the threads it is serial.
 
 The bin sums (``fedcredit.crypto.bin_sums``) stay on the threads (inherited): their loop is one
 gmpy2 multiplication after another, which releases the GIL, and two threads were as fast as two
 worker processes that must first receive the ciphertexts as bytes (2048 bits, 22,500 rows x 12
 columns, under nice on a shared machine: 1.29-1.54 s on two threads, 1.42-2.09 s on two
 processes, 2.1-2.7 s on one thread).
+
+Who sees what: the workers are this party's own processes; they see what the thread pool sees
+(for the PSI, the ids and the scalar of each block, kept no longer than the task).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from gmpy2 import mpz
@@ -42,6 +47,7 @@ from fedcredit.crypto.executors.ray_executor import (
     encrypt_task,
     from_bytes,
     noop_task,
+    split_counts,
     to_bytes,
     width_of,
     worker_key,
@@ -68,8 +74,8 @@ def encrypt_owned_task(spec: KeySpec, window: int, plain: bytes, exps: bytes) ->
 
 
 class ProcessExecutor(ThreadExecutor):
-    """``encrypt`` on ``workers`` spawned processes (default: one per core); the other kernels
-    on this process's thread pool (they are short or already GIL-free)."""
+    """``encrypt`` and ``map_blocks`` on ``workers`` spawned processes (default: one per core);
+    the other kernels on this process's thread pool (they are short or already GIL-free)."""
 
     name = "processes"
 
@@ -146,6 +152,39 @@ class ProcessExecutor(ThreadExecutor):
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         super().close()
+
+    #: Items per block of :meth:`map_blocks` (PSI ids or points, 10 to 50 us each): at least
+    #: 10 ms of work against a round trip to a worker of well under a millisecond, and at
+    #: most 8 MiB of points, so that a 10M-id list is never copied whole into the queue.
+    psi_min_block = 1024
+    psi_max_block = 262_144
+
+    def map_blocks(
+        self,
+        fn: Callable[..., bytes],
+        count: int,
+        args: Callable[[int, int], tuple[Any, ...]],
+    ) -> list[bytes] | None:
+        """``fn(*args(a, b))`` per block on the worker processes, two blocks a worker (more
+        for a long list, each at most ``psi_max_block``), at most two a worker in flight;
+        ``None`` under two blocks' worth of items, which the caller runs on its threads."""
+        counts = split_counts(count, self.psi_min_block, self.psi_max_block, self.workers * 2)
+        if len(counts) < 2:
+            return None
+        bounds = list(itertools.accumulate(counts, initial=0))
+        pending: collections.deque[Future[bytes]] = collections.deque()
+        results: list[bytes] = []
+        try:
+            for a, b in itertools.pairwise(bounds):
+                pending.append(self._pool.submit(fn, *args(a, b)))
+                if len(pending) >= 2 * self.workers:
+                    results.append(pending.popleft().result())
+            while pending:
+                results.append(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
+        return results
 
 
 __all__ = ["MIN_BLOCK", "ProcessExecutor", "encrypt_owned_task"]

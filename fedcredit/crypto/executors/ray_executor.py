@@ -16,10 +16,14 @@ to, the lost one. Errors raised by the arithmetic itself are not retried.
 Who sees what: the Ray cluster is part of the party. Its workers and object store see the
 plaintexts being encrypted with their DJN exponents, and for ``decrypt`` the key's factors: run
 it on the party's own machines, with Ray's TLS between them (docs/SCALING.md, "A party on a Ray cluster").
+``map_blocks`` (the PSI's hashing and blinding) sends the party's ids and its PSI scalar with
+each task; a worker keeps neither after the task.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +45,7 @@ from fedcredit.crypto.executors.threads import (
     matvec_block,
     pack_group,
 )
-from fedcredit.errors import CryptoError
+from fedcredit.errors import CryptoError, FedCreditError
 
 #: ``ray_address`` that starts a cluster on this machine instead of joining one.
 LOCAL = "local"
@@ -70,6 +74,11 @@ class BlockSizes:
     #: Rows of the bin sums: one multiplication a row and column (about 10 us at 2048 bits), so
     #: 512 rows of four columns are about 20 ms.
     bins: int = 512
+
+    #: PSI ids or points per block (``map_blocks``): 2,048 X25519 blindings are about 100 ms
+    #: on one core, 50 times Ray's overhead; at most 8 MiB of points a task.
+    psi: int = 2048
+    psi_max: int = 262_144
 
 
 # -- bytes ------------------------------------------------------------------------------------
@@ -261,6 +270,7 @@ class RayExecutor:
             self._owns = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         options = {"max_retries": max_retries, "retry_exceptions": False, "num_cpus": 1}
+        self._options = options
         self._tasks = {
             fn.__name__: ray.remote(**options)(fn)
             for fn in (
@@ -409,3 +419,54 @@ class RayExecutor:
         width = width_of(nsq)
         blocks = [from_bytes(block, width) for block in self._run("bin_sums_task", calls)]
         return combine_bin_products(nsq, blocks, n_bins)
+
+    def map_blocks(
+        self,
+        fn: Callable[..., bytes],
+        count: int,
+        args: Callable[[int, int], tuple[Any, ...]],
+    ) -> list[bytes] | None:
+        """``fn(*args(a, b))`` per block as Ray tasks (``per_worker`` blocks a worker, each of
+        ``blocks.psi`` to ``blocks.psi_max`` items), one result per block by its ObjectRef,
+        at most ``2 * per_worker`` blocks a worker in flight; ``None`` under two blocks.
+
+        A worker that dies mid-block is replaced and the block rerun (``max_retries``); an
+        error ``fn`` raises (a bad point, a bad id) is raised here as it is, never retried.
+        """
+        b = self.blocks
+        counts = split_counts(count, b.psi, b.psi_max, self.workers * b.per_worker)
+        if len(counts) < 2:
+            return None
+        key = f"{fn.__module__}.{fn.__qualname__}"
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._tasks[key] = self._ray.remote(**self._options)(fn)
+        bounds = list(itertools.accumulate(counts, initial=0))
+        window = 2 * b.per_worker * self.workers
+        pending: collections.deque[Any] = collections.deque()
+        results: list[bytes] = []
+        try:
+            for a, z in itertools.pairwise(bounds):
+                pending.append(task.remote(*args(a, z)))
+                if len(pending) >= window:
+                    results.append(self._get_block(pending.popleft(), fn))
+            while pending:
+                results.append(self._get_block(pending.popleft(), fn))
+        finally:
+            for ref in pending:
+                self._ray.cancel(ref)
+        return results
+
+    def _get_block(self, ref: Any, fn: Callable[..., bytes]) -> bytes:
+        """One block's result; the block function's own error as it is (Ray wraps it)."""
+        try:
+            result: bytes = self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, FedCreditError):
+                raise exc.cause from None
+            raise CryptoError(f"Ray executor: {fn.__name__} failed: {exc.cause!r}") from exc
+        except self._ray.exceptions.RayError as exc:
+            raise CryptoError(
+                f"Ray executor: {fn.__name__} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        return result

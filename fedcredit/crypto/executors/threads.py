@@ -8,7 +8,7 @@ and every result is reduced into ``[0, modulus)``, so both give the same bits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gmpy2
@@ -152,6 +152,16 @@ class ThreadExecutor:
             list(range(codes.shape[1])),
             inline=inline,
         )
+
+    def map_blocks(
+        self,
+        fn: Callable[..., bytes],
+        count: int,
+        args: Callable[[int, int], tuple[Any, ...]],
+    ) -> list[bytes] | None:
+        """Always ``None``: the caller's own path on this process is the thread pool's."""
+        del fn, count, args
+        return None
 
 
 def column_bin_products(
