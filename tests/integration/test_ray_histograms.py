@@ -27,9 +27,10 @@ from fedcredit.crypto.executors.ray_executor import BlockSizes, RayExecutor
 from fedcredit.protocol.trees.settings import TreeSettings
 
 # Without Ray this import skips the module (``pytest.importorskip`` in test_ray_executor).
-from tests.integration.test_ray_executor import _task_pids, cluster, on
+from tests.integration.test_ray_executor import cluster, on
 from tests.integration.test_trees_local import _federation
 from tests.support.keys import KeyPair
+from tests.support.ray_cluster import task_pids
 
 __all__ = ["cluster"]  # the module-scoped local Ray cluster, shared with test_ray_executor
 
@@ -102,7 +103,7 @@ def test_a_worker_killed_mid_bin_sums_block_is_retried_without_a_wrong_or_double
     killed = None
     deadline = time.monotonic() + 30
     while killed is None and time.monotonic() < deadline and worker.is_alive():
-        running = _task_pids("bin_sums_task")
+        running = task_pids("bin_sums_task")
         if running:
             killed = running[0]
             os.kill(killed, signal.SIGKILL)
