@@ -24,10 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gmpy2
-from gmpy2 import mpz
-
-from fedcredit.crypto import pool
+from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.keys import PrivateKey, PublicKey, system_random
 from fedcredit.crypto.serde import _from_bytes, _to_bytes
 from fedcredit.crypto.vector import EncryptedVector
@@ -96,18 +93,15 @@ def mask_and_pack_digits(
         raise CryptoError(f"a group of {group} digits of {digit_bits} bits does not fit the key")
     source = rng or system_random()
     masks = [source.getrandbits(digit_bits * used + DIGIT_MASK_SECURITY_BITS) for used in sizes]
-    groups = [ev.ciphertexts[start : start + group] for start in range(0, len(ev), group)]
-    n, nsq, shift = key.n, key.nsquare, mpz(1) << digit_bits
-
-    def pack(item: tuple[Sequence[Any], int]) -> Any:
-        cts, mask = item
-        acc = cts[0]
-        for c in cts[1:]:
-            acc = gmpy2.powmod(acc, shift, nsq) * c % nsq
-        # The mask enters as g**R = 1 + n R: no exponentiation.
-        return acc * (1 + n * mpz(mask)) % nsq
-
-    packed = pool.map_tasks(pack, list(zip(groups, masks, strict=True)), inline=len(groups) < 2)
+    # One mask per ciphertext is the executor's Horner packing (``pack``, the thread pool's or
+    # a Ray cluster's) with the mask in the last slot and zeros above it: its packed mask is
+    # then R itself, entering as g**R = 1 + n R (no exponentiation), the same residue.
+    groups = [
+        (ev.ciphertexts[start : start + used], [0] * (used - 1) + [mask])
+        for start, used, mask in zip(range(0, len(ev), group), sizes, masks, strict=True)
+    ]
+    n, nsq = key.n, key.nsquare
+    packed = current_executor().pack(n, nsq, digit_bits, groups)
     # The key's owner decrypts these: textbook randomness, never its own base hs (review F6).
     obfuscators = key.full_obfuscators(len(packed), rng)
     fresh = tuple(c * r % nsq for c, r in zip(packed, obfuscators, strict=True))

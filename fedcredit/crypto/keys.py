@@ -20,7 +20,6 @@ import gmpy2
 import phe
 from gmpy2 import mpz
 
-from fedcredit.crypto import pool
 from fedcredit.crypto.djn import FixedBaseTable, LazyTable
 from fedcredit.crypto.executors.base import current_executor
 from fedcredit.crypto.stock import Stock, StockRegistry, randomness_stock
@@ -59,12 +58,16 @@ def _make_djn_base(n: Any, nsquare: Any, rng: random.Random) -> Any:
 
 
 def _full_obfuscators(n: Any, nsquare: Any, count: int, source: random.Random) -> list[Any]:
+    """``count`` values ``r**n mod n**2``: the r drawn here, in the caller's thread (an injected
+    rng stays deterministic), the powers on the current executor (a Ray partner's cluster).
+    The stock's refill thread asks for one at a time, under every executor's minimum block, so
+    it stays on this process's threads."""
     bases: list[Any] = []
     while len(bases) < count:
         r = mpz(source.randrange(1, int(n)))
         if gmpy2.gcd(r, n) == 1:
             bases.append(r)
-    return pool.map_tasks(lambda r: gmpy2.powmod(r, n, nsquare), bases)
+    return current_executor().powers(bases, n, nsquare)
 
 
 #: Textbook obfuscators kept ready per key (enough for sequential online requests).

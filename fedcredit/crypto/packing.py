@@ -171,14 +171,17 @@ def unmask(
     return from_fixed(values, scale_bits)
 
 
-def pack_for_owner(values: EncryptedVector, value_bits: int) -> PackedCiphertexts:
+def pack_for_owner(
+    values: EncryptedVector, value_bits: int, *, rng: random.Random | None = None
+) -> PackedCiphertexts:
     """Pack ``values`` several to a ciphertext, first slot high, like ``mask_and_pack`` but
     without masks: for the key's owner, who may read every value (binning's per-bin sums).
 
     Each value must be a non-negative integer below ``2**value_bits`` at scale 0 (the caller
     offsets signed values). Slots are ``value_bits + SLOT_EXTRA_BITS`` wide, as in
     ``mask_and_pack``, so ``decrypt_packed`` reads them back. The owner knows its own key's
-    ``hs`` base, so the packed ciphertexts get textbook randomness instead (review F6).
+    ``hs`` base, so the packed ciphertexts get textbook randomness instead (review F6): the
+    ``r**n`` on the current executor, like the packing. ``rng`` is for deterministic tests.
     """
     key = values.public_key
     slot_bits = value_bits + SLOT_EXTRA_BITS
@@ -196,7 +199,7 @@ def pack_for_owner(values: EncryptedVector, value_bits: int) -> PackedCiphertext
     ]
     joined = current_executor().pack(key.n, key.nsquare, slot_bits, groups)
     packed = (
-        EncryptedVector(key, joined, values.scale_bits).rerandomize_for_owner()
+        EncryptedVector(key, joined, values.scale_bits).rerandomize_for_owner(rng)
         if groups
         else values
     )

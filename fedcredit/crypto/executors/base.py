@@ -1,8 +1,10 @@
 """The executor seam: who runs the heavy kernels, and the one this process uses now.
 
 Five kernels carry almost all of an epoch's work: DJN encryption, ``X.T @ [[d]]``, weighted
-sums, the Horner packing of ``mask_and_pack`` and CRT decryption; a sixth, the encrypted bin
-sums, carries the trees' and the binning's histograms. ``fedcredit.crypto`` hands
+sums, the Horner packing of ``mask_and_pack`` (and of ``pack_for_owner`` and the digit packing)
+and CRT decryption; a sixth, the encrypted bin sums, carries the trees' and the binning's
+histograms, and a seventh, ``powers``, the textbook randomizers ``r**n`` of what goes to a key's
+owner. ``fedcredit.crypto`` hands
 each of them, as plain numbers, to the current :class:`Executor`: the thread pool
 (:class:`~fedcredit.crypto.executors.threads.ThreadExecutor`, the default) or a Ray cluster
 (:class:`~fedcredit.crypto.executors.ray_executor.RayExecutor`). Every executor runs the same
@@ -103,6 +105,12 @@ class Executor(Protocol):
         executor's workers; ``None`` when the caller should run the work itself in this process
         (always on the thread pool; on the others, calls too small for a worker). An error
         ``fn`` raises is raised here as it is, the one of the lowest block first."""
+        ...
+
+    def powers(self, bases: Sequence[Any], exponent: Any, modulus: Any) -> list[Any]:
+        """``[b**exponent mod modulus for b in bases]`` (a non-negative ``exponent``): the
+        textbook randomizers ``r**n mod n**2`` of ciphertexts for the key's owner; a call
+        under the executor's minimum block stays on this process's threads."""
         ...
 
 

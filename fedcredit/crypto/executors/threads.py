@@ -163,6 +163,15 @@ class ThreadExecutor:
         del fn, count, args
         return None
 
+    def powers(self, bases: Sequence[Any], exponent: Any, modulus: Any) -> list[Any]:
+        """``[b**exponent mod modulus]``, one task a base on the pool (inline for one)."""
+        return pool.map_tasks(lambda b: gmpy2.powmod(b, exponent, modulus), bases)
+
+
+def powers_block(bases: Sequence[Any], exponent: Any, modulus: Any) -> list[Any]:
+    """``[b**exponent mod modulus for b in bases]`` of one block (each in ``[0, modulus)``)."""
+    return [gmpy2.powmod(b, exponent, modulus) for b in bases]
+
 
 def column_bin_products(
     nsq: Any, cts: Sequence[Any], column: npt.NDArray[np.int64], n_bins: int
