@@ -14,9 +14,7 @@ from fedcredit.crypto.executors import set_executor
 from fedcredit.crypto.executors.ray_executor import BlockSizes, RayExecutor
 
 #: Blocks small enough that the tests' short inputs really go to the Ray workers.
-SMALL = BlockSizes(
-    encrypt=16, matvec=16, weighted=16, pack=1, decrypt=8, per_worker=2, powers=4
-)
+SMALL = BlockSizes(encrypt=16, matvec=16, weighted=16, pack=1, decrypt=8, per_worker=2, powers=4)
 
 
 def local_cluster(blocks: BlockSizes = SMALL) -> Iterator[RayExecutor]:
