@@ -57,17 +57,27 @@ def _make_djn_base(n: Any, nsquare: Any, rng: random.Random) -> Any:
     return gmpy2.powmod(h, n, nsquare)
 
 
-def _full_obfuscators(n: Any, nsquare: Any, count: int, source: random.Random) -> list[Any]:
-    """``count`` values ``r**n mod n**2``: the r drawn here, in the caller's thread (an injected
-    rng stays deterministic), the powers on the current executor (a Ray partner's cluster).
-    The stock's refill thread asks for one at a time, under every executor's minimum block, so
-    it stays on this process's threads."""
+def _units(n: Any, count: int, source: random.Random) -> list[Any]:
+    """``count`` values r uniform in Z*_n."""
     bases: list[Any] = []
     while len(bases) < count:
         r = mpz(source.randrange(1, int(n)))
         if gmpy2.gcd(r, n) == 1:
             bases.append(r)
-    return current_executor().powers(bases, n, nsquare)
+    return bases
+
+
+def _full_obfuscators(n: Any, nsquare: Any, count: int, source: random.Random) -> list[Any]:
+    """``count`` values ``r**n mod n**2``: the r drawn here, in the caller's thread (an injected
+    rng stays deterministic), the powers on the current executor (a Ray partner's cluster;
+    fewer than its minimum block on this process's threads)."""
+    return current_executor().powers(_units(n, count, source), n, nsquare)
+
+
+def _one_full_obfuscator(n: Any, nsquare: Any) -> Any:
+    """One ``r**n mod n**2`` in the calling thread: the stock's refill, which never submits to
+    an executor (a background thread must not outlive, or race, a cluster being closed)."""
+    return gmpy2.powmod(_units(n, 1, _SYSTEM_RANDOM)[0], n, nsquare)
 
 
 #: Textbook obfuscators kept ready per key (enough for sequential online requests).
@@ -191,7 +201,7 @@ class PublicKey:
             stock = _FULL_STOCKS.get(
                 n,
                 lambda: Stock(
-                    lambda: _full_obfuscators(n, nsq, 1, _SYSTEM_RANDOM)[0],
+                    lambda: _one_full_obfuscator(n, nsq),
                     lambda k: _full_obfuscators(n, nsq, k, _SYSTEM_RANDOM),
                     FULL_STOCK,
                     idle_only=False,
