@@ -81,7 +81,7 @@ class BlockSizes:
     psi: int = 2048
     psi_max: int = 262_144
     #: Bases of ``powers``: one ``r**n mod n**2`` is 10 to 25 ms at 2048 bits, so 8 are 40 to
-    #: 100 times Ray's overhead; the stock's refills (one value) stay on the threads.
+    #: 100 times Ray's overhead (the r**n stock refills in its own thread, never here).
     powers: int = 8
 
 
