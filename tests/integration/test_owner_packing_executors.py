@@ -11,10 +11,7 @@ rerun, with neither a wrong nor a doubled value.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -41,7 +38,7 @@ from fedcredit.crypto.vector import EncryptedVector
 # Without Ray this import skips the module (``pytest.importorskip`` in test_ray_executor).
 from tests.integration.test_ray_executor import cluster, on
 from tests.support.keys import KeyPair
-from tests.support.ray_cluster import task_pids
+from tests.support.ray_cluster import kill_a_worker_during
 
 __all__ = ["cluster"]  # the module-scoped local Ray cluster, shared with test_ray_executor
 
@@ -181,22 +178,10 @@ def test_a_worker_killed_mid_powers_block_is_retried_without_a_wrong_or_doubled_
     count = 1600  # two blocks of 800 powers at 1024 bits: each long enough to be caught running
     expected = _textbook(pk, count, random.Random(15))
     slow = RayExecutor("local", blocks=BlockSizes(powers=800, per_worker=1))
-    got: list[Any] = []
-    worker = threading.Thread(
-        target=lambda: got.append(
-            on(slow, lambda: _full_obfuscators(pk.n, pk.nsquare, count, random.Random(15)))
-        )
+    killed, got, hung = kill_a_worker_during(
+        "powers_task",
+        lambda: on(slow, lambda: _full_obfuscators(pk.n, pk.nsquare, count, random.Random(15))),
     )
-    worker.start()
-    killed = None
-    deadline = time.monotonic() + 30
-    while killed is None and time.monotonic() < deadline and worker.is_alive():
-        running = task_pids("powers_task")
-        if running:
-            killed = running[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.01)
-    worker.join(timeout=120)
     assert killed is not None, "no Ray worker was seen running a powers block"
-    assert not worker.is_alive()
+    assert not hung
     assert got == [expected]

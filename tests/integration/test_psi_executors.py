@@ -11,9 +11,6 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
-import signal
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,7 +33,7 @@ from fedcredit.crypto.executors.ray_executor import (  # noqa: E402
     RayExecutor,
     noop_task,
 )
-from tests.support.ray_cluster import local_cluster, task_pids  # noqa: E402
+from tests.support.ray_cluster import kill_a_worker_during, local_cluster  # noqa: E402
 
 T = TypeVar("T")
 JOB = "job-psi-executors"
@@ -159,20 +156,11 @@ def test_a_ray_worker_killed_mid_blind_is_retried_and_the_points_are_the_same(
     expected = blind(points, key)
     # Four blocks of 5,000 points, about a quarter of a second each: long enough to be caught.
     slow = RayExecutor("local", blocks=BlockSizes(psi=5000, per_worker=2))
-    got: list[PointBuffer] = []
-    worker = threading.Thread(target=lambda: got.append(on(slow, lambda: blind(points, key))))
-    worker.start()
-    killed = None
-    deadline = time.monotonic() + 30
-    while killed is None and time.monotonic() < deadline and worker.is_alive():
-        running = task_pids("blind_block")
-        if running:
-            killed = running[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.005)
-    worker.join(timeout=120)
+    killed, got, hung = kill_a_worker_during(
+        "blind_block", lambda: on(slow, lambda: blind(points, key))
+    )
     assert killed is not None, "no Ray worker was seen running a blinding block"
-    assert not worker.is_alive()
+    assert not hung
     assert len(got) == 1
     assert got[0].tobytes() == expected.tobytes()
 

@@ -8,11 +8,7 @@ refused with a message naming the key.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +31,7 @@ from tests.support.keys import KeyPair
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 
 from fedcredit.crypto.executors.ray_executor import BlockSizes, RayExecutor  # noqa: E402
-from tests.support.ray_cluster import local_cluster, task_pids  # noqa: E402
+from tests.support.ray_cluster import kill_a_worker_during, local_cluster  # noqa: E402
 
 ROWS = 96
 
@@ -134,24 +130,12 @@ def test_a_worker_killed_mid_task_is_retried_without_a_wrong_or_doubled_result(
     plain = np.linspace(-1.0, 1.0, count)
     expected = on(ThreadExecutor(), lambda: encrypt_vector(pk, plain, 20, rng=random.Random(12)))
     slow = RayExecutor("local", blocks=BlockSizes(encrypt=1500, per_worker=2))
-    got: list[Any] = []
-    worker = threading.Thread(
-        target=lambda: got.append(
-            on(slow, lambda: encrypt_vector(pk, plain, 20, rng=random.Random(12)))
-        )
+    killed, got, hung = kill_a_worker_during(
+        "encrypt_task",
+        lambda: on(slow, lambda: encrypt_vector(pk, plain, 20, rng=random.Random(12))),
     )
-    worker.start()
-    killed = None
-    deadline = time.monotonic() + 30
-    while killed is None and time.monotonic() < deadline and worker.is_alive():
-        running = task_pids("encrypt_task")
-        if running:
-            killed = running[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.01)
-    worker.join(timeout=120)
     assert killed is not None, "no Ray worker was seen running an encryption block"
-    assert not worker.is_alive()
+    assert not hung
     assert len(got) == 1
     assert len(got[0]) == count
     assert got[0].ciphertexts == expected.ciphertexts

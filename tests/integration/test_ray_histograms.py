@@ -9,11 +9,7 @@ the threads.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +26,7 @@ from fedcredit.protocol.trees.settings import TreeSettings
 from tests.integration.test_ray_executor import cluster, on
 from tests.integration.test_trees_local import _federation
 from tests.support.keys import KeyPair
-from tests.support.ray_cluster import task_pids
+from tests.support.ray_cluster import kill_a_worker_during
 
 __all__ = ["cluster"]  # the module-scoped local Ray cluster, shared with test_ray_executor
 
@@ -95,22 +91,11 @@ def test_a_worker_killed_mid_bin_sums_block_is_retried_without_a_wrong_or_double
     codes = np.random.default_rng(7).integers(0, 33, size=(rows, 48))
     expected = on(ThreadExecutor(), lambda: bin_sums(values, None, codes, n_bins))
     slow = RayExecutor("local", blocks=BlockSizes(bins=3000, per_worker=1))
-    got: list[Any] = []
-    worker = threading.Thread(
-        target=lambda: got.append(on(slow, lambda: bin_sums(values, None, codes, n_bins)))
+    killed, got, hung = kill_a_worker_during(
+        "bin_sums_task", lambda: on(slow, lambda: bin_sums(values, None, codes, n_bins))
     )
-    worker.start()
-    killed = None
-    deadline = time.monotonic() + 30
-    while killed is None and time.monotonic() < deadline and worker.is_alive():
-        running = task_pids("bin_sums_task")
-        if running:
-            killed = running[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.01)
-    worker.join(timeout=120)
     assert killed is not None, "no Ray worker was seen running a bin-sums block"
-    assert not worker.is_alive()
+    assert not hung
     assert len(got) == 1
     assert [v.ciphertexts for v in got[0]] == [v.ciphertexts for v in expected]
 
