@@ -31,12 +31,11 @@ Who sees what: the workers are this party's own processes; they see what the thr
 
 from __future__ import annotations
 
-import collections
 import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from gmpy2 import mpz
@@ -54,7 +53,7 @@ from fedcredit.crypto.executors.ray_executor import (
     width_of,
     worker_key,
 )
-from fedcredit.crypto.executors.threads import ThreadExecutor
+from fedcredit.crypto.executors.threads import ThreadExecutor, in_flight
 
 #: Values per block below which a call stays on the local threads.
 MIN_BLOCK = 128
@@ -173,20 +172,13 @@ class ProcessExecutor(ThreadExecutor):
         counts = split_counts(count, self.psi_min_block, self.psi_max_block, self.workers * 2)
         if len(counts) < 2:
             return None
-        bounds = list(itertools.accumulate(counts, initial=0))
-        pending: collections.deque[Future[bytes]] = collections.deque()
-        results: list[bytes] = []
-        try:
-            for a, b in itertools.pairwise(bounds):
-                pending.append(self._pool.submit(fn, *args(a, b)))
-                if len(pending) >= 2 * self.workers:
-                    results.append(pending.popleft().result())
-            while pending:
-                results.append(pending.popleft().result())
-        finally:
-            for future in pending:
-                future.cancel()
-        return results
+        return in_flight(
+            counts,
+            lambda a, b: self._pool.submit(fn, *args(a, b)),
+            lambda future: future.result(),
+            lambda future: future.cancel(),
+            2 * self.workers,
+        )
 
 
 __all__ = ["MIN_BLOCK", "ProcessExecutor", "encrypt_owned_task"]

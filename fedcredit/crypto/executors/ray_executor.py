@@ -22,8 +22,6 @@ each task; a worker keeps neither after the task.
 
 from __future__ import annotations
 
-import collections
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from fedcredit.crypto.executors.threads import (
     combine_bin_products,
     encrypt_block,
     finish_matvec,
+    in_flight,
     matvec_block,
     pack_group,
     powers_block,
@@ -451,21 +450,13 @@ class RayExecutor:
         task = self._tasks.get(key)
         if task is None:
             task = self._tasks[key] = self._ray.remote(**self._options)(fn)
-        bounds = list(itertools.accumulate(counts, initial=0))
-        window = 2 * b.per_worker * self.workers
-        pending: collections.deque[Any] = collections.deque()
-        results: list[bytes] = []
-        try:
-            for a, z in itertools.pairwise(bounds):
-                pending.append(task.remote(*args(a, z)))
-                if len(pending) >= window:
-                    results.append(self._get_block(pending.popleft(), fn))
-            while pending:
-                results.append(self._get_block(pending.popleft(), fn))
-        finally:
-            for ref in pending:
-                self._ray.cancel(ref)
-        return results
+        return in_flight(
+            counts,
+            lambda a, z: task.remote(*args(a, z)),
+            lambda ref: self._get_block(ref, fn),
+            self._ray.cancel,
+            2 * b.per_worker * self.workers,
+        )
 
     def _get_block(self, ref: Any, fn: Callable[..., bytes]) -> bytes:
         """One block's result; the block function's own error as it is (Ray wraps it)."""

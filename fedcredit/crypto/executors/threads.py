@@ -8,6 +8,8 @@ and every result is reduced into ``[0, modulus)``, so both give the same bits.
 
 from __future__ import annotations
 
+import collections
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -207,3 +209,28 @@ def combine_bin_products(
         out.append(total[start : start + size])
         start += size
     return out
+
+
+def in_flight(
+    counts: Sequence[int],
+    start: Callable[[int, int], Any],
+    finish: Callable[[Any], bytes],
+    cancel: Callable[[Any], Any],
+    window: int,
+) -> list[bytes]:
+    """``finish(start(a, b))`` for consecutive blocks of ``counts`` items, in order, with at most
+    ``window`` blocks started and not yet finished (a long list is never queued whole); blocks
+    still pending when one fails are cancelled."""
+    pending: collections.deque[Any] = collections.deque()
+    results: list[bytes] = []
+    try:
+        for a, b in itertools.pairwise(itertools.accumulate(counts, initial=0)):
+            pending.append(start(a, b))
+            if len(pending) >= window:
+                results.append(finish(pending.popleft()))
+        while pending:
+            results.append(finish(pending.popleft()))
+    finally:
+        for handle in pending:
+            cancel(handle)
+    return results
